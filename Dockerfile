@@ -1,0 +1,31 @@
+# Production image: gunicorn + Django's native psycopg pool. Needs DATABASE_URL, SECRET_KEY and ALLOWED_HOSTS.
+FROM python:3.11-slim-bookworm
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    DJANGO_ENV=production \
+    PORT=8000
+
+# pg_dump/pg_restore for backups: they must be at least the server's major version.
+RUN apt-get update \
+    && apt-get install --yes --no-install-recommends postgresql-client \
+    && rm -rf /var/lib/apt/lists/* \
+    && useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin dbops
+
+WORKDIR /app
+COPY requirements.txt .
+RUN pip install --no-deps -r requirements.txt
+
+COPY --chown=dbops:dbops . .
+# Build-time values only let the settings load for collectstatic; nothing connects to this database.
+RUN DATABASE_URL=postgres://build@localhost/build SECRET_KEY=collectstatic-only ALLOWED_HOSTS=build \
+    python manage.py collectstatic --noinput \
+    && chown -R dbops:dbops /app/var
+
+USER dbops
+EXPOSE 8000
+# Liveness, not readiness: a database outage must not make the orchestrator kill healthy web processes.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/health/live', timeout=4)"]
+CMD ["gunicorn", "--config", "gunicorn.conf.py", "project.wsgi:application"]

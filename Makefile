@@ -1,0 +1,63 @@
+# Two commands on a fresh machine: `make run` and `make test`. Everything else is optional.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# Django 6.0 needs Python >= 3.12: the first python3.12 that really runs (pyenv shims may not).
+PYTHON312 ?= $(shell for p in python3.12 $$HOME/.pyenv/versions/3.12*/bin/python3.12; do \
+	"$$p" -c '' >/dev/null 2>&1 && { echo "$$p"; break; }; done)
+VENV6 ?= .venv-django6
+HOST ?= 127.0.0.1
+PORT ?= 8000
+PYTEST_ARGS ?=
+
+.PHONY: venv run test test-django6 lint format bench bench-smoke localdb-stop clean
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+venv: $(VENV)/.installed
+
+## run: venv, project-local PostgreSQL (when DATABASE_URL is unset), migrate, serve on 127.0.0.1:8000
+run: venv
+	@if [ -z "$$DATABASE_URL" ]; then $(PY) manage.py localdb start; fi
+	$(PY) manage.py migrate --noinput
+	@echo ""
+	@echo "dbops is serving on http://$(HOST):$(PORT)/"
+	@echo "  admin:     http://$(HOST):$(PORT)/admin/  (create a user: $(PY) manage.py createsuperuser)"
+	@echo "  liveness:  http://$(HOST):$(PORT)/health/live"
+	@echo "  readiness: http://$(HOST):$(PORT)/health/ready"
+	@echo "Ctrl-C stops the web server; the database keeps running with its data ($(PY) manage.py localdb stop)."
+	$(PY) manage.py runserver --noreload $(HOST):$(PORT)
+
+## test: venv, lint, then the whole suite against a throwaway PostgreSQL cluster (or TEST_DATABASE_URL)
+test: venv lint
+	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing (exit 5 is not a pass)"; fi; exit $$rc
+
+## test-django6: the same suite on Django 6.0 (Python 3.12)
+test-django6:
+	@test -n "$(PYTHON312)" || { echo "python3.12 not found: Django 6.0 target skipped"; exit 1; }
+	@test -f $(VENV6)/.installed || { "$(PYTHON312)" -m venv $(VENV6) && \
+		$(VENV6)/bin/python -m pip install --quiet --disable-pip-version-check \
+			-r requirements-dev.txt -r requirements-django6.txt && touch $(VENV6)/.installed; }
+	@$(VENV6)/bin/python -m pytest $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing (exit 5 is not a pass)"; fi; exit $$rc
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: venv
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+localdb-stop: venv
+	$(PY) manage.py localdb stop
+
+clean:
+	rm -rf $(VENV) $(VENV6) .pytest_cache .ruff_cache
+
+print-python312:
+	@echo "$(PYTHON312)"

@@ -1,0 +1,1 @@
+"""dbops: production-grade database operations for Django on PostgreSQL."""

@@ -1,0 +1,17 @@
+from django.apps import AppConfig
+from django.core import checks
+
+
+class DbopsConfig(AppConfig):
+    name = "apps.dbops"
+    label = "dbops"
+    verbose_name = "Database operations"
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from . import checks as dbops_checks
+
+        checks.register(dbops_checks.check_psycopg_implementation)
+        checks.register(dbops_checks.check_engine_outside_strict_environments)
+        checks.register(dbops_checks.check_pool_covers_threads)
+        checks.register(dbops_checks.check_pool_fits_server, checks.Tags.database)

@@ -1,0 +1,87 @@
+"""System checks for what settings validation cannot see: the driver in use, worker shape, the live server."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.checks import Error, Warning
+from django.db import DatabaseError, connections
+
+from .pool import pool_max_size
+
+W001 = Warning(
+    "psycopg is using its pure-Python implementation.",
+    hint="Install the optimized driver: pip install 'psycopg[binary,pool]' (or psycopg[c]).",
+    id="dbops.W001",
+)
+W002_ID = "dbops.W002"
+E001_ID = "dbops.E001"
+E002_ID = "dbops.E002"
+
+
+def check_psycopg_implementation(app_configs=None, **kwargs):
+    import psycopg
+
+    return [W001] if psycopg.pq.__impl__ == "python" else []
+
+
+def check_engine_outside_strict_environments(app_configs=None, **kwargs):
+    """Development and test may run on another engine, but say that production will refuse it."""
+    config = settings.DBOPS
+    if config.enforcement_applies or config.database.is_postgresql:
+        return []
+    return [
+        Warning(
+            f"DATABASE_URL uses {config.database.engine!r}; DJANGO_ENV=staging/production will refuse it.",
+            hint="Use PostgreSQL locally too: unset DATABASE_URL to get the project-local cluster.",
+            id=W002_ID,
+        )
+    ]
+
+
+def check_pool_covers_threads(app_configs=None, **kwargs):
+    """Flag a pool smaller than a worker's threads: requests would queue for connections."""
+    errors = []
+    threads = settings.DBOPS.web_threads
+    for alias in connections:
+        max_size = pool_max_size(alias)
+        if max_size is not None and max_size < threads:
+            errors.append(
+                Error(
+                    f"Database {alias!r}: pool max size {max_size} is below GUNICORN_THREADS={threads}.",
+                    hint="Raise DATABASE_POOL_SIZE + DATABASE_POOL_MAX_OVERFLOW to at least the threads per worker.",
+                    id=E001_ID,
+                )
+            )
+    return errors
+
+
+def check_pool_fits_server(app_configs=None, databases=None, **kwargs):
+    """Pool max size x workers must fit in the server's max_connections (minus reserved slots)."""
+    if databases is None:
+        return []
+    errors = []
+    workers = settings.DBOPS.web_workers
+    for alias in databases:
+        max_size = pool_max_size(alias)
+        if max_size is None:
+            continue
+        try:
+            with connections[alias].cursor() as cursor:
+                cursor.execute(
+                    "SELECT current_setting('max_connections')::int"
+                    " - current_setting('superuser_reserved_connections')::int"
+                )
+                available = cursor.fetchone()[0]
+        except DatabaseError:
+            continue  # Unreachable: the health checks report that; this check is about sizing.
+        if max_size * workers > available:
+            errors.append(
+                Error(
+                    f"Database {alias!r}: pool max size {max_size} x WEB_CONCURRENCY={workers} workers = "
+                    f"{max_size * workers} connections, but the server allows {available}.",
+                    hint="Lower DATABASE_POOL_SIZE/DATABASE_POOL_MAX_OVERFLOW or WEB_CONCURRENCY, "
+                    "or raise max_connections on the server.",
+                    id=E002_ID,
+                )
+            )
+    return errors

@@ -1,0 +1,351 @@
+"""Read and validate every dbops setting from the environment, once.
+
+`load_config()` is the only place the process environment is read. It returns a frozen `DbopsConfig`;
+everything else reads that. Every invalid value raises `ImproperlyConfigured` with a one-line message that
+names the variable and the fix, and never contains a password.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Mapping
+from importlib import import_module
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+ENVIRONMENTS = ("development", "test", "staging", "production")
+ENVIRONMENT_ALIASES = {"prod": "production"}
+STRICT_ENVIRONMENTS = ("staging", "production")
+
+INSECURE_SECRET_KEY = "django-insecure-dbops-development-only"  # noqa: S105 - the known-bad default
+POSTGRES_SCHEMES = ("postgres", "postgresql", "pgsql", "postgis")
+PROJECT_DIR = Path(__file__).resolve().parents[2]
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+def mask_url(url: str) -> str:
+    """Return `url` with any password replaced by `***` (works on unparseable URLs too)."""
+    masked = re.sub(r"(//[^/@]*?:)[^/@]*@", r"\1***@", url)
+    return re.sub(r"(?i)(password=)[^&]*", r"\1***", masked)
+
+
+@dataclasses.dataclass(frozen=True)
+class PoolConfig:
+    """The seed's SQLAlchemy-style pool numbers, and their psycopg_pool translation."""
+
+    enabled: bool
+    size: int
+    max_overflow: int
+    timeout: int
+    recycle: int
+
+    def psycopg_pool_options(self, name: str) -> dict[str, Any]:
+        """Translate to `psycopg_pool.ConnectionPool` arguments.
+
+        psycopg_pool has no "overflow": it grows from min_size to max_size under load and closes connections
+        above min_size after they sit idle for `max_idle` (600 s), which is what an overflow is.
+        """
+        return {
+            "name": name,
+            "min_size": self.size,
+            "max_size": self.size + self.max_overflow,
+            "timeout": float(self.timeout),
+            "max_lifetime": float(self.recycle),
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class DatabaseConfig:
+    """One database alias: the parsed URL plus the pool and timeout settings."""
+
+    masked_url: str
+    engine: str
+    pool: PoolConfig
+    query_timeout: int
+    connect_timeout: int
+    application_name: str
+    # The parsed URL holds the password: keep it out of reprs.
+    url_settings: dict[str, Any] = dataclasses.field(repr=False)
+
+    @property
+    def is_postgresql(self) -> bool:
+        return self.url_settings.get("_scheme") in POSTGRES_SCHEMES
+
+    def django_settings(self, alias: str = "default") -> dict[str, Any]:
+        """Build the `DATABASES[alias]` entry."""
+        settings = {k: v for k, v in self.url_settings.items() if not k.startswith("_")}
+        settings["ENGINE"] = self.engine
+        settings["OPTIONS"] = dict(settings.get("OPTIONS") or {})
+        if self.is_postgresql:
+            # The native pool requires CONN_MAX_AGE=0; the pool itself decides connection lifetime.
+            settings["CONN_MAX_AGE"] = 0
+            options = settings["OPTIONS"]
+            options.setdefault("application_name", self.application_name)
+            options["connect_timeout"] = self.connect_timeout
+            statement_timeout = f"-c statement_timeout={self.query_timeout * 1000}"
+            options["options"] = (
+                f"{options['options']} {statement_timeout}" if options.get("options") else statement_timeout
+            )
+            if self.pool.enabled:
+                options["pool"] = self.pool.psycopg_pool_options(name=f"dbops-{alias}")
+        return settings
+
+
+@dataclasses.dataclass(frozen=True)
+class LocalDbConfig:
+    """The project-local PostgreSQL cluster used when DATABASE_URL is unset outside staging/production."""
+
+    data_dir: Path
+    port: int
+    bindir: str | None = None
+
+    @property
+    def url(self) -> str:
+        return f"postgres://postgres@127.0.0.1:{self.port}/dbops"
+
+
+@dataclasses.dataclass(frozen=True)
+class DbopsConfig:
+    """Every dbops setting, validated."""
+
+    environment: str
+    debug: bool
+    secret_key: str = dataclasses.field(repr=False)
+    allowed_hosts: tuple[str, ...] = ()
+    enforce_postgresql: bool = True
+    enforcement_applies: bool = True
+    database: DatabaseConfig | None = None
+    database_url_from_env: bool = True
+    localdb: LocalDbConfig | None = None
+    performance_threshold_ms: int = 100
+    slow_query_threshold_ms: int = 200
+    health_check_interval: int = 30
+    backup_enabled: bool = True
+    backup_interval_hours: int = 6
+    backup_retention_days: int = 30
+    health_token: str = dataclasses.field(default="", repr=False)
+    web_workers: int = 2
+    web_threads: int = 4
+    static_root: Path = PROJECT_DIR / "var" / "static"
+
+    @property
+    def is_strict(self) -> bool:
+        """Staging and production: PostgreSQL with the pool is mandatory."""
+        return self.environment in STRICT_ENVIRONMENTS
+
+
+class _Reader:
+    """Typed reads of one environment mapping through django-environ, each failure one named line."""
+
+    def __init__(self, environ_mapping: Mapping[str, str]) -> None:
+        self.env = environ.Env()
+        self.env.ENVIRON = dict(environ_mapping)
+
+    def raw(self, name: str) -> str | None:
+        value = self.env.ENVIRON.get(name)
+        return None if value is None or value.strip() == "" else value.strip()
+
+    def str(self, name: str, default: str) -> str:
+        return self.raw(name) or default
+
+    def bool(self, name: str, default: bool) -> bool:
+        value = self.raw(name)
+        if value is None:
+            return default
+        if value.lower() in _TRUE:
+            return True
+        if value.lower() in _FALSE:
+            return False
+        raise ImproperlyConfigured(f"{name}={value!r} is not a boolean: set it to true or false.")
+
+    def int(self, name: str, default: int, *, minimum: int = 1, unit: str = "") -> int:
+        value = self.raw(name)
+        if value is None:
+            return default
+        try:
+            number = self.env.int(name)
+        except ValueError:
+            raise ImproperlyConfigured(
+                f"{name}={value!r} is not a whole number: set it to an integer >= {minimum}{unit}."
+            ) from None
+        if number < minimum:
+            problem = "negative" if number < 0 else "zero" if number == 0 else f"below {minimum}"
+            raise ImproperlyConfigured(f"{name}={number} is {problem}: set it to an integer >= {minimum}{unit}.")
+        return number
+
+    def list(self, name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+        value = self.raw(name)
+        if value is None:
+            return default
+        return tuple(item.strip() for item in value.split(",") if item.strip())
+
+
+def _parse_environment(reader: _Reader) -> str:
+    value = reader.str("DJANGO_ENV", "development").lower()
+    value = ENVIRONMENT_ALIASES.get(value, value)
+    if value not in ENVIRONMENTS:
+        raise ImproperlyConfigured(
+            f"DJANGO_ENV={value!r} is not a known environment: use one of {', '.join(ENVIRONMENTS)} (or prod)."
+        )
+    return value
+
+
+def parse_database_url(url: str, *, variable: str = "DATABASE_URL") -> dict[str, Any]:
+    """Parse a database URL with django-environ, turning each of its silent failures into one masked line."""
+    masked = mask_url(url)
+    scheme = urlsplit(url).scheme if "://" in url else ""
+    if scheme not in environ.Env.DB_SCHEMES:
+        raise ImproperlyConfigured(
+            f"{variable}={masked!r} has no supported scheme: use postgres://USER:PASSWORD@HOST:PORT/NAME."
+        )
+    query_keys = {key.lower() for key, _ in parse_qsl(urlsplit(url).query)}
+    if "pool" in query_keys:
+        raise ImproperlyConfigured(
+            f"{variable}={masked!r} sets ?pool=: remove it; the pool is configured by the DATABASE_POOL_* variables."
+        )
+    try:
+        parsed = environ.Env.db_url_config(url)
+    except (ValueError, TypeError):
+        # The original exception text can quote the URL, password included: drop it.
+        raise ImproperlyConfigured(
+            f"{variable}={masked!r} cannot be parsed (check the host, the port number and any % escapes)."
+        ) from None
+    if scheme in POSTGRES_SCHEMES and not parsed.get("NAME"):
+        raise ImproperlyConfigured(f"{variable}={masked!r} names no database: add /DBNAME after the host.")
+    parsed["_scheme"] = scheme
+    return parsed
+
+
+def _parse_database(reader: _Reader, url: str) -> DatabaseConfig:
+    url_settings = parse_database_url(url)
+    engine = reader.str("DATABASE_ENGINE", url_settings["ENGINE"])
+    pool = PoolConfig(
+        enabled=reader.bool("DATABASE_POOL_ENABLED", True),
+        size=reader.int("DATABASE_POOL_SIZE", 20),
+        max_overflow=reader.int("DATABASE_POOL_MAX_OVERFLOW", 10, minimum=0),
+        timeout=reader.int("DATABASE_POOL_TIMEOUT", 5, unit=" seconds"),
+        recycle=reader.int("DATABASE_POOL_RECYCLE", 3600, unit=" seconds"),
+    )
+    return DatabaseConfig(
+        masked_url=mask_url(url),
+        engine=engine,
+        pool=pool,
+        query_timeout=reader.int("DATABASE_QUERY_TIMEOUT", 30, unit=" seconds"),
+        # libpq treats 1 as 2: the smallest useful connect timeout is 2 s.
+        connect_timeout=reader.int("DATABASE_CONNECT_TIMEOUT", 3, minimum=2, unit=" seconds"),
+        application_name=reader.str("DATABASE_APPLICATION_NAME", "dbops"),
+        url_settings=url_settings,
+    )
+
+
+def load_config(environ_mapping: Mapping[str, str]) -> DbopsConfig:
+    """Validate the environment into a `DbopsConfig`; raise `ImproperlyConfigured` on the first bad value."""
+    reader = _Reader(environ_mapping)
+    environment = _parse_environment(reader)
+    strict = environment in STRICT_ENVIRONMENTS
+
+    enforce = reader.bool("ENFORCE_POSTGRESQL", True)
+    if strict and not enforce:
+        raise ImproperlyConfigured(
+            f"ENFORCE_POSTGRESQL=false is not allowed when DJANGO_ENV={environment}: remove it "
+            "(it only relaxes development and test)."
+        )
+
+    # The database comes first: it is what enforcement is about.
+    localdb = LocalDbConfig(
+        data_dir=Path(reader.str("DBOPS_LOCALDB_DIR", str(PROJECT_DIR / "var" / "postgres"))),
+        port=reader.int("DBOPS_LOCALDB_PORT", 54329, minimum=1024),
+        bindir=reader.raw("PG_BINDIR"),
+    )
+    url = reader.raw("DATABASE_URL")
+    if url is None and strict:
+        raise ImproperlyConfigured(
+            f"DATABASE_URL is not set with DJANGO_ENV={environment}: set it to postgres://USER:PASSWORD@HOST:PORT/NAME."
+        )
+    database = _parse_database(reader, url or localdb.url)
+    # Default true means "enforce in staging/production"; development and test get strictness only when
+    # ENFORCE_POSTGRESQL=true is set explicitly.
+    enforcement_applies = strict or (enforce and reader.raw("ENFORCE_POSTGRESQL") is not None)
+    if enforcement_applies:
+        enforce_postgresql(
+            database.django_settings(),
+            required_by=f"DJANGO_ENV={environment}" if strict else "ENFORCE_POSTGRESQL=true",
+        )
+
+    debug = reader.bool("DEBUG", environment == "development")
+    if environment == "production" and debug:
+        raise ImproperlyConfigured("DEBUG=true is not allowed when DJANGO_ENV=production: set DEBUG=false.")
+
+    secret_key = reader.raw("SECRET_KEY") or ""
+    if strict and secret_key in ("", INSECURE_SECRET_KEY):
+        raise ImproperlyConfigured(
+            f"SECRET_KEY is {'empty' if not secret_key else 'the development default'} with DJANGO_ENV={environment}: "
+            'set it to a long random value (python -c "import secrets; print(secrets.token_urlsafe(50))").'
+        )
+
+    allowed_hosts = reader.list("ALLOWED_HOSTS", () if strict else ("localhost", "127.0.0.1", "[::1]", "testserver"))
+    if strict and not allowed_hosts:
+        raise ImproperlyConfigured(
+            f"ALLOWED_HOSTS is empty with DJANGO_ENV={environment}: set it to the site's host names, comma-separated."
+        )
+
+    return DbopsConfig(
+        environment=environment,
+        debug=debug,
+        secret_key=secret_key or INSECURE_SECRET_KEY,
+        allowed_hosts=allowed_hosts,
+        enforce_postgresql=enforce,
+        enforcement_applies=enforcement_applies,
+        database=database,
+        database_url_from_env=url is not None,
+        localdb=localdb,
+        performance_threshold_ms=reader.int("DATABASE_PERFORMANCE_THRESHOLD_MS", 100, unit=" ms"),
+        slow_query_threshold_ms=reader.int("DATABASE_SLOW_QUERY_THRESHOLD_MS", 200, unit=" ms"),
+        health_check_interval=reader.int("DATABASE_HEALTH_CHECK_INTERVAL", 30, unit=" seconds"),
+        backup_enabled=reader.bool("DATABASE_BACKUP_ENABLED", True),
+        backup_interval_hours=reader.int("DATABASE_BACKUP_INTERVAL_HOURS", 6, unit=" hours"),
+        backup_retention_days=reader.int("DATABASE_BACKUP_RETENTION_DAYS", 30, unit=" days"),
+        health_token=reader.raw("DBOPS_HEALTH_TOKEN") or "",
+        web_workers=reader.int("WEB_CONCURRENCY", 2),
+        web_threads=reader.int("GUNICORN_THREADS", 4),
+        static_root=Path(reader.str("DJANGO_STATIC_ROOT", str(PROJECT_DIR / "var" / "static"))),
+    )
+
+
+def _backend_wrapper_class(engine: str) -> type | None:
+    try:
+        return import_module(f"{engine}.base").DatabaseWrapper
+    except (ImportError, AttributeError, ImproperlyConfigured):  # e.g. the MySQL backend without mysqlclient
+        return None
+
+
+def enforce_postgresql(database: Mapping[str, Any], *, required_by: str, variable: str = "DATABASE_URL") -> None:
+    """Refuse a `DATABASES` entry that is not PostgreSQL through psycopg 3 with Django's native pool."""
+    from django.db.backends.postgresql.base import DatabaseWrapper as PostgresWrapper
+    from django.db.backends.postgresql.psycopg_any import is_psycopg3
+
+    engine = database.get("ENGINE", "")
+    wrapper = _backend_wrapper_class(engine)
+    if wrapper is None or not issubclass(wrapper, PostgresWrapper):
+        raise ImproperlyConfigured(
+            f"{variable} uses engine {engine!r}, but {required_by} requires PostgreSQL with pooling: "
+            "set it to postgres://USER:PASSWORD@HOST:PORT/NAME."
+        )
+    if not is_psycopg3:
+        raise ImproperlyConfigured(
+            f"{required_by} requires psycopg 3 for pooling, but psycopg2 is in use: pip install 'psycopg[binary,pool]'."
+        )
+    if not (database.get("OPTIONS") or {}).get("pool"):
+        raise ImproperlyConfigured(
+            f"DATABASE_POOL_ENABLED is off, but {required_by} requires PostgreSQL with Django's native pool: "
+            "remove DATABASE_POOL_ENABLED=false."
+        )
+    if database.get("CONN_MAX_AGE", 0) != 0:
+        raise ImproperlyConfigured("CONN_MAX_AGE must be 0 with Django's native pool: the pool manages connections.")

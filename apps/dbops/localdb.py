@@ -1,0 +1,218 @@
+"""A PostgreSQL cluster of the project's own, made with the system's initdb/pg_ctl.
+
+Used by `make run` (a persistent cluster under var/, port 54329 by default) and by the test suite (a
+throwaway cluster in a temporary folder on a free port). It listens on 127.0.0.1 only, trusts local
+connections and has no unix socket, so its path length and folder permissions never matter to clients.
+
+initdb and pg_ctl refuse to run as root: as root every server command runs as the `postgres` OS user,
+on folders that user owns.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import glob
+import hashlib
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+from .exceptions import LocalDbError
+
+SERVER_USER = "postgres"
+SUPERUSER = "postgres"
+INSTALL_HINT = (
+    "PostgreSQL server binaries (initdb, pg_ctl) were not found: install them "
+    "(Debian/Ubuntu: apt-get install postgresql; macOS: brew install postgresql@16), "
+    "or set PG_BINDIR to their folder, or set DATABASE_URL to an existing server."
+)
+
+
+def _is_root() -> bool:
+    return os.geteuid() == 0
+
+
+def _has_server_binaries(folder: Path) -> bool:
+    return (folder / "initdb").is_file() and (folder / "pg_ctl").is_file()
+
+
+def find_bindir(explicit: str | None = None) -> Path:
+    """Locate initdb/pg_ctl: PG_BINDIR, then `pg_config --bindir`, then the newest /usr/lib/postgresql/*/bin."""
+    candidates: list[Path] = []
+    if explicit:
+        candidates.append(Path(explicit))
+    pg_config = shutil.which("pg_config")
+    if pg_config:
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            out = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True, timeout=10, check=True)
+            candidates.append(Path(out.stdout.strip()))
+    versions = glob.glob("/usr/lib/postgresql/*/bin")
+    candidates += [Path(p) for p in sorted(versions, key=lambda p: int(Path(p).parent.name), reverse=True)]
+    initdb = shutil.which("initdb")
+    if initdb:
+        candidates.append(Path(initdb).parent)
+    for folder in candidates:
+        if _has_server_binaries(folder):
+            return folder
+    raise LocalDbError(INSTALL_HINT)
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _reachable_by_server_user(path: Path) -> bool:
+    """Tell whether the postgres OS user can reach `path` (search permission on every parent)."""
+    probe = path if path.exists() else path.parent
+    while not probe.exists():
+        probe = probe.parent
+    result = subprocess.run(
+        ["runuser", "-u", SERVER_USER, "--", "test", "-x", str(probe)], capture_output=True, check=False
+    )
+    return result.returncode == 0
+
+
+def resolve_data_dir(configured: Path) -> Path:
+    """Return where the cluster can live: `configured`, or as root a temp folder when postgres cannot reach it."""
+    if not _is_root() or _reachable_by_server_user(configured):
+        return configured
+    digest = hashlib.sha256(str(configured).encode()).hexdigest()[:10]
+    return Path(tempfile.gettempdir()) / f"dbops-localdb-{digest}" / configured.name
+
+
+@dataclasses.dataclass
+class LocalCluster:
+    """One cluster: its data folder, port and the binaries that run it."""
+
+    data_dir: Path
+    port: int
+    bindir: Path
+
+    @classmethod
+    def from_config(cls, data_dir: Path, port: int, bindir: str | None = None) -> LocalCluster:
+        return cls(data_dir=resolve_data_dir(data_dir), port=port, bindir=find_bindir(bindir))
+
+    @property
+    def log_file(self) -> Path:
+        return self.data_dir / "server.log"
+
+    @property
+    def initialized(self) -> bool:
+        return (self.data_dir / "PG_VERSION").exists()
+
+    def url(self, dbname: str = "postgres") -> str:
+        return f"postgres://{SUPERUSER}@127.0.0.1:{self.port}/{dbname}"
+
+    def _run(self, program: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        command = [str(self.bindir / program), *args]
+        if _is_root():
+            command = ["runuser", "-u", SERVER_USER, "--", *command]
+        try:
+            return subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
+        except subprocess.TimeoutExpired:
+            raise LocalDbError(f"{program} did not finish within {timeout:g} s (see {self.log_file}).") from None
+
+    def _make_owned_folder(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        if _is_root():
+            entry = pwd.getpwnam(SERVER_USER)
+            os.chown(folder, entry.pw_uid, entry.pw_gid)
+        folder.chmod(0o700)
+
+    def init(self, *, durable: bool = True) -> None:
+        """Create the cluster (initdb) unless it exists. `durable=False` turns fsync off: for throwaway clusters."""
+        if self.initialized:
+            return
+        self._make_owned_folder(self.data_dir)
+        result = self._run(
+            "initdb", "-D", str(self.data_dir), "-U", SUPERUSER, "--auth=trust", "-E", "UTF8", "--locale=C", "--no-sync"
+        )
+        if result.returncode != 0:
+            raise LocalDbError(f"initdb failed in {self.data_dir}: {result.stderr.strip().splitlines()[-1:]}")
+        settings = [
+            "listen_addresses = '127.0.0.1'",
+            f"port = {self.port}",
+            "unix_socket_directories = ''",
+            "max_connections = 200",
+            "shared_buffers = 128MB",
+        ]
+        if not durable:
+            settings += ["fsync = off", "synchronous_commit = off", "full_page_writes = off"]
+        with (self.data_dir / "postgresql.auto.conf").open("a") as conf:
+            conf.write("\n".join(settings) + "\n")
+
+    def is_running(self) -> bool:
+        return self.initialized and self._run("pg_ctl", "status", "-D", str(self.data_dir)).returncode == 0
+
+    def start(self) -> None:
+        """Start the server and wait until it accepts connections."""
+        if not self.initialized:
+            raise LocalDbError(f"No cluster in {self.data_dir}: run `manage.py localdb start` to create it.")
+        if self.is_running():
+            return
+        result = self._run("pg_ctl", "start", "-D", str(self.data_dir), "-l", str(self.log_file), "-w", "-t", "60")
+        if result.returncode != 0:
+            raise LocalDbError(
+                f"pg_ctl could not start the cluster in {self.data_dir} on port {self.port} "
+                f"(is the port taken?); see {self.log_file}."
+            )
+        self.wait_until_ready()
+
+    def wait_until_ready(self, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with psycopg.connect(self.url(), connect_timeout=2):
+                    return
+            except psycopg.OperationalError:
+                if time.monotonic() > deadline:
+                    raise LocalDbError(f"The cluster on port {self.port} did not accept connections.") from None
+                time.sleep(0.1)
+
+    def stop(self, mode: str = "fast") -> None:
+        """Stop the server: `fast` (clean) or `immediate` (as if it crashed)."""
+        if self.is_running():
+            self._run("pg_ctl", "stop", "-D", str(self.data_dir), "-m", mode, "-w", "-t", "60")
+
+    def ensure_database(self, name: str) -> bool:
+        """Create database `name` unless it exists; return whether it was created."""
+        with psycopg.connect(self.url(), autocommit=True, connect_timeout=5) as conn:
+            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
+            if exists:
+                return False
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+            return True
+
+    def destroy(self) -> None:
+        """Stop the server at once and delete its data."""
+        self.stop(mode="immediate")
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def throwaway_cluster(bindir: str | None = None):
+    """Yield a started, non-durable cluster on a free port in a temporary folder; delete it afterwards."""
+    root = Path(tempfile.mkdtemp(prefix="dbops-test-pg-"))
+    cluster = LocalCluster(data_dir=root / "data", port=free_port(), bindir=find_bindir(bindir))
+    try:
+        if _is_root():
+            entry = pwd.getpwnam(SERVER_USER)
+            os.chown(root, entry.pw_uid, entry.pw_gid)
+        cluster.init(durable=False)
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.destroy()
+        shutil.rmtree(root, ignore_errors=True)

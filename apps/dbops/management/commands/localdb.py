@@ -1,0 +1,61 @@
+import json
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+from apps.dbops.exceptions import LocalDbError
+from apps.dbops.localdb import LocalCluster
+
+
+class Command(BaseCommand):
+    help = (
+        "Manage the project-local PostgreSQL cluster used when DATABASE_URL is unset "
+        "(data in DBOPS_LOCALDB_DIR, port DBOPS_LOCALDB_PORT)."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "action",
+            choices=["start", "stop", "status", "url"],
+            help="start: create (initdb) if needed, start and create the database; stop: stop it, keeping the data; "
+            "status: say whether it runs (exit 1 when not); url: print its DATABASE_URL.",
+        )
+        parser.add_argument("--json", action="store_true", help="Print the result as JSON.")
+
+    def handle(self, *args, action, **options):
+        local = settings.DBOPS.localdb
+        try:
+            cluster = LocalCluster.from_config(local.data_dir, local.port, local.bindir)
+            dbname = "dbops"
+            if action == "start":
+                created = not cluster.initialized
+                cluster.init()
+                cluster.start()
+                cluster.ensure_database(dbname)
+                message = f"{'Created and started' if created else 'Started'} the cluster in {cluster.data_dir}"
+            elif action == "stop":
+                cluster.stop()
+                message = f"Stopped the cluster in {cluster.data_dir} (data kept)"
+            else:
+                message = ""
+            running = cluster.is_running()
+        except LocalDbError as exc:
+            raise CommandError(str(exc), returncode=2) from None
+
+        result = {
+            "running": running,
+            "data_dir": str(cluster.data_dir),
+            "port": cluster.port,
+            "url": cluster.url(dbname),
+        }
+        if options["json"]:
+            self.stdout.write(json.dumps(result, indent=2, sort_keys=True))
+        elif action == "url":
+            self.stdout.write(result["url"])
+        elif action == "status":
+            state = "running" if running else "stopped"
+            self.stdout.write(f"{state}: {cluster.data_dir} on 127.0.0.1:{cluster.port}")
+        else:
+            self.stdout.write(f"{message}; DATABASE_URL={result['url']}")
+        if action == "status" and not running:
+            raise SystemExit(1)

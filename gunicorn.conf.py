@@ -1,0 +1,28 @@
+"""Gunicorn settings for dbops (`gunicorn --config gunicorn.conf.py project.wsgi`).
+
+Workers and threads come from the validated dbops config (WEB_CONCURRENCY, GUNICORN_THREADS), so a bad
+environment stops the master with one line before any worker starts. The bind address follows gunicorn's own
+rules: $PORT binds 0.0.0.0:$PORT, otherwise --bind or 127.0.0.1:8000.
+"""
+
+import os
+import sys
+
+from django.core.exceptions import ImproperlyConfigured
+
+from apps.dbops.config import load_config
+
+try:
+    _dbops = load_config(os.environ)
+except ImproperlyConfigured as exc:
+    sys.stderr.write(f"ImproperlyConfigured: {exc}\n")
+    sys.exit(1)
+
+wsgi_app = "project.wsgi:application"
+worker_class = "gthread"
+workers = _dbops.web_workers
+threads = _dbops.web_threads
+# Never preload: a pool opened in the master before fork is shared, and broken, in every worker.
+preload_app = False
+accesslog = "-"
+graceful_timeout = 20

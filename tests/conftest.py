@@ -1,0 +1,103 @@
+"""Shared fixtures. Every database test runs against the real throwaway cluster and Django's real pool."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import threading
+
+import psycopg
+import pytest
+from django.db import connection, connections
+
+from tests.pg_cluster_plugin import owned_cluster
+
+SECRET_PASSWORD = "S3cretPw"  # noqa: S105 - the marker tests look for in every output
+
+
+@pytest.fixture
+def pg_cluster():
+    """Yield the cluster this test run owns, for tests that stop or restart the server."""
+    cluster = owned_cluster()
+    if cluster is None:
+        pytest.skip("TEST_DATABASE_URL points at a server this run does not own: fault tests cannot stop it")
+    yield cluster
+    if not cluster.is_running():
+        cluster.start()
+    connection.close()
+    connection.close_pool()
+
+
+@contextlib.contextmanager
+def reconfigured_pool(alias: str = "default", **options):
+    """Recreate the real pool of `alias` with other psycopg_pool/connection options; restore it afterwards."""
+    conn = connections[alias]
+    saved = copy.deepcopy(conn.settings_dict["OPTIONS"])
+    pool_options = options.pop("pool", {})
+    conn.close()
+    conn.close_pool()
+    conn.settings_dict["OPTIONS"]["pool"] = {**saved.get("pool", {}), **pool_options}
+    conn.settings_dict["OPTIONS"].update(options)
+    try:
+        yield conn
+    finally:
+        conn.close()
+        conn.close_pool()
+        conn.settings_dict["OPTIONS"].clear()
+        conn.settings_dict["OPTIONS"].update(saved)
+
+
+class ConnectionHolders:
+    """Threads that each check a real connection out of the pool and hold it until released."""
+
+    def __init__(self, count: int, alias: str = "default") -> None:
+        self.alias = alias
+        self.release = threading.Event()
+        self.ready = threading.Barrier(count + 1, timeout=30)
+        self.errors: list[BaseException] = []
+        self.threads = [threading.Thread(target=self._hold, daemon=True) for _ in range(count)]
+
+    def _hold(self) -> None:
+        conn = connections[self.alias]
+        try:
+            conn.ensure_connection()
+        except BaseException as exc:
+            self.errors.append(exc)
+        try:
+            self.ready.wait()
+            self.release.wait(timeout=60)
+        finally:
+            conn.close()
+
+    def __enter__(self) -> ConnectionHolders:
+        for thread in self.threads:
+            thread.start()
+        self.ready.wait()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release.set()
+        for thread in self.threads:
+            thread.join(timeout=30)
+
+
+@pytest.fixture
+def hold_connections():
+    return ConnectionHolders
+
+
+def server_connections(application_name: str = "dbops") -> int:
+    """Count the connections the server sees from this application to the test database."""
+    settings = connection.settings_dict
+    with psycopg.connect(
+        host=settings["HOST"],
+        port=settings["PORT"],
+        user=settings["USER"],
+        password=settings["PASSWORD"] or None,
+        dbname="postgres",
+        autocommit=True,
+    ) as conn:
+        return conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s AND datname = %s",
+            [application_name, settings["NAME"]],
+        ).fetchone()[0]

@@ -1,0 +1,61 @@
+"""System checks: ids are unique, and each fires on the condition it names."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from django.core import checks
+from django.db import connection
+
+from apps.dbops import checks as dbops_checks
+from tests.conftest import reconfigured_pool
+
+
+def test_checks__ids_are_unique_and_namespaced():
+    ids = [dbops_checks.W001.id, dbops_checks.W002_ID, dbops_checks.E001_ID, dbops_checks.E002_ID]
+    assert len(ids) == len(set(ids))
+    assert all(i.startswith("dbops.") for i in ids)
+
+
+def test_checks__a_healthy_test_setup_reports_nothing_from_dbops():
+    messages = checks.run_checks()
+    assert [m.id for m in messages if m.id and m.id.startswith("dbops.")] == []
+
+
+def test_check_psycopg_implementation__binary_driver_passes():
+    import psycopg
+
+    assert psycopg.pq.__impl__ in ("binary", "c")
+    assert dbops_checks.check_psycopg_implementation() == []
+
+
+def test_check_engine__sqlite_in_development_warns(settings):
+    from apps.dbops.config import load_config
+
+    settings.DBOPS = load_config({"DJANGO_ENV": "development", "DATABASE_URL": "sqlite:///x.db"})
+    assert [m.id for m in dbops_checks.check_engine_outside_strict_environments()] == [dbops_checks.W002_ID]
+
+
+def test_check_pool_covers_threads__fires_when_threads_exceed_pool(settings):
+    settings.DBOPS = dataclasses.replace(settings.DBOPS, web_threads=16)
+    with reconfigured_pool(pool={"min_size": 1, "max_size": 4}):
+        messages = dbops_checks.check_pool_covers_threads()
+    assert [m.id for m in messages] == [dbops_checks.E001_ID]
+    assert "pool max size 4 is below GUNICORN_THREADS=16" in messages[0].msg
+
+
+@pytest.mark.django_db
+def test_check_pool_fits_server__compares_with_live_max_connections(settings):
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT current_setting('max_connections')::int")
+        max_connections = cursor.fetchone()[0]
+    pool_max = connection.settings_dict["OPTIONS"]["pool"]["max_size"]
+
+    settings.DBOPS = dataclasses.replace(settings.DBOPS, web_workers=1)
+    assert dbops_checks.check_pool_fits_server(databases=["default"]) == []
+
+    settings.DBOPS = dataclasses.replace(settings.DBOPS, web_workers=max_connections // pool_max + 1)
+    messages = dbops_checks.check_pool_fits_server(databases=["default"])
+    assert [m.id for m in messages] == [dbops_checks.E002_ID]
+    assert dbops_checks.check_pool_fits_server(databases=None) == []

@@ -1,0 +1,200 @@
+"""Settings validation: pure, no database. Every bad value is one named line without the password."""
+
+from __future__ import annotations
+
+import traceback
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+
+from apps.dbops.config import INSECURE_SECRET_KEY, load_config, mask_url
+from tests.conftest import SECRET_PASSWORD
+
+PG_URL = f"postgres://app:{SECRET_PASSWORD}@db.internal:5432/app"
+STRICT_OK = {"SECRET_KEY": "a-real-secret-" * 4, "ALLOWED_HOSTS": "example.com", "DATABASE_URL": PG_URL}
+
+
+def config_error(environ: dict[str, str]) -> str:
+    with pytest.raises(ImproperlyConfigured) as info:
+        load_config(environ)
+    text = "".join(traceback.format_exception(info.value))
+    assert SECRET_PASSWORD not in text
+    message = str(info.value)
+    assert "\n" not in message
+    return message
+
+
+def test_load_config__seed_defaults_map_onto_the_native_pool():
+    config = load_config({"DJANGO_ENV": "production", **STRICT_OK})
+    database = config.database.django_settings()
+
+    assert database["ENGINE"] == "django.db.backends.postgresql"
+    assert database["CONN_MAX_AGE"] == 0
+    assert database["OPTIONS"]["pool"] == {
+        "name": "dbops-default",
+        "min_size": 20,
+        "max_size": 30,
+        "timeout": 5.0,
+        "max_lifetime": 3600.0,
+    }
+    assert database["OPTIONS"]["options"] == "-c statement_timeout=30000"
+    assert database["OPTIONS"]["connect_timeout"] == 3
+    assert database["OPTIONS"]["application_name"] == "dbops"
+    assert (config.performance_threshold_ms, config.slow_query_threshold_ms) == (100, 200)
+    assert (config.health_check_interval, config.backup_enabled) == (30, True)
+    assert (config.backup_interval_hours, config.backup_retention_days) == (6, 30)
+    assert config.debug is False
+
+
+def test_load_config__variables_override_the_defaults():
+    config = load_config(
+        {
+            "DJANGO_ENV": "staging",
+            **STRICT_OK,
+            "DATABASE_POOL_SIZE": "8",
+            "DATABASE_POOL_MAX_OVERFLOW": "0",
+            "DATABASE_POOL_TIMEOUT": "2",
+            "DATABASE_POOL_RECYCLE": "600",
+            "DATABASE_QUERY_TIMEOUT": "7",
+            "DATABASE_CONNECT_TIMEOUT": "4",
+            "DATABASE_PERFORMANCE_THRESHOLD_MS": "50",
+            "DATABASE_SLOW_QUERY_THRESHOLD_MS": "150",
+            "DATABASE_BACKUP_ENABLED": "false",
+        }
+    )
+    options = config.database.django_settings()["OPTIONS"]
+    assert (options["pool"]["min_size"], options["pool"]["max_size"]) == (8, 8)
+    assert (options["pool"]["timeout"], options["pool"]["max_lifetime"]) == (2.0, 600.0)
+    assert options["options"] == "-c statement_timeout=7000"
+    assert options["connect_timeout"] == 4
+    assert (config.performance_threshold_ms, config.slow_query_threshold_ms) == (50, 150)
+    assert config.backup_enabled is False
+
+
+def test_load_config__url_query_options_are_kept():
+    url = PG_URL + "?sslmode=require&options=-c%20search_path%3Dapp"
+    options = load_config({"DJANGO_ENV": "production", **STRICT_OK, "DATABASE_URL": url}).database.django_settings()[
+        "OPTIONS"
+    ]
+    assert options["sslmode"] == "require"
+    assert options["options"] == "-c search_path=app -c statement_timeout=30000"
+
+
+ENGINES = {
+    "postgresql": (PG_URL, {}),
+    "prometheus-wrapper": (PG_URL, {"DATABASE_ENGINE": "django_prometheus.db.backends.postgresql"}),
+    "sqlite": ("sqlite:////tmp/dbops.sqlite3", {}),
+    "mysql": (f"mysql://app:{SECRET_PASSWORD}@db/app", {}),
+}
+POSTGRES_ENGINES = {"postgresql", "prometheus-wrapper"}
+
+
+@pytest.mark.parametrize("environment", ["development", "test", "staging", "production", "prod"])
+@pytest.mark.parametrize("engine", sorted(ENGINES))
+@pytest.mark.parametrize("pool", [True, False])
+@pytest.mark.parametrize("enforce_locally", [False, True])
+def test_load_config__enforcement_matrix(environment, engine, pool, enforce_locally):
+    url, extra = ENGINES[engine]
+    environ = {"DJANGO_ENV": environment, **STRICT_OK, "DATABASE_URL": url, **extra}
+    environ["DATABASE_POOL_ENABLED"] = "true" if pool else "false"
+    if enforce_locally:
+        environ["ENFORCE_POSTGRESQL"] = "true"
+    strict = environment in ("staging", "production", "prod")
+
+    if (strict or enforce_locally) and not (engine in POSTGRES_ENGINES and pool):
+        message = config_error(environ)
+        assert "requires PostgreSQL" in message
+        assert ("DATABASE_POOL_ENABLED" if engine in POSTGRES_ENGINES else "DATABASE_URL") in message
+    else:
+        config = load_config(environ)
+        assert config.enforcement_applies == (strict or enforce_locally)
+        has_pool = "pool" in config.database.django_settings()["OPTIONS"]
+        assert has_pool == (engine in POSTGRES_ENGINES and pool)
+
+
+@pytest.mark.parametrize("environment", ["staging", "production"])
+def test_load_config__enforce_postgresql_false_is_refused_in_strict_environments(environment):
+    message = config_error({"DJANGO_ENV": environment, **STRICT_OK, "ENFORCE_POSTGRESQL": "false"})
+    assert message.startswith("ENFORCE_POSTGRESQL=false is not allowed")
+
+
+def test_load_config__enforce_postgresql_false_relaxes_development():
+    config = load_config({"DJANGO_ENV": "development", "ENFORCE_POSTGRESQL": "false", "DATABASE_URL": "sqlite://"})
+    assert config.enforcement_applies is False
+
+
+BAD_VALUES = [
+    ({"DATABASE_URL": "not a url"}, "DATABASE_URL"),
+    ({"DATABASE_URL": f"foo://app:{SECRET_PASSWORD}@db/app"}, "DATABASE_URL"),
+    ({"DATABASE_URL": f"postgres://app:{SECRET_PASSWORD}@db:port/app"}, "DATABASE_URL"),
+    ({"DATABASE_URL": f"postgres://app:{SECRET_PASSWORD}@db:99999/app"}, "DATABASE_URL"),
+    ({"DATABASE_URL": f"postgres://app:{SECRET_PASSWORD}@db/app?pool=true"}, "DATABASE_URL"),
+    ({"DATABASE_URL": f"postgres://app:{SECRET_PASSWORD}@db"}, "DATABASE_URL"),
+    ({"DATABASE_URL": f"sqlite:///{SECRET_PASSWORD}.db"}, "DATABASE_URL"),
+    ({"DATABASE_URL": ""}, "DATABASE_URL"),
+    ({"DATABASE_POOL_SIZE": "abc"}, "DATABASE_POOL_SIZE"),
+    ({"DATABASE_POOL_SIZE": "0"}, "DATABASE_POOL_SIZE"),
+    ({"DATABASE_POOL_SIZE": "-3"}, "DATABASE_POOL_SIZE"),
+    ({"DATABASE_POOL_SIZE": "2.5"}, "DATABASE_POOL_SIZE"),
+    ({"DATABASE_POOL_MAX_OVERFLOW": "-1"}, "DATABASE_POOL_MAX_OVERFLOW"),
+    ({"DATABASE_POOL_TIMEOUT": "0"}, "DATABASE_POOL_TIMEOUT"),
+    ({"DATABASE_POOL_TIMEOUT": "five"}, "DATABASE_POOL_TIMEOUT"),
+    ({"DATABASE_POOL_RECYCLE": "-10"}, "DATABASE_POOL_RECYCLE"),
+    ({"DATABASE_QUERY_TIMEOUT": "0"}, "DATABASE_QUERY_TIMEOUT"),
+    ({"DATABASE_CONNECT_TIMEOUT": "1"}, "DATABASE_CONNECT_TIMEOUT"),
+    ({"DATABASE_PERFORMANCE_THRESHOLD_MS": "fast"}, "DATABASE_PERFORMANCE_THRESHOLD_MS"),
+    ({"DATABASE_SLOW_QUERY_THRESHOLD_MS": "-200"}, "DATABASE_SLOW_QUERY_THRESHOLD_MS"),
+    ({"DATABASE_HEALTH_CHECK_INTERVAL": "0"}, "DATABASE_HEALTH_CHECK_INTERVAL"),
+    ({"DATABASE_BACKUP_INTERVAL_HOURS": "x"}, "DATABASE_BACKUP_INTERVAL_HOURS"),
+    ({"DATABASE_BACKUP_RETENTION_DAYS": "0"}, "DATABASE_BACKUP_RETENTION_DAYS"),
+    ({"DATABASE_BACKUP_ENABLED": "maybe"}, "DATABASE_BACKUP_ENABLED"),
+    ({"ENFORCE_POSTGRESQL": "sometimes"}, "ENFORCE_POSTGRESQL"),
+    ({"DJANGO_ENV": "moon"}, "DJANGO_ENV"),
+    ({"DEBUG": "true"}, "DEBUG"),
+    ({"SECRET_KEY": ""}, "SECRET_KEY"),
+    ({"SECRET_KEY": INSECURE_SECRET_KEY}, "SECRET_KEY"),
+    ({"ALLOWED_HOSTS": ""}, "ALLOWED_HOSTS"),
+]
+
+
+@pytest.mark.parametrize(("override", "variable"), BAD_VALUES, ids=[f"{v}-{i}" for i, (_, v) in enumerate(BAD_VALUES)])
+def test_load_config__bad_value_names_its_variable_without_the_password(override, variable):
+    environ = {"DJANGO_ENV": "production", **STRICT_OK, **override}
+    environ = {k: v for k, v in environ.items() if not (k == "DATABASE_URL" and v == "")}
+    message = config_error(environ)
+    assert message.startswith(variable), message
+
+
+def test_load_config__missing_database_url_in_production():
+    environ = {k: v for k, v in STRICT_OK.items() if k != "DATABASE_URL"}
+    assert config_error({"DJANGO_ENV": "production", **environ}).startswith("DATABASE_URL is not set")
+
+
+def test_load_config__development_defaults_to_the_project_local_cluster():
+    config = load_config({"DJANGO_ENV": "development", "DBOPS_LOCALDB_PORT": "54400"})
+    database = config.database.django_settings()
+    assert (database["HOST"], database["PORT"], database["NAME"]) == ("127.0.0.1", 54400, "dbops")
+    assert config.database_url_from_env is False
+    assert config.debug is True
+
+
+def test_config_repr__holds_no_secret():
+    config = load_config({"DJANGO_ENV": "production", **STRICT_OK, "DBOPS_HEALTH_TOKEN": "tok-" + SECRET_PASSWORD})
+    assert SECRET_PASSWORD not in repr(config)
+    assert STRICT_OK["SECRET_KEY"] not in repr(config)
+    assert config.database.masked_url == "postgres://app:***@db.internal:5432/app"
+
+
+@pytest.mark.parametrize(
+    ("url", "masked"),
+    [
+        ("postgres://u:pw@h/db", "postgres://u:***@h/db"),
+        ("postgres://u:p%40ss:w@h:5432/db", "postgres://u:***@h:5432/db"),
+        ("postgres://u@h/db", "postgres://u@h/db"),
+        ("postgres://h/db?password=pw&sslmode=require", "postgres://h/db?password=***&sslmode=require"),
+        ("postgresql://u:pw@h1:5432,h2:5432/db", "postgresql://u:***@h1:5432,h2:5432/db"),
+        ("garbage://u:pw@", "garbage://u:***@"),
+    ],
+)
+def test_mask_url__hides_the_password(url, masked):
+    assert mask_url(url) == masked

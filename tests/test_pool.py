@@ -1,0 +1,92 @@
+"""Django's native pool against the real cluster: it is used, bounded, times out, and applies the query timeout."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from django.db import OperationalError, connection
+from psycopg_pool import ConnectionPool
+
+from apps.dbops.config import load_config
+from apps.dbops.pool import pool_stats
+from tests.conftest import reconfigured_pool, server_connections
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_pool__django_uses_the_native_psycopg_pool():
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT current_setting('application_name'), current_setting('statement_timeout')")
+        application_name, statement_timeout = cursor.fetchone()
+    assert isinstance(connection.pool, ConnectionPool)
+    assert application_name == "dbops"
+    assert statement_timeout == "30s"
+
+
+def test_pool__stats_change_under_concurrent_checkouts(hold_connections):
+    with reconfigured_pool(pool={"min_size": 1, "max_size": 4}):
+        before = pool_stats("default")
+        with hold_connections(3):
+            during = pool_stats("default")
+        after = pool_stats("default")
+
+    assert during["requests_num"] >= before.get("requests_num", 0) + 3
+    assert during["in_use"] == 3
+    assert during["pool_size"] >= 3
+    assert after["in_use"] == 0
+    assert after["pool_available"] >= 3
+
+
+def test_pool__server_never_sees_more_than_max_size(hold_connections):
+    seen = []
+    with reconfigured_pool(pool={"min_size": 1, "max_size": 3, "timeout": 10}):
+        with hold_connections(3):
+            # Six more threads queue for the three busy connections.
+            waiters = [threading.Thread(target=_one_query) for _ in range(6)]
+            for thread in waiters:
+                thread.start()
+            time.sleep(0.5)
+            seen.append(server_connections())
+            seen.append(pool_stats("default")["requests_waiting"])
+        for thread in waiters:
+            thread.join(timeout=30)
+        seen.append(server_connections())
+
+    assert seen[0] == 3
+    assert seen[1] == 6
+    assert seen[2] <= 3
+
+
+def _one_query() -> None:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+    finally:
+        connection.close()
+
+
+def test_pool__checkout_beyond_max_waits_the_pool_timeout_then_fails(hold_connections):
+    with reconfigured_pool(pool={"min_size": 1, "max_size": 2, "timeout": 1.5}):
+        with hold_connections(2):
+            started = time.monotonic()
+            with pytest.raises(OperationalError, match="couldn't get a connection after 1.50 sec"):
+                connection.ensure_connection()
+            waited = time.monotonic() - started
+        stats = pool_stats("default")
+
+    assert waited >= 1.4
+    assert stats["requests_errors"] >= 1
+
+
+def test_pool__query_timeout_cancels_a_longer_statement():
+    short = load_config({"DJANGO_ENV": "test", "DATABASE_URL": "postgres://x@h/db", "DATABASE_QUERY_TIMEOUT": "1"})
+    options = short.database.django_settings()["OPTIONS"]["options"]
+    with reconfigured_pool(options=options):
+        with pytest.raises(OperationalError, match="statement timeout"), connection.cursor() as cursor:
+            cursor.execute("SELECT pg_sleep(3)")
+        # The connection survives the cancel and goes back to the pool usable.
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            assert cursor.fetchone() == (1,)
