@@ -40,8 +40,9 @@ test: venv lint
 test-django6:
 	@test -n "$(PYTHON312)" || { echo "python3.12 not found: Django 6.0 target skipped"; exit 1; }
 	@test -f $(VENV6)/.installed || { "$(PYTHON312)" -m venv $(VENV6) && \
-		$(VENV6)/bin/python -m pip install --quiet --disable-pip-version-check \
-			-r requirements-dev.txt -r requirements-django6.txt && touch $(VENV6)/.installed; }
+		$(VENV6)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt && \
+		$(VENV6)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-django6.txt && \
+		touch $(VENV6)/.installed; }
 	@$(VENV6)/bin/python -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing (exit 5 is not a pass)"; fi; exit $$rc
 
