@@ -112,6 +112,20 @@ class LocalDbConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class HealthConfig:
+    """Budgets and thresholds of the health checks."""
+
+    probe_timeout: int = 2
+    ready_cache_seconds: int = 3
+    connections_warn_percent: int = 80
+    long_transaction_seconds: int = 300
+    idle_in_transaction_seconds: int = 60
+    lock_wait_seconds: int = 10
+    replication_lag_seconds: int = 30
+    database_size_warn_mb: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
 class DbopsConfig:
     """Every dbops setting, validated."""
 
@@ -134,6 +148,7 @@ class DbopsConfig:
     web_workers: int = 2
     web_threads: int = 4
     static_root: Path = PROJECT_DIR / "var" / "static"
+    health: HealthConfig = HealthConfig()
 
     @property
     def is_strict(self) -> bool:
@@ -316,6 +331,16 @@ def load_config(environ_mapping: Mapping[str, str]) -> DbopsConfig:
         web_workers=reader.int("WEB_CONCURRENCY", 2),
         web_threads=reader.int("GUNICORN_THREADS", 4),
         static_root=Path(reader.str("DJANGO_STATIC_ROOT", str(PROJECT_DIR / "var" / "static"))),
+        health=HealthConfig(
+            probe_timeout=reader.int("DBOPS_HEALTH_PROBE_TIMEOUT", 2, unit=" seconds"),
+            ready_cache_seconds=reader.int("DBOPS_HEALTH_READY_CACHE_SECONDS", 3, minimum=0, unit=" seconds"),
+            connections_warn_percent=reader.int("DBOPS_HEALTH_CONNECTIONS_WARN_PERCENT", 80, unit=" %"),
+            long_transaction_seconds=reader.int("DBOPS_HEALTH_LONG_TRANSACTION_SECONDS", 300, unit=" seconds"),
+            idle_in_transaction_seconds=reader.int("DBOPS_HEALTH_IDLE_IN_TRANSACTION_SECONDS", 60, unit=" seconds"),
+            lock_wait_seconds=reader.int("DBOPS_HEALTH_LOCK_WAIT_SECONDS", 10, unit=" seconds"),
+            replication_lag_seconds=reader.int("DBOPS_HEALTH_REPLICATION_LAG_SECONDS", 30, unit=" seconds"),
+            database_size_warn_mb=reader.int("DBOPS_HEALTH_DATABASE_SIZE_WARN_MB", 0, minimum=0, unit=" MB (0: off)"),
+        ),
     )
 
 

@@ -1,7 +1,11 @@
-"""Selectors for Django's native psycopg pool of a database alias."""
+"""Selectors over Django's native psycopg pool of an alias, and bounded connections for probes."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
+import psycopg
 from django.db import connections
 
 
@@ -21,9 +25,8 @@ def pool_max_size(alias: str) -> int | None:
 
 
 def pool_stats(alias: str) -> dict[str, int] | None:
-    """Return `pool.get_stats()` of `alias`' pool plus in-use count; None when the alias does not pool."""
-    connection = connections[alias]
-    pool = getattr(connection, "pool", None)
+    """Return `pool.get_stats()` of `alias`' pool plus its in-use count; None when the alias does not pool."""
+    pool = getattr(connections[alias], "pool", None)
     if pool is None:
         return None
     stats = dict(pool.get_stats())
@@ -31,3 +34,40 @@ def pool_stats(alias: str) -> dict[str, int] | None:
     stats.setdefault("pool_max", pool.max_size)
     stats["in_use"] = stats.get("pool_size", 0) - stats.get("pool_available", 0)
     return stats
+
+
+def _connect_params(alias: str, timeout: float) -> dict:
+    params = connections[alias].get_connection_params()
+    params.pop("cursor_factory", None)
+    params.pop("context", None)
+    params["connect_timeout"] = max(2, int(timeout + 0.999))  # libpq's smallest effective value is 2
+    return params
+
+
+@contextlib.contextmanager
+def direct_connection(alias: str, timeout: float) -> Iterator[psycopg.Connection]:
+    """Open a short-lived autocommit connection outside the pool (for probes while the pool is suspect)."""
+    with psycopg.connect(**_connect_params(alias, timeout), autocommit=True) as conn:
+        conn.execute("SELECT set_config('statement_timeout', %s, false)", [f"{int(timeout * 1000)}ms"])
+        yield conn
+
+
+@contextlib.contextmanager
+def probe_connection(alias: str, timeout: float) -> Iterator[psycopg.Connection]:
+    """Yield a connection for a probe that never queues behind requests for the pool.
+
+    An idle pooled connection is used when there is one (the probe sees what requests see); when every pooled
+    connection is busy, a short-lived direct connection is opened instead, so a busy pool neither slows the
+    probe nor counts a checkout timeout against itself. Statements run in one transaction with a
+    `statement_timeout` of `timeout` that ends with it: a pooled connection returns unchanged.
+    """
+    pool = getattr(connections[alias], "pool", None)
+    if pool is not None:
+        pool.open()
+    if pool is None or not pool.get_stats().get("pool_available"):
+        with direct_connection(alias, timeout) as conn:
+            yield conn
+        return
+    with pool.connection(timeout=timeout) as conn, conn.transaction():
+        conn.execute("SELECT set_config('statement_timeout', %s, true)", [f"{int(timeout * 1000)}ms"])
+        yield conn

@@ -1,8 +1,19 @@
-"""Thin health/status views."""
+"""Thin health/status views: they pick checks or call a report service and render the result."""
 
-from django.http import HttpResponse
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+from django.conf import settings
+from django.http import HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
+from health_check.exceptions import ServiceWarning
 from health_check.views import HealthCheckView
+
+from . import reports
+from .access import arefusal, staff_or_token_required
 
 
 @never_cache
@@ -11,11 +22,94 @@ def live(request):
     return HttpResponse("ok\n", content_type="text/plain")
 
 
-class ReadinessView(HealthCheckView):
-    """django-health-check answers 500 on failure; a load balancer expects 503."""
+class DbopsHealthView(HealthCheckView):
+    """django-health-check answers 500 for any problem; we answer 503 for failures and 200 for warnings only."""
+
+    def failing(self) -> list[str]:
+        return [
+            type(result.check).__name__
+            for result in self.results
+            if result.error and not isinstance(result.error, ServiceWarning)
+        ]
+
+
+class FullHealthView(DbopsHealthView):
+    """Every check, as HTML, JSON (`Accept: application/json`), text or openmetrics. Staff or token only."""
+
+    async def dispatch(self, request, *args, **kwargs):
+        refused = await arefusal(request)
+        return refused or await super().dispatch(request, *args, **kwargs)
 
     async def get(self, request, *args, **kwargs):
         response = await super().get(request, *args, **kwargs)
         if response.status_code == 500:
-            response.status_code = 503
+            response.status_code = 503 if self.failing() else 200
         return response
+
+
+class _ReadyCache:
+    """The last readiness answer, reused for a few seconds so a probe storm does not become database load."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._value: tuple[float, int, dict] | None = None
+
+    def get(self, max_age: float) -> tuple[int, dict] | None:
+        with self._lock:
+            if self._value and time.monotonic() - self._value[0] < max_age:
+                return self._value[1], self._value[2]
+        return None
+
+    def put(self, status: int, payload: dict) -> None:
+        with self._lock:
+            self._value = (time.monotonic(), status, payload)
+
+
+ready_cache = _ReadyCache()
+
+
+class ReadinessView(DbopsHealthView):
+    """Public readiness for load balancers: status only, 503 when not ready, within a hard time budget."""
+
+    async def get(self, request, *args, **kwargs):
+        health = settings.DBOPS.health
+        cached = ready_cache.get(health.ready_cache_seconds)
+        if cached is None:
+            cached = await self._evaluate(budget=float(health.probe_timeout))
+            ready_cache.put(*cached)
+        status, payload = cached
+        return JsonResponse(payload, status=status)
+
+    async def _evaluate(self, budget: float) -> tuple[int, dict]:
+        try:
+            with self.get_executor() as executor:
+                self.results = await asyncio.wait_for(
+                    asyncio.gather(*(check.get_result(executor) for check in self.get_checks())), budget
+                )
+        except TimeoutError:
+            return 503, {"status": "unavailable", "failing": ["timeout"]}
+        failing = self.failing()
+        if failing:
+            return 503, {"status": "unavailable", "failing": failing}
+        return 200, {"status": "ready"}
+
+
+def _json_report(build):
+    @never_cache
+    @staff_or_token_required
+    def view(request):
+        try:
+            report = build()
+        except Exception as exc:
+            return JsonResponse({"error": f"report failed ({type(exc).__name__})"}, status=503)
+        status = 503 if report.get("healthy") is False else 200
+        return JsonResponse(report, status=status)
+
+    view.__name__ = build.__name__
+    view.__doc__ = build.__doc__
+    return view
+
+
+database_health = _json_report(reports.database_health)
+database_schema = _json_report(reports.database_schema)
+migrations_status = _json_report(reports.migrations_status)

@@ -1,0 +1,25 @@
+"""django-health-check 4.x checks for dbops, one module per family, and the check lists of each URL tier."""
+
+from __future__ import annotations
+
+from django.conf import settings
+
+from .database import DatabaseLatency
+from .migrations import PendingMigrations
+from .pool import PoolUsage
+from .server import PostgresServer
+
+
+def readiness_checks() -> list:
+    """Return what a load balancer needs: every alias answers and its pool serves, and no migration is pending."""
+    aliases = list(settings.DATABASES)
+    return [
+        *[(DatabaseLatency, {"alias": alias}) for alias in aliases],
+        *[(PoolUsage, {"alias": alias}) for alias in aliases],
+        (PendingMigrations, {"alias": "default"}),
+    ]
+
+
+def all_checks() -> list:
+    """Return every check: readiness plus the server's own state."""
+    return [*readiness_checks(), *[(PostgresServer, {"alias": alias}) for alias in settings.DATABASES]]

@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+import dataclasses
+import time
+
+from django.conf import settings
+from health_check.exceptions import ServiceUnavailable, ServiceWarning
+
+from ..pool import probe_connection
+from .base import DbopsCheck
+
+
+def select_one_latency_ms(alias: str, timeout: float) -> float:
+    """Run `SELECT 1` through the pool within `timeout`; return checkout + query time in ms."""
+    started = time.perf_counter()
+    with probe_connection(alias, timeout) as conn:
+        conn.execute("SELECT 1").fetchone()
+    return (time.perf_counter() - started) * 1000
+
+
+@dataclasses.dataclass
+class DatabaseLatency(DbopsCheck):
+    """`SELECT 1` through the pool: failure when unreachable, warning above the latency budget."""
+
+    def run(self) -> None:
+        try:
+            latency = select_one_latency_ms(self.alias, self.budget)
+        except Exception as exc:
+            # psycopg messages can name host and port: report the kind of failure only.
+            raise ServiceUnavailable(f"database unreachable ({type(exc).__name__})") from exc
+        threshold = settings.DBOPS.performance_threshold_ms
+        if latency > threshold:
+            raise ServiceWarning(f"SELECT 1 took {latency:.0f} ms, above the {threshold} ms budget")
