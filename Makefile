@@ -54,6 +54,16 @@ format: venv
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
+## bench: every benchmark, full length (minutes); results go to docs/benchmarks.md by hand
+bench: venv
+	@for script in bench/[a-z]*.py; do case $$script in */harness.py) continue;; esac; \
+		echo "== $$script"; $(PY) $$script || exit 1; done
+
+## bench-smoke: seconds-long run of each benchmark (CI runs these through the test suite)
+bench-smoke: venv
+	@for script in bench/[a-z]*.py; do case $$script in */harness.py) continue;; esac; \
+		echo "== $$script"; $(PY) $$script --smoke || exit 1; done
+
 localdb-stop: venv
 	$(PY) manage.py localdb stop
 

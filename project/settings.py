@@ -97,5 +97,8 @@ LOGGING = {
     "loggers": {
         "dbops": {"handlers": ["console"], "level": "INFO", "propagate": False},
         "django": {"handlers": ["console"], "level": "INFO" if DEBUG else "WARNING", "propagate": False},
+        # django-health-check logs every failing or warning probe with a traceback: at load-balancer probe
+        # rates that floods the log. The endpoints and /metrics carry check state; keep only its errors.
+        "health_check": {"handlers": ["console"], "level": "ERROR", "propagate": False},
     },
 }

@@ -25,7 +25,7 @@ def dockerfile_command() -> list[str]:
     return json.loads(re.search(r"^CMD (\[.*\])$", text, re.MULTILINE).group(1))
 
 
-def test_database_url() -> str:
+def url_of_test_database() -> str:
     """Return a URL for the database the tests use (pytest-django's test database)."""
     s = connection.settings_dict
     password = f":{s['PASSWORD']}" if s["PASSWORD"] else ""
@@ -36,7 +36,7 @@ def production_environ(static_root: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "DJANGO_", "ENFORCE_", "PORT"))}
     env.update(
         DJANGO_ENV="production",
-        DATABASE_URL=test_database_url(),
+        DATABASE_URL=url_of_test_database(),
         SECRET_KEY="production-test-secret-" * 3,
         ALLOWED_HOSTS="127.0.0.1,localhost",
         DJANGO_STATIC_ROOT=str(static_root),

@@ -1,0 +1,31 @@
+"""CI runs a seconds-long smoke of every benchmark: it proves the script works, it measures nothing."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from apps.dbops.config import PROJECT_DIR
+from tests.servers import url_of_test_database
+
+BENCHMARKS = sorted(p.name for p in (PROJECT_DIR / "bench").glob("*.py") if p.name not in ("__init__.py", "harness.py"))
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("script", BENCHMARKS)
+def test_benchmark__smoke_run_prints_its_results(script):
+    env = {**os.environ, "BENCH_DATABASE_URL": url_of_test_database()}
+    result = subprocess.run(
+        [sys.executable, f"bench/{script}", "--smoke"],
+        cwd=PROJECT_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "ratio" in result.stdout, result.stdout
