@@ -26,3 +26,20 @@ threads = _dbops.web_threads
 preload_app = False
 accesslog = "-"
 graceful_timeout = 20
+
+if _dbops.prometheus_multiproc_dir:
+    # prometheus_client multiprocess mode: every worker writes its metrics to files in this folder and
+    # /metrics adds them up. Stale files from an earlier run would be added too: clear them at start.
+
+    def on_starting(server):
+        from pathlib import Path
+
+        folder = Path(_dbops.prometheus_multiproc_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        for stale in folder.glob("*.db"):
+            stale.unlink()
+
+    def child_exit(server, worker):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)

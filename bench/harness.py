@@ -17,6 +17,10 @@ from pathlib import Path
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT_DIR))
 
+from apps.dbops.window import percentile  # noqa: E402 - needs the project on sys.path
+
+__all__ = ["percentile"]
+
 
 def parser(description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description)
@@ -54,17 +58,6 @@ def setup_django(migrate: bool = True) -> None:
         from django.db import connections
 
         connections.close_all()  # give the pool its connection back
-
-
-def percentile(samples: list[float], q: float) -> float:
-    """Return the q-th percentile (0-100) with linear interpolation, as numpy's default does."""
-    if not samples:
-        return float("nan")
-    ordered = sorted(samples)
-    position = (len(ordered) - 1) * q / 100
-    low = int(position)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
 def median(values: list[float]) -> float:

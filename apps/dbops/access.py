@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import hmac
+import ipaddress
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -48,3 +49,19 @@ def staff_or_token_required(view):
         return refusal(request) or view(request, *args, **kwargs)
 
     return wrapper
+
+
+def is_loopback(request: HttpRequest) -> bool:
+    """Tell whether the request comes from this host (REMOTE_ADDR; a local reverse proxy looks local too)."""
+    try:
+        return ipaddress.ip_address(request.META.get("REMOTE_ADDR", "")).is_loopback
+    except ValueError:
+        return False
+
+
+def metrics_refusal(request: HttpRequest) -> HttpResponse | None:
+    """Return the 401/403 for a /metrics request that is not public, not from loopback and without the token."""
+    config = settings.DBOPS
+    if config.metrics_public or (config.metrics_allow_loopback and is_loopback(request)) or token_matches(request):
+        return None
+    return refusal(request)

@@ -15,3 +15,11 @@ class DbopsConfig(AppConfig):
         checks.register(dbops_checks.check_engine_outside_strict_environments)
         checks.register(dbops_checks.check_pool_covers_threads)
         checks.register(dbops_checks.check_pool_fits_server, checks.Tags.database)
+
+        from django.conf import settings
+        from django.db.backends.signals import connection_created
+
+        if settings.DBOPS.query_monitoring:
+            from .monitoring import attach_query_timer
+
+            connection_created.connect(attach_query_timer, dispatch_uid="dbops.query_timer")

@@ -149,6 +149,12 @@ class DbopsConfig:
     web_threads: int = 4
     static_root: Path = PROJECT_DIR / "var" / "static"
     health: HealthConfig = HealthConfig()
+    query_monitoring: bool = True
+    prometheus_request_metrics: bool = False
+    metrics_public: bool = False
+    metrics_allow_loopback: bool = True
+    prometheus_multiproc_dir: str = ""
+    root_urlconf: str = "project.urls"
 
     @property
     def is_strict(self) -> bool:
@@ -331,6 +337,12 @@ def load_config(environ_mapping: Mapping[str, str]) -> DbopsConfig:
         web_workers=reader.int("WEB_CONCURRENCY", 2),
         web_threads=reader.int("GUNICORN_THREADS", 4),
         static_root=Path(reader.str("DJANGO_STATIC_ROOT", str(PROJECT_DIR / "var" / "static"))),
+        query_monitoring=reader.bool("DBOPS_QUERY_MONITORING", True),
+        prometheus_request_metrics=reader.bool("DBOPS_PROMETHEUS_REQUEST_METRICS", False),
+        metrics_public=reader.bool("DBOPS_METRICS_PUBLIC", False),
+        metrics_allow_loopback=reader.bool("DBOPS_METRICS_ALLOW_LOOPBACK", True),
+        prometheus_multiproc_dir=reader.str("PROMETHEUS_MULTIPROC_DIR", ""),
+        root_urlconf=reader.str("DJANGO_ROOT_URLCONF", "project.urls"),
         health=HealthConfig(
             probe_timeout=reader.int("DBOPS_HEALTH_PROBE_TIMEOUT", 2, unit=" seconds"),
             ready_cache_seconds=reader.int("DBOPS_HEALTH_READY_CACHE_SECONDS", 3, minimum=0, unit=" seconds"),

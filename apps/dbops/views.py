@@ -9,11 +9,13 @@ import time
 from django.conf import settings
 from django.http import HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
+from django_prometheus.exports import ExportToDjangoView
 from health_check.exceptions import ServiceWarning
 from health_check.views import HealthCheckView
 
 from . import reports
-from .access import arefusal, staff_or_token_required
+from .access import arefusal, metrics_refusal, staff_or_token_required
+from .monitoring import performance_report, refresh_pool_metrics, refresh_server_metrics
 
 
 @never_cache
@@ -111,5 +113,17 @@ def _json_report(build):
 
 
 database_health = _json_report(reports.database_health)
+database_performance = _json_report(performance_report)
 database_schema = _json_report(reports.database_schema)
 migrations_status = _json_report(reports.migrations_status)
+
+
+@never_cache
+def metrics(request):
+    """Prometheus exposition (all workers in multiprocess mode): loopback, token or DBOPS_METRICS_PUBLIC."""
+    refused = metrics_refusal(request)
+    if refused:
+        return refused
+    refresh_pool_metrics()
+    refresh_server_metrics()
+    return ExportToDjangoView(request)

@@ -1,0 +1,31 @@
+"""URLs for benchmarks and tests only (DJANGO_ROOT_URLCONF=project.bench_urls): DB-bound sample endpoints.
+
+Never the production urlconf: these endpoints are public and hit the database.
+"""
+
+from django.db import connection
+from django.http import HttpResponse
+from django.urls import include, path
+
+
+def select_one(request):
+    """One `SELECT 1` through the pool: the cheapest DB-bound endpoint."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+        cursor.fetchone()
+    return HttpResponse("1", content_type="text/plain")
+
+
+def sleep(request):
+    """One `pg_sleep` of `?ms=` milliseconds (a slow query on demand)."""
+    milliseconds = int(request.GET.get("ms", "0"))
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_sleep(%s)", [milliseconds / 1000])
+    return HttpResponse("slept", content_type="text/plain")
+
+
+urlpatterns = [
+    path("bench/select-one", select_one),
+    path("bench/sleep", sleep),
+    path("", include("project.urls")),
+]
