@@ -62,3 +62,20 @@ def setup_django(migrate: bool = True) -> None:
 
 def median(values: list[float]) -> float:
     return statistics.median(values)
+
+
+def server_environ(database_url: str, **extra: str) -> dict[str, str]:
+    """Return the environment of a production-mode server against `database_url` (small pools, 2x4 gthread)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "DJANGO_", "ENFORCE_", "PORT"))}
+    env.update(
+        DJANGO_ENV="production",
+        DATABASE_URL=database_url,
+        SECRET_KEY="benchmark-and-test-only-secret-" * 2,
+        ALLOWED_HOSTS="127.0.0.1,localhost",
+        DATABASE_POOL_SIZE="2",
+        DATABASE_POOL_MAX_OVERFLOW="4",
+        WEB_CONCURRENCY="2",
+        GUNICORN_THREADS="4",
+    )
+    env.update(extra)
+    return env

@@ -1,0 +1,124 @@
+"""Servers and load for benchmarks (and the tests that run the image's command): gunicorn, wrk, a fallback loader."""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+PROJECT_DIR = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def dockerfile_command() -> list[str]:
+    """Return the image's CMD, read from the Dockerfile so what runs here is exactly what the image runs."""
+    text = (PROJECT_DIR / "Dockerfile").read_text()
+    return json.loads(re.search(r"^CMD (\[.*\])$", text, re.MULTILINE).group(1))
+
+
+def http_get(url: str, timeout: float = 5, headers: dict[str, str] | None = None) -> tuple[int, str]:
+    request = urllib.request.Request(url, headers=headers or {})  # noqa: S310 - loopback URLs only
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+@contextlib.contextmanager
+def gunicorn(environ: dict[str, str], *, ready_path: str = "/health/live", timeout: float = 30):
+    """Run the Dockerfile's CMD on a free loopback port; yield the base URL; stop it afterwards."""
+    port = free_port()
+    command = dockerfile_command()
+    command = [sys.executable, "-m", command[0], *command[1:], "--bind", f"127.0.0.1:{port}"]
+    env = {**environ, "PORT": str(port)}
+    process = subprocess.Popen(command, cwd=PROJECT_DIR, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    # Drain the log so a chatty server never blocks on a full pipe.
+    log: list[bytes] = []
+    drain = threading.Thread(target=lambda: log.extend(iter(process.stdout.readline, b"")), daemon=True)
+    drain.start()
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if process.poll() is not None:
+                drain.join(timeout=5)
+                raise RuntimeError(f"gunicorn exited: {b''.join(log).decode()[-2000:]}")
+            try:
+                http_get(base + ready_path, timeout=2)
+                break
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                if time.monotonic() > deadline:
+                    raise RuntimeError("gunicorn did not answer in time") from None
+                time.sleep(0.2)
+        yield base
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def load(url: str, *, seconds: float, connections: int = 32) -> dict[str, float]:
+    """Drive `url` for `seconds` with keep-alive connections: wrk when installed, else a Python loader."""
+    if shutil.which("wrk"):
+        out = subprocess.run(
+            ["wrk", "-t2", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency", url],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+        non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+        return {"rps": rps, "errors": float(non2xx.group(1)) if non2xx else 0.0, "tool": "wrk"}
+    return _python_load(url, seconds=seconds, connections=min(connections, 8))
+
+
+def _python_load(url: str, *, seconds: float, connections: int) -> dict[str, float]:
+    match = re.match(r"http://([^:/]+):(\d+)(/.*)", url)
+    host, port, path = match.group(1), int(match.group(2)), match.group(3)
+    counts = {"ok": 0, "errors": 0}
+    lock = threading.Lock()
+    deadline = time.monotonic() + seconds
+
+    def worker():
+        conn = http.client.HTTPConnection(host, port, timeout=10)
+        ok = errors = 0
+        while time.monotonic() < deadline:
+            try:
+                conn.request("GET", path)
+                response = conn.getresponse()
+                response.read()
+                ok += response.status < 400
+                errors += response.status >= 400
+            except (OSError, http.client.HTTPException):
+                errors += 1
+                conn = http.client.HTTPConnection(host, port, timeout=10)
+        with lock:
+            counts["ok"] += ok
+            counts["errors"] += errors
+
+    threads = [threading.Thread(target=worker) for _ in range(connections)]
+    started = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return {"rps": counts["ok"] / (time.monotonic() - started), "errors": float(counts["errors"]), "tool": "python"}
