@@ -56,13 +56,12 @@ format: venv
 
 ## bench: every benchmark, full length (minutes); results go to docs/benchmarks.md by hand
 bench: venv
-	@for script in bench/[a-z]*.py; do case $$script in */harness.py) continue;; esac; \
-		echo "== $$script"; $(PY) $$script || exit 1; done
+	@command -v wrk >/dev/null || apt-get install --yes wrk >/dev/null 2>&1 || echo "wrk not installed: Python loader"
+	@for script in $$(grep -l __main__ bench/*.py); do echo "== $$script"; $(PY) $$script || exit 1; done
 
 ## bench-smoke: seconds-long run of each benchmark (CI runs these through the test suite)
 bench-smoke: venv
-	@for script in bench/[a-z]*.py; do case $$script in */harness.py) continue;; esac; \
-		echo "== $$script"; $(PY) $$script --smoke || exit 1; done
+	@for script in $$(grep -l __main__ bench/*.py); do echo "== $$script"; $(PY) $$script --smoke || exit 1; done
 
 localdb-stop: venv
 	$(PY) manage.py localdb stop
