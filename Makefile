@@ -10,7 +10,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?=
 
-.PHONY: venv run test test-django6 lint format bench bench-smoke localdb-stop clean
+.PHONY: venv system-deps run test test-django6 lint format bench bench-smoke localdb-stop clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -32,7 +32,14 @@ run: venv
 	$(PY) manage.py runserver --noreload $(HOST):$(PORT)
 
 ## test: venv, lint, then the whole suite against a throwaway PostgreSQL cluster (or TEST_DATABASE_URL)
-test: venv lint
+# Services some tests start themselves (redis-server for the shared circuit-breaker state).
+system-deps:
+	@command -v redis-server >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+		(apt-get install --yes --no-install-recommends redis-server >/dev/null 2>&1 || \
+		 (apt-get update >/dev/null 2>&1 && apt-get install --yes --no-install-recommends redis-server >/dev/null 2>&1)); } || \
+		echo "redis-server not installed: the shared-breaker tests will be skipped"
+
+test: venv lint system-deps
 	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing (exit 5 is not a pass)"; fi; exit $$rc
 

@@ -29,3 +29,15 @@ urlpatterns = [
     path("bench/sleep", sleep),
     path("", include("project.urls")),
 ]
+
+
+def integrity_error(request):
+    """Violate a unique constraint: an application bug, which must never trip the circuit breaker."""
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE TEMP TABLE IF NOT EXISTS dbops_dupe (id int PRIMARY KEY)")
+        cursor.execute("INSERT INTO dbops_dupe VALUES (1) ON CONFLICT DO NOTHING")
+        cursor.execute("INSERT INTO dbops_dupe VALUES (1)")
+    return HttpResponse("unreachable", content_type="text/plain")
+
+
+urlpatterns.insert(0, path("bench/integrity-error", integrity_error))

@@ -17,6 +17,7 @@ ALLOWED_HOSTS = list(DBOPS.allowed_hosts)
 
 DATABASES = {"default": DBOPS.database.django_settings("default")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+CACHES = {"default": DBOPS.cache}
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -34,6 +35,8 @@ PROMETHEUS_MIDDLEWARE = DBOPS.prometheus_request_metrics
 MIDDLEWARE = [
     *(["django_prometheus.middleware.PrometheusBeforeMiddleware"] if PROMETHEUS_MIDDLEWARE else []),
     *(["apps.dbops.middleware.QueryMonitoringMiddleware"] if DBOPS.query_monitoring else []),
+    # Outermost of ours: it must see (and turn into 503s) database failures from everything inside it.
+    *(["apps.dbops.middleware.CircuitBreakerMiddleware"] if DBOPS.breaker.enabled else []),
     "django.middleware.security.SecurityMiddleware",
     # Serves collected static files in staging/production; development uses runserver's static view.
     *(["whitenoise.middleware.WhiteNoiseMiddleware"] if DBOPS.is_strict else []),

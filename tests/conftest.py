@@ -15,6 +15,53 @@ from tests.pg_cluster_plugin import owned_cluster
 SECRET_PASSWORD = "S3cretPw"  # noqa: S105 - the marker tests look for in every output
 
 
+@pytest.fixture(autouse=True)
+def closed_breaker():
+    """Leave the process' circuit breaker closed for the next test, whatever this one did to it."""
+    yield
+    from apps.dbops.breaker import State, get_breaker
+
+    breaker = get_breaker()
+    if breaker.current(force=True).state != State.CLOSED:
+        breaker.reset()
+    breaker.store.reset_failures()
+
+
+@pytest.fixture
+def redis_server():
+    """Yield the URL of a throwaway redis-server on a free loopback port."""
+    import shutil
+    import subprocess
+    import time
+
+    from apps.dbops.localdb import free_port
+
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server is not installed (make test installs it with apt-get when it can)")
+    port = free_port()
+    process = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    import socket
+
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                process.kill()
+                raise
+            time.sleep(0.05)
+    yield f"redis://127.0.0.1:{port}/0"
+    process.terminate()
+    process.wait(timeout=10)
+
+
 @pytest.fixture
 def pg_cluster():
     """Yield the cluster this test run owns, for tests that stop or restart the server."""

@@ -52,6 +52,7 @@ def test_health__every_check_passes_on_a_healthy_cluster(client):
         "PoolUsage",
         "PendingMigrations",
         "PostgresServer",
+        "BreakerClosed",
     }
     response = client.get(reverse("dbops:health_ready"))
     assert (response.status_code, response.json()) == (200, {"status": "ready"})

@@ -19,6 +19,13 @@ class DbopsConfig(AppConfig):
         from django.conf import settings
         from django.db.backends.signals import connection_created
 
+        if settings.DBOPS.breaker.enabled:
+            from django.core.signals import got_request_exception
+
+            from .middleware import mark_database_failure
+
+            got_request_exception.connect(mark_database_failure, dispatch_uid="dbops.breaker_failure")
+
         if settings.DBOPS.query_monitoring:
             from .monitoring import attach_query_timer
 

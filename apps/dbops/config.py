@@ -126,6 +126,35 @@ class HealthConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class BreakerConfig:
+    """The circuit breaker in front of the database."""
+
+    enabled: bool = True
+    failure_threshold: int = 5
+    failure_window: int = 30
+    probe_interval: int = 1
+    reset_timeout: int = 30
+    count_statement_timeouts: bool = False
+    exempt_paths: tuple[str, ...] = ("/health/", "/metrics", "/static/")
+    cache_alias: str = "default"
+    alias: str = "default"
+
+
+def parse_cache_url(url: str, *, variable: str = "CACHE_URL") -> dict[str, Any]:
+    """Build a `CACHES` entry: locmem:// or redis(s)://; Redis gets short timeouts (a cache must never hang)."""
+    scheme = urlsplit(url).scheme
+    if scheme == "locmem":
+        return {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": urlsplit(url).netloc or "dbops"}
+    if scheme in ("redis", "rediss"):
+        return {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": url,
+            "OPTIONS": {"socket_connect_timeout": 0.25, "socket_timeout": 0.25},
+        }
+    raise ImproperlyConfigured(f"{variable}={mask_url(url)!r} is not supported: use locmem:// or redis://HOST:PORT/DB.")
+
+
+@dataclasses.dataclass(frozen=True)
 class DbopsConfig:
     """Every dbops setting, validated."""
 
@@ -155,6 +184,8 @@ class DbopsConfig:
     metrics_allow_loopback: bool = True
     prometheus_multiproc_dir: str = ""
     root_urlconf: str = "project.urls"
+    cache: dict[str, Any] = dataclasses.field(default_factory=lambda: parse_cache_url("locmem://"), repr=False)
+    breaker: BreakerConfig = BreakerConfig()
 
     @property
     def is_strict(self) -> bool:
@@ -343,6 +374,17 @@ def load_config(environ_mapping: Mapping[str, str]) -> DbopsConfig:
         metrics_allow_loopback=reader.bool("DBOPS_METRICS_ALLOW_LOOPBACK", True),
         prometheus_multiproc_dir=reader.str("PROMETHEUS_MULTIPROC_DIR", ""),
         root_urlconf=reader.str("DJANGO_ROOT_URLCONF", "project.urls"),
+        cache=parse_cache_url(reader.str("CACHE_URL", "locmem://")),
+        breaker=BreakerConfig(
+            enabled=reader.bool("DBOPS_BREAKER_ENABLED", True),
+            failure_threshold=reader.int("DBOPS_BREAKER_FAILURE_THRESHOLD", 5),
+            failure_window=reader.int("DBOPS_BREAKER_FAILURE_WINDOW", 30, unit=" seconds"),
+            probe_interval=reader.int("DBOPS_BREAKER_PROBE_INTERVAL", 1, unit=" seconds"),
+            reset_timeout=reader.int("DBOPS_BREAKER_RESET_TIMEOUT", 30, unit=" seconds"),
+            count_statement_timeouts=reader.bool("DBOPS_BREAKER_COUNT_STATEMENT_TIMEOUTS", False),
+            exempt_paths=reader.list("DBOPS_BREAKER_EXEMPT_PATHS", ("/health/", "/metrics", "/static/")),
+            cache_alias=reader.str("DBOPS_BREAKER_CACHE_ALIAS", "default"),
+        ),
         health=HealthConfig(
             probe_timeout=reader.int("DBOPS_HEALTH_PROBE_TIMEOUT", 2, unit=" seconds"),
             ready_cache_seconds=reader.int("DBOPS_HEALTH_READY_CACHE_SECONDS", 3, minimum=0, unit=" seconds"),

@@ -69,3 +69,14 @@ SERVER_CONNECTIONS = Gauge(
     ["alias"],
     multiprocess_mode="mostrecent",
 )
+
+BREAKER_STATE = Gauge(
+    "dbops_breaker_state", "1 for the circuit breaker's current state.", ["state"], multiprocess_mode="mostrecent"
+)
+BREAKER_TRANSITIONS = Counter("dbops_breaker_transitions", "Circuit-breaker transitions, by new state.", ["to"])
+BREAKER_REJECTIONS = Counter(
+    "dbops_breaker_rejections", "Requests answered 503 by the breaker without touching the database."
+)
+DATABASE_FAILURES = Counter(
+    "dbops_database_failures", "Requests that failed because the database was unavailable (answered 503)."
+)

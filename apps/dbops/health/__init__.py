@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.conf import settings
 
+from .breaker import BreakerClosed
 from .database import DatabaseLatency
 from .migrations import PendingMigrations
 from .pool import PoolUsage
@@ -11,12 +12,13 @@ from .server import PostgresServer
 
 
 def readiness_checks() -> list:
-    """Return what a load balancer needs: every alias answers and its pool serves, and no migration is pending."""
+    """Return what a load balancer needs: every alias answers, pools serve, no migration pending, breaker closed."""
     aliases = list(settings.DATABASES)
     return [
         *[(DatabaseLatency, {"alias": alias}) for alias in aliases],
         *[(PoolUsage, {"alias": alias}) for alias in aliases],
         (PendingMigrations, {"alias": "default"}),
+        *([(BreakerClosed, {"alias": settings.DBOPS.breaker.alias})] if settings.DBOPS.breaker.enabled else []),
     ]
 
 

@@ -1,0 +1,20 @@
+from __future__ import annotations
+
+import dataclasses
+
+from health_check.exceptions import ServiceUnavailable, ServiceWarning
+
+from ..breaker import State, get_breaker
+from .base import DbopsCheck
+
+
+@dataclasses.dataclass
+class BreakerClosed(DbopsCheck):
+    """Open breaker: not ready (requests are being refused). Half-open: recovering."""
+
+    def run(self) -> None:
+        state = get_breaker().current().state
+        if state == State.OPEN:
+            raise ServiceUnavailable("circuit breaker open: the database was unreachable; requests get 503")
+        if state == State.HALF_OPEN:
+            raise ServiceWarning("circuit breaker half-open: a trial request decides whether it closes")

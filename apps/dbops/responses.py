@@ -1,0 +1,24 @@
+"""The small 503 the breaker answers with: JSON for API clients, HTML for browsers; no detail, no secret."""
+
+from __future__ import annotations
+
+from django.http import HttpResponse, JsonResponse
+
+HTML = (
+    "<!doctype html><html><head><meta charset=utf-8><title>Temporarily unavailable</title></head>"
+    "<body><h1>Temporarily unavailable</h1><p>The service cannot reach its database. "
+    "Please try again in {retry_after} s.</p></body></html>"
+)
+
+
+def database_unavailable_response(request, retry_after: int, breaker_state: str) -> HttpResponse:
+    """Return a 503 with Retry-After; `X-Dbops-Breaker` says whether the breaker or a failure answered."""
+    accept = request.headers.get("Accept", "")
+    if "json" in accept or "html" not in accept:
+        response = JsonResponse({"error": "database unavailable", "retry_after": retry_after}, status=503)
+    else:
+        response = HttpResponse(HTML.format(retry_after=retry_after), status=503, content_type="text/html")
+    response["Retry-After"] = str(retry_after)
+    response["X-Dbops-Breaker"] = breaker_state
+    response["Cache-Control"] = "no-store"
+    return response
