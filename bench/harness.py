@@ -32,18 +32,25 @@ def parser(description: str) -> argparse.ArgumentParser:
 @contextlib.contextmanager
 def postgres(**environ: str) -> Iterator[str]:
     """Yield a database URL: BENCH_DATABASE_URL, or a throwaway cluster's (deleted afterwards)."""
+    with postgres_cluster(**environ) as (url, _cluster):
+        yield url
+
+
+@contextlib.contextmanager
+def postgres_cluster(**environ: str):
+    """Yield (url, cluster); cluster is None with BENCH_DATABASE_URL (benchmarks that stop it need their own)."""
     os.environ.update({"DJANGO_ENV": "test", **environ})
     given = os.environ.get("BENCH_DATABASE_URL")
     if given:
         os.environ["DATABASE_URL"] = given
-        yield given
+        yield given, None
         return
     from apps.dbops.localdb import throwaway_cluster
 
     with throwaway_cluster() as cluster:
         cluster.ensure_database("bench")
         os.environ["DATABASE_URL"] = cluster.url("bench")
-        yield os.environ["DATABASE_URL"]
+        yield os.environ["DATABASE_URL"], cluster
 
 
 def setup_django(migrate: bool = True) -> None:

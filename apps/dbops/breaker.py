@@ -223,6 +223,9 @@ def reset_pool(alias: str) -> None:
         wrapper.pool.open()
 
 
+ALLOW = Decision(allow=True)
+
+
 class CircuitBreaker:
     """The state machine. One per process (see `get_breaker`)."""
 
@@ -297,7 +300,7 @@ class CircuitBreaker:
         """Decide whether a request may use the database now."""
         state = self.current()
         if state.state == State.CLOSED:
-            return Decision(allow=True)
+            return ALLOW
         now = time.time()
         if state.state == State.OPEN:
             if now - state.opened_at >= self.config.reset_timeout:
@@ -312,7 +315,7 @@ class CircuitBreaker:
             if self.store.acquire(f"trial:{state.generation}", trial_ttl):
                 return Decision(allow=True, trial=True, state=State.HALF_OPEN)
             return Decision(allow=False, retry_after=1, state=State.HALF_OPEN)
-        return Decision(allow=True)
+        return ALLOW
 
     def record_success(self, decision: Decision) -> None:
         if decision.trial:
