@@ -59,9 +59,9 @@ def recovery(records, accepting_at: float) -> tuple[float, float]:
     first_ok = next((r[0] for r in after if r[1] == 200), float("nan"))
     for i, (start, _, _) in enumerate(after):
         window = [r for r in after[i:] if r[0] < start + 1.0]
-        if window and window[-1][0] > start + 0.8 and all(r[1] == 200 for r in window):
-            if percentile([r[2] for r in window], 95) < 0.1:
-                return first_ok - accepting_at, start - accepting_at
+        full = window and window[-1][0] > start + 0.8
+        if full and all(r[1] == 200 for r in window) and percentile([r[2] for r in window], 95) < 0.1:
+            return first_ok - accepting_at, start - accepting_at
     return first_ok - accepting_at, float("nan")
 
 

@@ -40,4 +40,13 @@ def integrity_error(request):
     return HttpResponse("unreachable", content_type="text/plain")
 
 
+async def async_select_one(request):
+    """Run select_one from an async view: dbops' middleware must not break async views."""
+    from asgiref.sync import sync_to_async
+
+    await sync_to_async(select_one)(request)
+    return HttpResponse("1", content_type="text/plain")
+
+
 urlpatterns.insert(0, path("bench/integrity-error", integrity_error))
+urlpatterns.insert(0, path("bench/async-select-one", async_select_one))

@@ -309,3 +309,26 @@ def _headers(url: str) -> dict[str, str]:
             return dict(response.headers)
     except urllib.error.HTTPError as exc:
         return dict(exc.headers)
+
+
+def test_breaker__async_views_work_through_the_middleware(settings):
+    from asgiref.sync import async_to_sync
+    from django.test import AsyncClient
+
+    settings.ROOT_URLCONF = "project.bench_urls"
+    response = async_to_sync(AsyncClient().get)("/bench/async-select-one")
+    assert (response.status_code, response.content) == (200, b"1")
+
+
+def test_breaker_command__status_and_reset(capsys):
+    import json
+
+    from django.core.management import call_command
+
+    get_breaker()._transition(State.OPEN, "test")
+    with pytest.raises(SystemExit) as exit_info:
+        call_command("breaker", "status", "--json")
+    assert exit_info.value.code == 1
+    assert json.loads(capsys.readouterr().out)["state"] == "open"
+    call_command("breaker", "reset")
+    assert capsys.readouterr().out.strip() == "circuit breaker closed"
