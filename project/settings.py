@@ -75,6 +75,10 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 
+if DBOPS.environment == "test":
+    # Tests create many users: a fast hasher keeps them quick (never outside the test environment).
+    PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
@@ -84,6 +88,11 @@ STATIC_URL = "static/"
 STATIC_ROOT = DBOPS.static_root
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    # django-dbbackup's storage: any Django storage (e.g. S3 through django-storages) can replace it.
+    "dbbackup": {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": str(DBOPS.backup_dir)},
+    },
     "staticfiles": {
         "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
         if DBOPS.is_strict
@@ -108,5 +117,7 @@ LOGGING = {
         # django-health-check logs every failing or warning probe with a traceback: at load-balancer probe
         # rates that floods the log. The endpoints and /metrics carry check state; keep only its errors.
         "health_check": {"handlers": ["console"], "level": "ERROR", "propagate": False},
+        # django-dbbackup logs each pg_dump/pg_restore command line at DEBUG.
+        "dbbackup": {"handlers": ["console"], "level": "WARNING", "propagate": False},
     },
 }

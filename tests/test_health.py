@@ -23,8 +23,11 @@ TOKEN = "health-token-0123456789"
 @pytest.fixture(autouse=True)
 def health_settings(settings):
     """Fresh readiness answers and a known token for every test."""
+    from tests.factories import BackupRecordFactory
+
     settings.DBOPS = dataclasses.replace(settings.DBOPS, health_token=TOKEN)
     views.ready_cache._value = None
+    BackupRecordFactory()  # a fresh verified backup: the backup check is tested in test_backups
     return settings
 
 
@@ -53,6 +56,7 @@ def test_health__every_check_passes_on_a_healthy_cluster(client):
         "PendingMigrations",
         "PostgresServer",
         "BreakerClosed",
+        "BackupFreshness",
     }
     response = client.get(reverse("dbops:health_ready"))
     assert (response.status_code, response.json()) == (200, {"status": "ready"})

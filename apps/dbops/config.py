@@ -186,6 +186,8 @@ class DbopsConfig:
     root_urlconf: str = "project.urls"
     cache: dict[str, Any] = dataclasses.field(default_factory=lambda: parse_cache_url("locmem://"), repr=False)
     breaker: BreakerConfig = BreakerConfig()
+    backup_dir: Path = PROJECT_DIR / "var" / "backups"
+    backup_keep_verified: int = 3
 
     @property
     def is_strict(self) -> bool:
@@ -374,6 +376,8 @@ def load_config(environ_mapping: Mapping[str, str]) -> DbopsConfig:
         metrics_allow_loopback=reader.bool("DBOPS_METRICS_ALLOW_LOOPBACK", True),
         prometheus_multiproc_dir=reader.str("PROMETHEUS_MULTIPROC_DIR", ""),
         root_urlconf=reader.str("DJANGO_ROOT_URLCONF", "project.urls"),
+        backup_dir=Path(reader.str("DATABASE_BACKUP_DIR", str(PROJECT_DIR / "var" / "backups"))),
+        backup_keep_verified=reader.int("DATABASE_BACKUP_KEEP_VERIFIED", 3, minimum=0),
         cache=parse_cache_url(reader.str("CACHE_URL", "locmem://")),
         breaker=BreakerConfig(
             enabled=reader.bool("DBOPS_BREAKER_ENABLED", True),

@@ -7,3 +7,19 @@ class DbopsError(Exception):
 
 class LocalDbError(DbopsError):
     """The project-local PostgreSQL cluster cannot be created, started or reached."""
+
+
+class BackupError(DbopsError):
+    """A backup could not be taken, verified, restored or pruned."""
+
+
+class BackupInProgress(BackupError):
+    """Another backup of the same database holds the advisory lock."""
+
+
+class VerificationFailed(BackupError):
+    """A backup file does not prove restorable: checksum, restore or row counts disagree."""
+
+
+class RestoreRefused(BackupError):
+    """A restore was refused before it touched the live database."""

@@ -36,8 +36,10 @@ def pool_stats(alias: str) -> dict[str, int] | None:
     return stats
 
 
-def _connect_params(alias: str, timeout: float) -> dict:
+def _connect_params(alias: str, timeout: float, dbname: str | None = None) -> dict:
     params = connections[alias].get_connection_params()
+    if dbname:
+        params["dbname"] = dbname
     params.pop("cursor_factory", None)
     params.pop("context", None)
     params["connect_timeout"] = max(2, int(timeout + 0.999))  # libpq's smallest effective value is 2
@@ -45,10 +47,17 @@ def _connect_params(alias: str, timeout: float) -> dict:
 
 
 @contextlib.contextmanager
-def direct_connection(alias: str, timeout: float) -> Iterator[psycopg.Connection]:
-    """Open a short-lived autocommit connection outside the pool (for probes while the pool is suspect)."""
-    with psycopg.connect(**_connect_params(alias, timeout), autocommit=True) as conn:
-        conn.execute("SELECT set_config('statement_timeout', %s, false)", [f"{int(timeout * 1000)}ms"])
+def direct_connection(
+    alias: str, timeout: float, *, statement_timeout: float | None = None, dbname: str | None = None
+) -> Iterator[psycopg.Connection]:
+    """Open an autocommit connection outside the pool (probes while the pool is suspect; backups; admin work).
+
+    `timeout` bounds connecting; statements are limited to `statement_timeout` seconds (default: `timeout`;
+    0: no limit, for long maintenance work). `dbname` connects to another database of the same server.
+    """
+    limit = timeout if statement_timeout is None else statement_timeout
+    with psycopg.connect(**_connect_params(alias, timeout, dbname), autocommit=True) as conn:
+        conn.execute("SELECT set_config('statement_timeout', %s, false)", [f"{int(limit * 1000)}ms"])
         yield conn
 
 

@@ -13,7 +13,7 @@ from django_prometheus.exports import ExportToDjangoView
 from health_check.exceptions import ServiceWarning
 from health_check.views import HealthCheckView
 
-from . import reports
+from . import backups, reports
 from .access import arefusal, metrics_refusal, staff_or_token_required
 from .monitoring import performance_report, refresh_pool_metrics, refresh_server_metrics
 
@@ -114,6 +114,7 @@ def _json_report(build):
 
 database_health = _json_report(reports.database_health)
 database_performance = _json_report(performance_report)
+backup_status = _json_report(backups.backup_status)
 database_schema = _json_report(reports.database_schema)
 migrations_status = _json_report(reports.migrations_status)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.conf import settings
 
+from .backups import BackupFreshness
 from .breaker import BreakerClosed
 from .database import DatabaseLatency
 from .migrations import PendingMigrations
@@ -23,5 +24,9 @@ def readiness_checks() -> list:
 
 
 def all_checks() -> list:
-    """Return every check: readiness plus the server's own state."""
-    return [*readiness_checks(), *[(PostgresServer, {"alias": alias}) for alias in settings.DATABASES]]
+    """Return every check: readiness plus the server's own state and the backups."""
+    return [
+        *readiness_checks(),
+        *[(PostgresServer, {"alias": alias}) for alias in settings.DATABASES],
+        (BackupFreshness, {"alias": "default"}),
+    ]

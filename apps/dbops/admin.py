@@ -1,0 +1,174 @@
+"""Read-only history admins: backups and restores are recorded, never edited. Actions call the services."""
+
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.db import connections
+from django.http import FileResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.defaultfilters import filesizeformat
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.html import format_html
+from django.utils.timesince import timesince
+
+from . import backups
+from .exceptions import BackupError
+from .models import BackupRecord, RestoreRecord
+
+BADGE_COLORS = {
+    "succeeded": "#2e7d32",
+    "passed": "#2e7d32",
+    "running": "#1565c0",
+    "unverified": "#757575",
+    "failed": "#c62828",
+    "refused": "#ef6c00",
+}
+
+
+def badge(value: str):
+    color = BADGE_COLORS.get(value, "#757575")
+    return format_html(
+        '<span style="background:{};color:#fff;padding:1px 7px;border-radius:8px;font-size:11px">{}</span>',
+        color,
+        value,
+    )
+
+
+class HistoryAdmin(admin.ModelAdmin):
+    """History is never edited: no add, change or delete; every field read-only."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(BackupRecord)
+class BackupRecordAdmin(HistoryAdmin):
+    list_display = (
+        "id",
+        "started_at",
+        "age",
+        "status_badge",
+        "trigger",
+        "size",
+        "verification_badge",
+        "database_name",
+        "file",
+    )
+    list_filter = ("status", "verification", "trigger")
+    search_fields = ("filename", "database_name", "sha256", "error")
+    date_hierarchy = "started_at"
+    actions = ["verify_selected", "restore_selected"]
+    readonly_fields = [f.name for f in BackupRecord._meta.fields]
+
+    @admin.display(description="age")
+    def age(self, obj):
+        return f"{timesince(obj.started_at, timezone.now())} ago"
+
+    @admin.display(description="status", ordering="status")
+    def status_badge(self, obj):
+        return badge(obj.status)
+
+    @admin.display(description="verification", ordering="verification")
+    def verification_badge(self, obj):
+        return badge(obj.verification)
+
+    @admin.display(description="size", ordering="size_bytes")
+    def size(self, obj):
+        return filesizeformat(obj.size_bytes) if obj.size_bytes is not None else "-"
+
+    @admin.display(description="file")
+    def file(self, obj):
+        if obj.file_deleted_at:
+            return "pruned"
+        if not obj.filename:
+            return "-"
+        return format_html('<a href="{}">download</a>', reverse("admin:dbops_backuprecord_download", args=[obj.pk]))
+
+    def has_verify_permission(self, request):
+        return request.user.is_active and request.user.is_staff
+
+    def has_restore_permission(self, request):
+        return request.user.is_active and request.user.is_superuser
+
+    @admin.action(description="Verify selected backups (restore into a scratch database)", permissions=["verify"])
+    def verify_selected(self, request, queryset):
+        for record in queryset.filter(status=BackupRecord.Status.SUCCEEDED):
+            record = backups.verify_backup(record)
+            level = messages.SUCCESS if record.verification == "passed" else messages.ERROR
+            detail = record.verification_details.get("error", f"{record.verification_details.get('rows', 0)} rows")
+            self.message_user(request, f"Backup #{record.pk}: verification {record.verification} ({detail})", level)
+
+    @admin.action(description="Restore the selected backup into the live database…", permissions=["restore"])
+    def restore_selected(self, request, queryset):
+        if queryset.count() != 1:
+            self.message_user(request, "Select exactly one backup to restore.", messages.WARNING)
+            return None
+        return HttpResponseRedirect(reverse("admin:dbops_backuprecord_restore", args=[queryset.get().pk]))
+
+    def get_urls(self):
+        view = self.admin_site.admin_view
+        return [
+            path("<int:pk>/download/", view(self.download_view), name="dbops_backuprecord_download"),
+            path("<int:pk>/restore/", view(self.restore_view), name="dbops_backuprecord_restore"),
+            *super().get_urls(),
+        ]
+
+    def download_view(self, request, pk):
+        if not request.user.is_superuser:
+            raise PermissionDenied
+        record = get_object_or_404(BackupRecord, pk=pk, file_deleted_at__isnull=True)
+        handle = backups.backup_storage().open(record.filename, "rb")
+        return FileResponse(handle, as_attachment=True, filename=record.filename.rsplit("/", 1)[-1])
+
+    def restore_view(self, request, pk):
+        if not self.has_restore_permission(request):
+            raise PermissionDenied
+        record = get_object_or_404(BackupRecord, pk=pk, status=BackupRecord.Status.SUCCEEDED)
+        database = connections[record.database_alias].settings_dict["NAME"]
+        if request.method == "POST":
+            if request.POST.get("confirm_database", "").strip() != database:
+                self.message_user(
+                    request, "The typed database name did not match: nothing was changed.", messages.ERROR
+                )
+                return HttpResponseRedirect(request.path)
+            try:
+                restore = backups.restore_backup(record, requested_by=f"admin:{request.user.get_username()}")
+            except BackupError as exc:
+                self.message_user(request, f"{exc} — the live database was not touched.", messages.ERROR)
+            else:
+                self.message_user(
+                    request,
+                    f"Restored backup #{record.pk} into {database}. Safety backup #{restore.safety_backup_id} "
+                    "can undo it.",
+                    messages.SUCCESS,
+                )
+            return HttpResponseRedirect(reverse("admin:dbops_backuprecord_changelist"))
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": f"Restore backup #{record.pk}",
+            "record": record,
+            "database": database,
+        }
+        return TemplateResponse(request, "admin/dbops/backuprecord/restore_confirmation.html", context)
+
+
+@admin.register(RestoreRecord)
+class RestoreRecordAdmin(HistoryAdmin):
+    list_display = ("id", "started_at", "backup", "safety_backup", "status_badge", "database_name", "requested_by")
+    list_filter = ("status",)
+    search_fields = ("database_name", "requested_by", "error")
+    readonly_fields = [f.name for f in RestoreRecord._meta.fields]
+
+    @admin.display(description="status", ordering="status")
+    def status_badge(self, obj):
+        return badge(obj.status)

@@ -1,0 +1,80 @@
+from __future__ import annotations
+
+import dataclasses
+
+from django.conf import settings
+from django.utils import timezone
+from health_check.exceptions import ServiceUnavailable, ServiceWarning
+from psycopg import sql
+
+from ..models import BackupRecord
+from ..pool import probe_connection
+from .base import DbopsCheck
+
+
+def _last_backups(alias: str, timeout: float) -> tuple[BackupRecord | None, BackupRecord | None]:
+    """Return the newest successful and the newest finished backup, read through a probe connection.
+
+    A probe connection never queues behind requests for the pool, unlike the ORM's.
+    """
+    table = sql.Identifier(BackupRecord._meta.db_table)
+    with probe_connection(alias, timeout) as conn:
+        ids = conn.execute(
+            sql.SQL(
+                "SELECT (SELECT id FROM {t} WHERE status = 'succeeded' ORDER BY started_at DESC LIMIT 1),"
+                " (SELECT id FROM {t} WHERE status <> 'running' ORDER BY started_at DESC LIMIT 1)"
+            ).format(t=table)
+        ).fetchone()
+        rows = {}
+        for pk in {i for i in ids if i is not None}:
+            started_at, status, verification, error = conn.execute(
+                sql.SQL("SELECT started_at, status, verification, error FROM {t} WHERE id = %s").format(t=table), [pk]
+            ).fetchone()
+            rows[pk] = BackupRecord(pk=pk, started_at=started_at, status=status, verification=verification, error=error)
+    return rows.get(ids[0]), rows.get(ids[1])
+
+
+def backup_findings(*, alias: str = "default", timeout: float = 2.0, now=None) -> list[tuple[str, str]]:
+    """Grade backups: (level, message) pairs; empty when fresh and verified."""
+    config = settings.DBOPS
+    if not config.backup_enabled:
+        return []
+    now = now or timezone.now()
+    interval_hours = config.backup_interval_hours
+    success, last = _last_backups(alias, timeout)
+    findings = []
+    if success is None:
+        findings.append(("failure", "no successful backup yet while backups are enabled: run manage.py backup"))
+    else:
+        age_hours = (now - success.started_at).total_seconds() / 3600
+        if age_hours > 2 * interval_hours:
+            findings.append(
+                ("failure", f"last successful backup is {age_hours:.1f} h old (limit 2 x {interval_hours} h)")
+            )
+        elif age_hours > interval_hours:
+            findings.append(
+                ("warning", f"last successful backup is {age_hours:.1f} h old (interval {interval_hours} h)")
+            )
+        if success.verification == BackupRecord.Verification.FAILED:
+            findings.append(("failure", f"the newest backup #{success.pk} failed verification: it may not restore"))
+    if last is not None and last.status == BackupRecord.Status.FAILED:
+        reason = last.error.strip().splitlines()[-1][:200] if last.error.strip() else "see the backup history"
+        findings.append(("warning", f"the last backup #{last.pk} failed: {reason}"))
+    return findings
+
+
+@dataclasses.dataclass
+class BackupFreshness(DbopsCheck):
+    """Age of the last successful backup vs DATABASE_BACKUP_INTERVAL_HOURS; failed backups and verifications."""
+
+    def run(self) -> None:
+        try:
+            findings = backup_findings(alias=self.alias, timeout=self.budget)
+        except Exception as exc:
+            raise ServiceUnavailable(f"cannot read backup history ({type(exc).__name__})") from exc
+        if not findings:
+            return
+        message = "; ".join(message for _, message in findings)
+        if any(level == "failure" for level, _ in findings):
+            raise ServiceUnavailable(message)
+        raise ServiceWarning(message)

@@ -1,0 +1,25 @@
+from django.core.management.base import BaseCommand
+
+from apps.dbops.backups import backup_status
+
+from ._backup_output import backup_line, render
+
+
+class Command(BaseCommand):
+    help = "List recent backups with age, size and verification, and whether a backup is due. Exit 1 when due."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--limit", type=int, default=20, help="How many backups to list (default 20).")
+        parser.add_argument("--json", action="store_true", help="Print the status as JSON.")
+
+    def handle(self, *args, **options):
+        status = backup_status(limit=options["limit"])
+        render(self, status, as_json=options["json"])
+        if not options["json"]:
+            state = "enabled" if status["enabled"] else "DISABLED"
+            due = "a backup is DUE" if status["due"] else "no backup due"
+            self.stdout.write(f"Backups {state}, every {status['interval_hours']} h; {due}.")
+            for summary in status["recent"]:
+                self.stdout.write(backup_line(summary))
+        if status["enabled"] and status["due"]:
+            raise SystemExit(1)

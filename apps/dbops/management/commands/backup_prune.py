@@ -1,0 +1,31 @@
+from django.conf import settings
+from django.core.management.base import BaseCommand
+
+from apps.dbops.backups import backup_summary, prune_backups
+
+from ._backup_output import backup_line, render
+
+
+class Command(BaseCommand):
+    help = (
+        "Delete backup files older than DATABASE_BACKUP_RETENTION_DAYS, always keeping the newest "
+        "DATABASE_BACKUP_KEEP_VERIFIED verified successful backups. Records stay as history."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--dry-run", action="store_true", help="List what would be deleted; delete nothing.")
+        parser.add_argument("--json", action="store_true", help="Print the affected backups as JSON.")
+
+    def handle(self, *args, **options):
+        doomed = prune_backups(dry_run=options["dry_run"])
+        summaries = [backup_summary(r) for r in doomed]
+        render(self, {"dry_run": options["dry_run"], "backups": summaries}, as_json=options["json"])
+        if not options["json"]:
+            verb = "Would delete" if options["dry_run"] else "Deleted"
+            config = settings.DBOPS
+            self.stdout.write(
+                f"{verb} {len(doomed)} backup file(s) older than {config.backup_retention_days} days "
+                f"(keeping the newest {config.backup_keep_verified} verified)."
+            )
+            for summary in summaries:
+                self.stdout.write(backup_line(summary))

@@ -1,0 +1,62 @@
+from django.core.management.base import BaseCommand, CommandError
+from django.db import connections
+
+from apps.dbops.backups import restore_backup
+from apps.dbops.exceptions import BackupError, RestoreRefused
+from apps.dbops.models import BackupRecord
+
+
+class Command(BaseCommand):
+    help = (
+        "Restore a backup into the live database. Verifies it first (refusing anything unverifiable), takes a "
+        "safety backup of the current database, then restores; dbops' own history is kept. Undo with "
+        "backup_restore --id <safety backup>. Exit 0 restored, 1 refused, 2 failed."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--id", type=int, required=True, help="Backup id to restore (see backup_list).")
+        parser.add_argument(
+            "--noinput",
+            "--no-input",
+            action="store_false",
+            dest="interactive",
+            help="Do not ask for the typed confirmation (the database name).",
+        )
+        parser.add_argument("--json", action="store_true", help="Print the restore record as JSON.")
+
+    def handle(self, *args, **options):
+        record = BackupRecord.objects.filter(pk=options["id"], status=BackupRecord.Status.SUCCEEDED).first()
+        if record is None:
+            raise CommandError(f"No successful backup #{options['id']}: see manage.py backup_list.", returncode=2)
+        database = connections[record.database_alias].settings_dict["NAME"]
+        if options["interactive"]:
+            self.stdout.write(
+                f"This replaces the contents of database {database!r} with backup #{record.pk} "
+                f"({record.started_at:%Y-%m-%d %H:%M:%S}). A safety backup is taken first."
+            )
+            if input(f"Type the database name ({database}) to continue: ").strip() != database:
+                raise CommandError("Not confirmed: nothing was changed.", returncode=1)
+        progress = (lambda stage: None) if options["json"] else (lambda stage: self.stderr.write(f"… {stage}"))
+        try:
+            restore = restore_backup(record, requested_by="manage.py backup_restore", progress=progress)
+        except RestoreRefused as exc:
+            raise CommandError(f"{exc} — the live database was not touched.", returncode=1) from None
+        except BackupError as exc:
+            raise CommandError(str(exc), returncode=2) from None
+        result = {
+            "restore": restore.pk,
+            "backup": record.pk,
+            "database": database,
+            "safety_backup": restore.safety_backup_id,
+            "status": restore.status,
+            "undo": f"manage.py backup_restore --id {restore.safety_backup_id}",
+        }
+        if options["json"]:
+            import json
+
+            self.stdout.write(json.dumps(result, indent=2, sort_keys=True))
+        else:
+            self.stdout.write(
+                f"Restored backup #{record.pk} into {database}. Safety backup #{restore.safety_backup_id}; "
+                f"undo with: {result['undo']}"
+            )

@@ -1,0 +1,31 @@
+from django.core.management.base import BaseCommand, CommandError
+
+from apps.dbops.backups import backup_summary, verify_backup
+from apps.dbops.models import BackupRecord
+
+from ._backup_output import backup_line, render
+
+
+class Command(BaseCommand):
+    help = (
+        "Verify a backup: sha256 and size, restore into a scratch database (created and dropped), compare "
+        "per-table row counts. Exit 0 passed, 1 failed verification, 2 no such backup."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--id", type=int, help="Backup id (default: the newest successful backup).")
+        parser.add_argument("--json", action="store_true", help="Print the result as JSON.")
+
+    def handle(self, *args, **options):
+        records = BackupRecord.objects.filter(status=BackupRecord.Status.SUCCEEDED)
+        record = records.filter(pk=options["id"]).first() if options["id"] else records.first()
+        if record is None:
+            raise CommandError("No such successful backup: see manage.py backup_list.", returncode=2)
+        progress = (lambda stage: None) if options["json"] else (lambda stage: self.stderr.write(f"… {stage}"))
+        record = verify_backup(record, progress=progress)
+        summary = {**backup_summary(record), "verification_details": record.verification_details}
+        render(self, summary, as_json=options["json"])
+        if not options["json"]:
+            self.stdout.write(backup_line(summary))
+        if record.verification != BackupRecord.Verification.PASSED:
+            raise CommandError(record.verification_details.get("error", "verification failed"), returncode=1)

@@ -1,0 +1,81 @@
+"""History models: what happened, recorded once; the admin shows them read-only."""
+
+from __future__ import annotations
+
+from django.db import models
+
+
+class BackupRecord(models.Model):
+    """One backup: how it was taken, where it is, what it held, and whether a restore of it was proven."""
+
+    class Status(models.TextChoices):
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+
+    class Trigger(models.TextChoices):
+        COMMAND = "command"
+        SCHEDULE = "schedule"
+        PRE_MIGRATION = "pre_migration", "pre-migration"
+        PRE_RESTORE = "pre_restore", "pre-restore"
+        ADMIN = "admin"
+
+    class Verification(models.TextChoices):
+        UNVERIFIED = "unverified"
+        PASSED = "passed"
+        FAILED = "failed"
+
+    started_at = models.DateTimeField(db_index=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    duration_seconds = models.FloatField(null=True, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING, db_index=True)
+    trigger = models.CharField(max_length=16, choices=Trigger.choices, default=Trigger.COMMAND)
+    database_alias = models.CharField(max_length=100, default="default")
+    database_name = models.CharField(max_length=200, blank=True)
+    server_version = models.CharField(max_length=100, blank=True)
+    filename = models.CharField(max_length=500, blank=True)
+    storage = models.CharField(max_length=200, blank=True)
+    size_bytes = models.BigIntegerField(null=True, blank=True)
+    sha256 = models.CharField(max_length=64, blank=True)
+    compressed = models.BooleanField(default=False)
+    encrypted = models.BooleanField(default=False)
+    row_counts = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True)
+    verified_at = models.DateTimeField(null=True, blank=True)
+    verification = models.CharField(
+        max_length=16, choices=Verification.choices, default=Verification.UNVERIFIED, db_index=True
+    )
+    verification_details = models.JSONField(default=dict, blank=True)
+    file_deleted_at = models.DateTimeField(null=True, blank=True, help_text="When retention removed the file.")
+
+    class Meta:
+        ordering = ["-started_at"]
+        get_latest_by = "started_at"
+
+    def __str__(self) -> str:
+        return f"backup #{self.pk} {self.status} {self.started_at:%Y-%m-%d %H:%M:%S}"
+
+
+class RestoreRecord(models.Model):
+    """One restore of a backup into the live database, with the safety backup that can undo it."""
+
+    class Status(models.TextChoices):
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+        REFUSED = "refused"
+
+    backup = models.ForeignKey(BackupRecord, on_delete=models.PROTECT, related_name="restores")
+    safety_backup = models.ForeignKey(BackupRecord, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING)
+    requested_by = models.CharField(max_length=200, blank=True)
+    database_name = models.CharField(max_length=200, blank=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-started_at"]
+
+    def __str__(self) -> str:
+        return f"restore of backup #{self.backup_id} {self.status}"

@@ -1,0 +1,42 @@
+"""factory-boy factories for dbops' models and the data tests back up."""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+
+import factory
+from django.contrib.auth import get_user_model
+from django.utils import timezone
+
+from apps.dbops.models import BackupRecord
+
+
+class UserFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = get_user_model()
+        skip_postgeneration_save = True
+
+    username = factory.Sequence(lambda n: f"user{n}")
+    email = factory.LazyAttribute(lambda o: f"{o.username}@example.com")
+    first_name = factory.Faker("first_name")
+    last_name = factory.Faker("last_name")
+    password = factory.PostGenerationMethodCall("set_password", "pw-for-tests-1234")
+
+
+class BackupRecordFactory(factory.django.DjangoModelFactory):
+    """A finished, successful backup record (no file unless a test writes one)."""
+
+    class Meta:
+        model = BackupRecord
+
+    started_at = factory.LazyFunction(timezone.now)
+    finished_at = factory.LazyAttribute(lambda o: o.started_at + datetime.timedelta(seconds=3))
+    duration_seconds = 3.0
+    status = BackupRecord.Status.SUCCEEDED
+    trigger = BackupRecord.Trigger.SCHEDULE
+    database_name = "dbops"
+    filename = factory.Sequence(lambda n: f"factory-{n}.dump")
+    size_bytes = 1024
+    sha256 = factory.LazyAttribute(lambda o: hashlib.sha256(o.filename.encode()).hexdigest())
+    verification = BackupRecord.Verification.PASSED
