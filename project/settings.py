@@ -119,5 +119,6 @@ LOGGING = {
         "health_check": {"handlers": ["console"], "level": "ERROR", "propagate": False},
         # django-dbbackup logs each pg_dump/pg_restore command line at DEBUG.
         "dbbackup": {"handlers": ["console"], "level": "WARNING", "propagate": False},
+        "dbbackup.command": {"handlers": ["console"], "level": "WARNING", "propagate": False},
     },
 }
