@@ -19,6 +19,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from tempfile import SpooledTemporaryFile
 
 from dbbackup.db.base import get_connector
@@ -215,13 +216,16 @@ def _dump_and_store(record: BackupRecord, alias: str, *, compress: bool, progres
         # One snapshot for the counts and the dump: the counts describe exactly what the file holds.
         conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         snapshot = conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
-        progress("counting rows")
-        counts = count_rows(conn)
-        progress(f"dumping {len(counts)} tables, {sum(counts.values())} rows (pg_dump --format=custom)")
         connector = get_connector(alias)
         connector.dump_suffix = f"--snapshot={snapshot}"
-        dump = connector.create_dump()
+        progress("dumping (pg_dump --format=custom) while counting rows in the same snapshot")
+        # pg_dump works in its own process: count rows meanwhile instead of before it.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dbops-pg-dump") as executor:
+            pending_dump = executor.submit(connector.create_dump)
+            counts = count_rows(conn)
+            dump = pending_dump.result()
         conn.execute("COMMIT")
+        progress(f"dumped {len(counts)} tables, {sum(counts.values())} rows")
     extension = "dump"
     if compress:
         progress("compressing")

@@ -49,6 +49,7 @@ _SPACE = re.compile(r"\s+")
 
 def normalize_sql(sql: str) -> str:
     """Strip every literal and parameter from `sql`, so the text can be logged without user data."""
+    sql = sql.replace("%%", "%")  # Django's escaping of a literal percent sign
     sql = _DOLLAR.sub("?", sql)
     sql = _STRING.sub("?", sql)
     sql = _PLACEHOLDER.sub("?", sql)
