@@ -13,51 +13,17 @@ from __future__ import annotations
 
 import contextlib
 import os
-import threading
 import time
-import urllib.error
-import urllib.request
 
 from harness import median, parser, percentile, postgres_cluster, server_environ, setup_django
-from servers import gunicorn, load
-
-
-class Traffic:
-    """Threads hitting one URL until stopped; records (start time, status, seconds)."""
-
-    def __init__(self, url: str, threads: int = 4) -> None:
-        self.url, self.stop, self.records = url, threading.Event(), []
-        self.threads = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
-
-    def _run(self) -> None:
-        while not self.stop.is_set():
-            started = time.monotonic()
-            try:
-                with urllib.request.urlopen(self.url, timeout=30) as response:  # noqa: S310 - loopback
-                    status = response.status
-            except urllib.error.HTTPError as exc:
-                status = exc.code
-            except OSError:
-                status = 0
-            self.records.append((started, status, time.monotonic() - started))
-            time.sleep(0.005)
-
-    def __enter__(self):
-        for t in self.threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop.set()
-        for t in self.threads:
-            t.join(timeout=40)
+from servers import Traffic, gunicorn, load
 
 
 def recovery(records, accepting_at: float) -> tuple[float, float]:
     """Seconds from `accepting_at` to the first 200, and to the start of 1 s of only fast 200s."""
     after = sorted(r for r in records if r[0] >= accepting_at)
     first_ok = next((r[0] for r in after if r[1] == 200), float("nan"))
-    for i, (start, _, _) in enumerate(after):
+    for i, (start, *_) in enumerate(after):
         window = [r for r in after[i:] if r[0] < start + 1.0]
         full = window and window[-1][0] > start + 0.8
         if full and all(r[1] == 200 for r in window) and percentile([r[2] for r in window], 95) < 0.1:

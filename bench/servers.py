@@ -122,3 +122,44 @@ def _python_load(url: str, *, seconds: float, connections: int) -> dict[str, flo
     for t in threads:
         t.join()
     return {"rps": counts["ok"] / (time.monotonic() - started), "errors": float(counts["errors"]), "tool": "python"}
+
+
+class Traffic:
+    """Client threads that hit a URL until stopped, recording (start, status, seconds, X-Dbops-Breaker header)."""
+
+    def __init__(self, url: str, threads: int = 4) -> None:
+        self.url = url
+        self.stop = threading.Event()
+        self.records: list[tuple[float, int, float, str]] = []
+        self.threads = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
+
+    def _run(self) -> None:
+        while not self.stop.is_set():
+            started = time.monotonic()
+            try:
+                with urllib.request.urlopen(self.url, timeout=15) as response:  # noqa: S310 - loopback
+                    status, header = response.status, response.headers.get("X-Dbops-Breaker", "")
+            except urllib.error.HTTPError as exc:
+                status, header = exc.code, exc.headers.get("X-Dbops-Breaker", "")
+            except OSError:
+                status, header = 0, ""
+            self.records.append((started, status, time.monotonic() - started, header))
+            time.sleep(0.01)
+
+    def __enter__(self) -> Traffic:
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(timeout=20)
+
+    def wait_for(self, predicate, timeout: float) -> float:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if any(predicate(r) for r in list(self.records)):
+                return time.monotonic()
+            time.sleep(0.02)
+        raise AssertionError(f"condition not reached in {timeout} s; last: {self.records[-5:]}")

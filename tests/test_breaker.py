@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 import time
 
 import psycopg
@@ -23,6 +22,7 @@ from apps.dbops.breaker import (
 from apps.dbops.config import BreakerConfig
 from apps.dbops.outages import is_database_outage
 from apps.dbops.signals import breaker_transition
+from bench.servers import Traffic
 from tests.conftest import reconfigured_pool
 from tests.servers import gunicorn, http_get, production_environ
 
@@ -40,50 +40,6 @@ def breaker_environ(tmp_path, **extra):
         GUNICORN_THREADS="4",
         **extra,
     )
-
-
-class Traffic:
-    """Client threads that hit a URL until stopped, recording (time, status, seconds, breaker header)."""
-
-    def __init__(self, url: str, threads: int = 4) -> None:
-        self.url = url
-        self.stop = threading.Event()
-        self.records: list[tuple[float, int, float, str]] = []
-        self.threads = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
-
-    def _run(self) -> None:
-        import urllib.error
-        import urllib.request
-
-        while not self.stop.is_set():
-            started = time.monotonic()
-            try:
-                with urllib.request.urlopen(self.url, timeout=15) as response:  # noqa: S310 - loopback
-                    status, header = response.status, response.headers.get("X-Dbops-Breaker", "")
-            except urllib.error.HTTPError as exc:
-                status, header = exc.code, exc.headers.get("X-Dbops-Breaker", "")
-            except OSError:
-                status, header = 0, ""
-            self.records.append((started, status, time.monotonic() - started, header))
-            time.sleep(0.01)
-
-    def __enter__(self) -> Traffic:
-        for thread in self.threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop.set()
-        for thread in self.threads:
-            thread.join(timeout=20)
-
-    def wait_for(self, predicate, timeout: float) -> float:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if any(predicate(r) for r in list(self.records)):
-                return time.monotonic()
-            time.sleep(0.02)
-        raise AssertionError(f"condition not reached in {timeout} s; last: {self.records[-5:]}")
 
 
 def test_breaker__real_outage_gives_fast_503s_then_heals_with_no_500(tmp_path, pg_cluster):
