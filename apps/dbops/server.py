@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from .config import HealthConfig
 from .pool import probe_connection
@@ -11,9 +11,8 @@ from .pool import probe_connection
 Level = Literal["warning", "failure"]
 
 
-@dataclasses.dataclass(frozen=True)
-class Finding:
-    """One thing an operator should look at."""
+class Finding(NamedTuple):
+    """One thing an operator should look at (a tuple, so `level, message = finding` works)."""
 
     level: Level
     message: str
@@ -36,7 +35,7 @@ class ServerStatus:
 
     def as_dict(self) -> dict:
         data = dataclasses.asdict(self)
-        data["findings"] = [dataclasses.asdict(f) for f in self.findings]
+        data["findings"] = [f._asdict() for f in self.findings]
         return data
 
 

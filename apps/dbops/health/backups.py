@@ -4,11 +4,12 @@ import dataclasses
 
 from django.conf import settings
 from django.utils import timezone
-from health_check.exceptions import ServiceUnavailable, ServiceWarning
+from health_check.exceptions import ServiceUnavailable
 from psycopg import sql
 
 from ..models import BackupRecord
 from ..pool import probe_connection
+from ..server import Finding
 from .base import DbopsCheck
 
 
@@ -34,8 +35,8 @@ def _last_backups(alias: str, timeout: float) -> tuple[BackupRecord | None, Back
     return rows.get(ids[0]), rows.get(ids[1])
 
 
-def backup_findings(*, alias: str = "default", timeout: float = 2.0, now=None) -> list[tuple[str, str]]:
-    """Grade backups: (level, message) pairs; empty when fresh and verified."""
+def backup_findings(*, alias: str = "default", timeout: float = 2.0, now=None) -> list[Finding]:
+    """Grade backups; empty when fresh and verified."""
     config = settings.DBOPS
     if not config.backup_enabled:
         return []
@@ -44,7 +45,7 @@ def backup_findings(*, alias: str = "default", timeout: float = 2.0, now=None) -
     success, last = _last_backups(alias, timeout)
     findings = []
     if success is None:
-        findings.append(("failure", "no successful backup yet while backups are enabled: run manage.py backup"))
+        findings.append(Finding("failure", "no successful backup yet while backups are enabled: run manage.py backup"))
     else:
         age_hours = (now - success.started_at).total_seconds() / 3600
         if age_hours > 2 * interval_hours:
@@ -56,10 +57,12 @@ def backup_findings(*, alias: str = "default", timeout: float = 2.0, now=None) -
                 ("warning", f"last successful backup is {age_hours:.1f} h old (interval {interval_hours} h)")
             )
         if success.verification == BackupRecord.Verification.FAILED:
-            findings.append(("failure", f"the newest backup #{success.pk} failed verification: it may not restore"))
+            findings.append(
+                Finding("failure", f"the newest backup #{success.pk} failed verification: it may not restore")
+            )
     if last is not None and last.status == BackupRecord.Status.FAILED:
         reason = last.error.strip().splitlines()[-1][:200] if last.error.strip() else "see the backup history"
-        findings.append(("warning", f"the last backup #{last.pk} failed: {reason}"))
+        findings.append(Finding("warning", f"the last backup #{last.pk} failed: {reason}"))
     return findings
 
 
@@ -72,9 +75,4 @@ class BackupFreshness(DbopsCheck):
             findings = backup_findings(alias=self.alias, timeout=self.budget)
         except Exception as exc:
             raise ServiceUnavailable(f"cannot read backup history ({type(exc).__name__})") from exc
-        if not findings:
-            return
-        message = "; ".join(message for _, message in findings)
-        if any(level == "failure" for level, _ in findings):
-            raise ServiceUnavailable(message)
-        raise ServiceWarning(message)
+        self.raise_findings(findings)
