@@ -23,7 +23,7 @@ from apps.dbops.models import BackupRecord, RestoreRecord
 from tests.factories import BackupRecordFactory, UserFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
-HISTORY_TABLES = {"public.dbops_backuprecord", "public.dbops_restorerecord"}
+HISTORY_TABLES = {"public.dbops_backuprecord", "public.dbops_restorerecord", "public.dbops_migrationrun"}
 
 
 @pytest.fixture(autouse=True)

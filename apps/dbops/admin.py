@@ -1,4 +1,4 @@
-"""Read-only history admins: backups and restores are recorded, never edited. Actions call the services."""
+"""Read-only history admins: backups, restores and migration runs are recorded, never edited. Actions call services."""
 
 from __future__ import annotations
 
@@ -11,12 +11,12 @@ from django.template.defaultfilters import filesizeformat
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django.utils.timesince import timesince
 
 from . import backups
 from .exceptions import BackupError
-from .models import BackupRecord, RestoreRecord
+from .models import BackupRecord, MigrationRun, RestoreRecord
 
 BADGE_COLORS = {
     "succeeded": "#2e7d32",
@@ -172,3 +172,98 @@ class RestoreRecordAdmin(HistoryAdmin):
     @admin.display(description="status", ordering="status")
     def status_badge(self, obj):
         return badge(obj.status)
+
+
+@admin.register(MigrationRun)
+class MigrationRunAdmin(HistoryAdmin):
+    list_display = (
+        "id",
+        "started_at",
+        "kind",
+        "status_badge",
+        "target",
+        "steps",
+        "duration_seconds",
+        "findings_count",
+        "allowed_unsafe",
+        "requested_by",
+        "host",
+    )
+    list_filter = ("kind", "status", "allowed_unsafe", "database_alias")
+    search_fields = ("target", "reason", "requested_by", "host", "error")
+    date_hierarchy = "started_at"
+    fields = (
+        ("kind", "status", "database_alias"),
+        ("started_at", "finished_at", "duration_seconds"),
+        ("requested_by", "host"),
+        "target",
+        "reason",
+        ("allowed_unsafe", "backup"),
+        "error",
+        "plan_list",
+        "step_table",
+        "finding_table",
+    )
+    readonly_fields = fields
+
+    @admin.display(description="status", ordering="status")
+    def status_badge(self, obj):
+        return badge(obj.status)
+
+    @admin.display(description="migrations")
+    def steps(self, obj):
+        return len(obj.plan)
+
+    @admin.display(description="findings")
+    def findings_count(self, obj):
+        counted = [f for f in obj.findings if not f.get("suppressed")]
+        blocks = sum(1 for f in counted if f.get("severity") == "block")
+        return f"{len(counted)} ({blocks} block)" if blocks else len(counted)
+
+    @admin.display(description="plan")
+    def plan_list(self, obj):
+        return format_html("<ol>{}</ol>", format_html_join("", "<li>{}</li>", ((name,) for name in obj.plan)))
+
+    @admin.display(description="migrations run")
+    def step_table(self, obj):
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (
+                    s.get("migration"),
+                    badge(s.get("outcome", "")),
+                    s.get("seconds"),
+                    s.get("attempts"),
+                    s.get("error", ""),
+                )
+                for s in obj.migrations
+            ),
+        )
+        return format_html(
+            "<table><tr><th>migration</th><th>outcome</th><th>seconds</th><th>attempts</th><th>error</th></tr>{}</table>",
+            rows,
+        )
+
+    @admin.display(description="findings")
+    def finding_table(self, obj):
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (
+                    f.get("severity"),
+                    f.get("code"),
+                    f.get("migration"),
+                    f.get("table"),
+                    f"{f.get('title')}: {f.get('detail')}",
+                    f.get("suppressed") or "",
+                )
+                for f in obj.findings
+            ),
+        )
+        return format_html(
+            "<table><tr><th>severity</th><th>code</th><th>migration</th><th>table</th><th>finding</th>"
+            "<th>suppressed because</th></tr>{}</table>",
+            rows,
+        )

@@ -33,7 +33,7 @@ from psycopg import sql
 
 from .config import mask_url
 from .exceptions import BackupError, BackupInProgress, RestoreRefused, VerificationFailed
-from .models import BackupRecord, RestoreRecord
+from .models import BackupRecord, MigrationRun, RestoreRecord
 from .pool import direct_connection
 
 logger = logging.getLogger("dbops.backups")
@@ -339,22 +339,26 @@ def verify_backup(record: BackupRecord, *, progress: Progress = _quiet) -> Backu
     return record
 
 
-def _history_snapshot() -> tuple[list[BackupRecord], list[RestoreRecord]]:
-    return list(BackupRecord.objects.order_by("pk")), list(RestoreRecord.objects.order_by("pk"))
+# dbops' own history, parents first: a restore puts the present's history back, not the backup's.
+HISTORY_MODELS = (BackupRecord, RestoreRecord, MigrationRun)
 
 
-def _put_back_history(backups: list[BackupRecord], restores: list[RestoreRecord]) -> None:
+def _history_snapshot() -> list[list]:
+    return [list(model.objects.order_by("pk")) for model in HISTORY_MODELS]
+
+
+def _put_back_history(snapshot: list[list]) -> None:
     """After a restore: the dbops history is the present's, not the backup's."""
     from django.core.management.color import no_style
 
     with transaction.atomic():
-        RestoreRecord.objects.all().delete()
-        BackupRecord.objects.all().delete()
-        BackupRecord.objects.bulk_create(backups)
-        RestoreRecord.objects.bulk_create(restores)
+        for model in reversed(HISTORY_MODELS):
+            model.objects.all().delete()
+        for model, rows in zip(HISTORY_MODELS, snapshot, strict=True):
+            model.objects.bulk_create(rows)
         connection = connections["default"]
         with connection.cursor() as cursor:
-            for statement in connection.ops.sequence_reset_sql(no_style(), [BackupRecord, RestoreRecord]):
+            for statement in connection.ops.sequence_reset_sql(no_style(), list(HISTORY_MODELS)):
                 cursor.execute(statement)
 
 
@@ -386,7 +390,7 @@ def restore_backup(record: BackupRecord, *, requested_by: str = "", progress: Pr
     restore.save(update_fields=["safety_backup"])
 
     dump = _open_verified_copy(record)
-    backups, restores = _history_snapshot()
+    history = _history_snapshot()
     connections[alias].close()
     progress(f"restoring backup #{record.pk} into {restore.database_name}")
     try:
@@ -396,7 +400,7 @@ def restore_backup(record: BackupRecord, *, requested_by: str = "", progress: Pr
         restore.status, restore.error, restore.finished_at = RestoreRecord.Status.FAILED, str(exc), timezone.now()
         restore.save()
         raise BackupError(f"restore failed, live database unchanged: {exc}") from None
-    _put_back_history(backups, restores)
+    _put_back_history(history)
     RestoreRecord.objects.filter(pk=restore.pk).update(
         status=RestoreRecord.Status.SUCCEEDED, finished_at=timezone.now()
     )

@@ -8,6 +8,7 @@ names the variable and the fix, and never contains a password.
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 from collections.abc import Mapping
 from importlib import import_module
@@ -140,6 +141,23 @@ class BreakerConfig:
     alias: str = "default"
 
 
+@dataclasses.dataclass(frozen=True)
+class MigrationSafetyConfig:
+    """How migrations are graded and guarded."""
+
+    warn_rows: int = 10_000
+    block_rows: int = 1_000_000
+    warn_mb: int = 100
+    block_mb: int = 1024
+    lock_timeout_ms: int = 5000
+    statement_timeout: int = 1800
+    lock_retries: int = 3
+    lock_retry_delay_ms: int = 2000
+    backup: bool = True
+    # "app.migration" -> {rule code: reason}
+    suppressions: Mapping[str, Mapping[str, str]] = dataclasses.field(default_factory=dict)
+
+
 def parse_cache_url(url: str, *, variable: str = "CACHE_URL") -> dict[str, Any]:
     """Build a `CACHES` entry: locmem:// or redis(s)://; Redis gets short timeouts (a cache must never hang)."""
     scheme = urlsplit(url).scheme
@@ -188,6 +206,7 @@ class DbopsConfig:
     breaker: BreakerConfig = BreakerConfig()
     backup_dir: Path = PROJECT_DIR / "var" / "backups"
     backup_keep_verified: int = 3
+    migrations: MigrationSafetyConfig = MigrationSafetyConfig()
 
     @property
     def is_strict(self) -> bool:
@@ -233,6 +252,33 @@ class _Reader:
             problem = "negative" if number < 0 else "zero" if number == 0 else f"below {minimum}"
             raise ImproperlyConfigured(f"{name}={number} is {problem}: set it to an integer >= {minimum}{unit}.")
         return number
+
+    def suppressions(self, name: str) -> dict[str, dict[str, str]]:
+        """Read `{"app.migration": {"CODE": "reason"}}`: every suppression must give a reason."""
+        value = self.raw(name)
+        if value is None:
+            return {}
+        example = '{"shop.0007_order_index": {"M005": "built off-hours on 2026-01-05"}}'
+        try:
+            parsed = json.loads(value)
+        except ValueError:
+            raise ImproperlyConfigured(f"{name} is not valid JSON: set it like {example}.") from None
+        if not isinstance(parsed, dict):
+            raise ImproperlyConfigured(f"{name} must be a JSON object: set it like {example}.")
+        for migration, rules in parsed.items():
+            if "." not in migration or not isinstance(rules, dict):
+                raise ImproperlyConfigured(
+                    f'{name}: {migration!r} must be "app_label.migration_name" mapping rule codes to reasons, '
+                    f"like {example}."
+                )
+            for code, reason in rules.items():
+                if not isinstance(reason, str) or not reason.strip():
+                    raise ImproperlyConfigured(
+                        f"{name}: {migration} {code} has no reason: every suppression must say why it is safe."
+                    )
+        return {
+            migration: {code: reason.strip() for code, reason in rules.items()} for migration, rules in parsed.items()
+        }
 
     def list(self, name: str, default: tuple[str, ...]) -> tuple[str, ...]:
         value = self.raw(name)
@@ -379,6 +425,18 @@ def load_config(environ_mapping: Mapping[str, str]) -> DbopsConfig:
         backup_dir=Path(reader.str("DATABASE_BACKUP_DIR", str(PROJECT_DIR / "var" / "backups"))),
         backup_keep_verified=reader.int("DATABASE_BACKUP_KEEP_VERIFIED", 3, minimum=0),
         cache=parse_cache_url(reader.str("CACHE_URL", "locmem://")),
+        migrations=MigrationSafetyConfig(
+            warn_rows=reader.int("MIGRATION_SAFETY_WARN_ROWS", 10_000, minimum=0, unit=" rows"),
+            block_rows=reader.int("MIGRATION_SAFETY_BLOCK_ROWS", 1_000_000, minimum=0, unit=" rows"),
+            warn_mb=reader.int("MIGRATION_SAFETY_WARN_MB", 100, minimum=0, unit=" MB"),
+            block_mb=reader.int("MIGRATION_SAFETY_BLOCK_MB", 1024, minimum=0, unit=" MB"),
+            lock_timeout_ms=reader.int("MIGRATION_LOCK_TIMEOUT_MS", 5000, unit=" ms"),
+            statement_timeout=reader.int("MIGRATION_STATEMENT_TIMEOUT", 1800, minimum=0, unit=" seconds (0: none)"),
+            lock_retries=reader.int("MIGRATION_LOCK_RETRIES", 3, minimum=0),
+            lock_retry_delay_ms=reader.int("MIGRATION_LOCK_RETRY_DELAY_MS", 2000, minimum=0, unit=" ms"),
+            backup=reader.bool("MIGRATION_BACKUP", True),
+            suppressions=reader.suppressions("MIGRATION_SAFETY_SUPPRESSIONS"),
+        ),
         breaker=BreakerConfig(
             enabled=reader.bool("DBOPS_BREAKER_ENABLED", True),
             failure_threshold=reader.int("DBOPS_BREAKER_FAILURE_THRESHOLD", 5),

@@ -23,3 +23,23 @@ class VerificationFailed(BackupError):
 
 class RestoreRefused(BackupError):
     """A restore was refused before it touched the live database."""
+
+
+class MigrationError(DbopsError):
+    """A guarded migrate or rollback could not run or did not finish; `outcome` holds what was planned."""
+
+    def __init__(self, message: str, outcome=None) -> None:
+        super().__init__(message)
+        self.outcome = outcome
+
+
+class MigrationSelectionError(MigrationError):
+    """The app or migration named does not exist, or the target does not fit the command."""
+
+
+class MigrationRefused(MigrationError):
+    """Refused before touching the schema: block findings, an irreversible step, or another run holds the lock."""
+
+
+class MigrationFailed(MigrationError):
+    """A migration failed while running; the message says where the database stopped."""

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import functools
 
+from django.core.signals import setting_changed
 from django.db.migrations.loader import MigrationLoader
+from django.dispatch import receiver
 
 from .pool import probe_connection
 
@@ -23,6 +25,13 @@ def _disk_migrations() -> tuple[tuple[tuple[str, str], ...], dict[tuple[str, str
                 plan.append(node)
     replacements = {key: tuple(migration.replaces) for key, migration in loader.replacements.items()}
     return tuple(plan), replacements
+
+
+@receiver(setting_changed)
+def _forget_disk_migrations(setting: str, **kwargs) -> None:
+    """Tests that swap apps or migration modules change what is on disk."""
+    if setting in ("INSTALLED_APPS", "MIGRATION_MODULES"):
+        _disk_migrations.cache_clear()
 
 
 def applied_migrations(alias: str, *, timeout: float) -> set[tuple[str, str]]:

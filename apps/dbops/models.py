@@ -79,3 +79,41 @@ class RestoreRecord(models.Model):
 
     def __str__(self) -> str:
         return f"restore of backup #{self.backup_id} {self.status}"
+
+
+class MigrationRun(models.Model):
+    """One guarded `migrate` or rollback: who ran it, what it planned, what the analyzer found, how it ended."""
+
+    class Kind(models.TextChoices):
+        APPLY = "apply"
+        ROLLBACK = "rollback"
+
+    class Status(models.TextChoices):
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+        REFUSED = "refused"
+
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.APPLY)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING, db_index=True)
+    started_at = models.DateTimeField(db_index=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    duration_seconds = models.FloatField(null=True, blank=True)
+    database_alias = models.CharField(max_length=100, default="default")
+    requested_by = models.CharField(max_length=200, blank=True, help_text="OS or admin user.")
+    host = models.CharField(max_length=255, blank=True)
+    reason = models.TextField(blank=True)
+    target = models.CharField(max_length=300, blank=True, help_text="app_label[.migration], 'zero', or all pending.")
+    plan = models.JSONField(default=list, blank=True, help_text="The migrations to apply or unapply, in order.")
+    findings = models.JSONField(default=list, blank=True)
+    allowed_unsafe = models.BooleanField(default=False)
+    migrations = models.JSONField(default=list, blank=True, help_text="Each step: name, seconds, attempts, outcome.")
+    backup = models.ForeignKey(BackupRecord, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-started_at"]
+        get_latest_by = "started_at"
+
+    def __str__(self) -> str:
+        return f"{self.kind} #{self.pk} {self.status} {self.started_at:%Y-%m-%d %H:%M:%S}"

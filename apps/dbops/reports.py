@@ -6,6 +6,7 @@ from django.conf import settings
 from django.db import connections
 
 from .health.database import select_one_latency_ms
+from .migration_runner import last_run
 from .migration_status import applied_migrations, pending_migrations
 from .pool import pool_stats
 from .schema import schema_report
@@ -48,4 +49,4 @@ def migrations_status(alias: str = "default") -> dict:
         apps.setdefault(app, {"applied": [], "pending": []})["applied"].append(name)
     for app, name in pending:
         apps.setdefault(app, {"applied": [], "pending": []})["pending"].append(name)
-    return {"pending_count": len(pending), "apps": apps}
+    return {"pending_count": len(pending), "apps": apps, "last_run": last_run()}

@@ -1,0 +1,52 @@
+from django.core.management.base import BaseCommand, CommandError
+from django.db import DatabaseError
+
+from apps.dbops.exceptions import MigrationError
+from apps.dbops.migration_analysis import analyze
+from apps.dbops.migration_rules import Severity
+
+from ._migration_output import write_json, write_report
+
+
+class Command(BaseCommand):
+    help = (
+        "Grade migrations before they run: what each operation locks, rewrites or breaks, weighed by the live size "
+        "of its table. Default: every pending migration. Exit 0 clean, 1 findings at or above --fail-on, 2 error."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("app_label", nargs="?", help="Only this app's migrations.")
+        parser.add_argument("migration_name", nargs="?", help="Only this migration (a unique prefix is enough).")
+        parser.add_argument(
+            "--all", action="store_true", dest="include_applied", help="Include applied migrations (an audit)."
+        )
+        parser.add_argument("--database", default="default", help="Database alias to analyze against.")
+        parser.add_argument(
+            "--fail-on",
+            choices=[s.label for s in Severity],
+            default="block",
+            help="Exit 1 when a finding (not suppressed) is at least this severe (default: block).",
+        )
+        parser.add_argument("--json", action="store_true", help="Print the report as JSON.")
+        parser.add_argument("--brief", action="store_true", help="Leave out each finding's why and safe alternative.")
+
+    def handle(self, *args, **options):
+        if options["migration_name"] and not options["app_label"]:
+            raise CommandError("a migration name needs its app_label", returncode=2)
+        try:
+            report = analyze(
+                alias=options["database"],
+                app_label=options["app_label"],
+                migration_name=options["migration_name"],
+                include_applied=options["include_applied"],
+            )
+        except MigrationError as exc:
+            raise CommandError(str(exc), returncode=2) from None
+        except DatabaseError as exc:
+            raise CommandError(f"cannot read the database: {type(exc).__name__}: {exc}".strip(), returncode=2) from None
+        if options["json"]:
+            write_json(self, report.as_dict())
+        else:
+            write_report(self, report, verbose=not options["brief"])
+        if report.fails(Severity[options["fail_on"].upper()]):
+            raise CommandError(f"findings at or above {options['fail_on']}", returncode=1)
