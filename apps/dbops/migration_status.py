@@ -29,7 +29,7 @@ def _disk_migrations() -> tuple[tuple[tuple[str, str], ...], dict[tuple[str, str
 
 @receiver(setting_changed)
 def _forget_disk_migrations(setting: str, **kwargs) -> None:
-    """Tests that swap apps or migration modules change what is on disk."""
+    """Forget the cached migration files when tests swap apps or migration modules."""
     if setting in ("INSTALLED_APPS", "MIGRATION_MODULES"):
         _disk_migrations.cache_clear()
 
