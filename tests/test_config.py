@@ -154,6 +154,12 @@ BAD_VALUES = [
     ({"SECRET_KEY": ""}, "SECRET_KEY"),
     ({"SECRET_KEY": INSECURE_SECRET_KEY}, "SECRET_KEY"),
     ({"ALLOWED_HOSTS": ""}, "ALLOWED_HOSTS"),
+    ({"MIGRATION_LOCK_TIMEOUT_MS": "0"}, "MIGRATION_LOCK_TIMEOUT_MS"),
+    ({"MIGRATION_SAFETY_BLOCK_ROWS": "many"}, "MIGRATION_SAFETY_BLOCK_ROWS"),
+    ({"MIGRATION_SAFETY_SUPPRESSIONS": "{not json"}, "MIGRATION_SAFETY_SUPPRESSIONS"),
+    ({"MIGRATION_SAFETY_SUPPRESSIONS": '["M005"]'}, "MIGRATION_SAFETY_SUPPRESSIONS"),
+    ({"MIGRATION_SAFETY_SUPPRESSIONS": '{"no_dot": {"M005": "why"}}'}, "MIGRATION_SAFETY_SUPPRESSIONS"),
+    ({"MIGRATION_SAFETY_SUPPRESSIONS": '{"shop.0007": {"M005": " "}}'}, "MIGRATION_SAFETY_SUPPRESSIONS"),
 ]
 
 
@@ -163,6 +169,19 @@ def test_load_config__bad_value_names_its_variable_without_the_password(override
     environ = {k: v for k, v in environ.items() if not (k == "DATABASE_URL" and v == "")}
     message = config_error(environ)
     assert message.startswith(variable), message
+
+
+def test_load_config__migration_safety_settings():
+    config = load_config(
+        {
+            "MIGRATION_SAFETY_WARN_ROWS": "50",
+            "MIGRATION_LOCK_TIMEOUT_MS": "750",
+            "MIGRATION_LOCK_RETRIES": "0",
+            "MIGRATION_SAFETY_SUPPRESSIONS": '{"shop.0007_index": {"M005": " built off-hours "}}',
+        }
+    ).migrations
+    assert (config.warn_rows, config.block_rows, config.lock_timeout_ms, config.lock_retries) == (50, 1_000_000, 750, 0)
+    assert config.suppressions == {"shop.0007_index": {"M005": "built off-hours"}}
 
 
 def test_load_config__missing_database_url_in_production():
