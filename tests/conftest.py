@@ -133,17 +133,26 @@ def hold_connections():
     return ConnectionHolders
 
 
-def server_connections(application_name: str = "dbops") -> int:
-    """Count the connections the server sees from this application to the test database."""
+def test_database_connection(*, dbname: str | None = None, autocommit: bool = True) -> psycopg.Connection:
+    """Open a plain psycopg connection (outside Django and its pool) to the test database or `dbname`."""
     settings = connection.settings_dict
-    with psycopg.connect(
+    return psycopg.connect(
         host=settings["HOST"],
         port=settings["PORT"],
         user=settings["USER"],
         password=settings["PASSWORD"] or None,
-        dbname="postgres",
-        autocommit=True,
-    ) as conn:
+        dbname=dbname or settings["NAME"],
+        autocommit=autocommit,
+    )
+
+
+test_database_connection.__test__ = False  # a helper, not a test
+
+
+def server_connections(application_name: str = "dbops") -> int:
+    """Count the connections the server sees from this application to the test database."""
+    settings = connection.settings_dict
+    with test_database_connection(dbname="postgres") as conn:
         return conn.execute(
             "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s AND datname = %s",
             [application_name, settings["NAME"]],

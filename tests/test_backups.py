@@ -20,6 +20,7 @@ from apps.dbops import backups
 from apps.dbops.exceptions import BackupError, RestoreRefused
 from apps.dbops.health.backups import backup_findings
 from apps.dbops.models import BackupRecord, RestoreRecord
+from tests.conftest import test_database_connection
 from tests.factories import BackupRecordFactory, UserFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -38,8 +39,7 @@ def backup_dir(settings, tmp_path):
 
 
 def direct() -> psycopg.Connection:
-    s = connection.settings_dict
-    return psycopg.connect(host=s["HOST"], port=s["PORT"], user=s["USER"], dbname=s["NAME"], autocommit=True)
+    return test_database_connection()
 
 
 def content_hashes() -> dict[str, str]:

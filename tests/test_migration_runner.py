@@ -7,7 +7,6 @@ import json
 import threading
 import time
 
-import psycopg
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
@@ -17,6 +16,7 @@ from django.db.migrations.recorder import MigrationRecorder
 from apps.dbops.exceptions import MigrationFailed, MigrationRefused, MigrationSelectionError
 from apps.dbops.migration_runner import MIGRATION_LOCK_KEY, apply_migrations, rollback_migrations
 from apps.dbops.models import BackupRecord, MigrationRun
+from tests.conftest import test_database_connection
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -24,13 +24,8 @@ LAB = "migration_lab"
 LOCK_TIMEOUT_MS = 300
 
 
-def direct(autocommit: bool = True) -> psycopg.Connection:
-    s = connection.settings_dict
-    return psycopg.connect(host=s["HOST"], port=s["PORT"], user=s["USER"], dbname=s["NAME"], autocommit=autocommit)
-
-
 def columns() -> set[str]:
-    with direct() as conn:
+    with test_database_connection() as conn:
         rows = conn.execute(
             "SELECT column_name FROM information_schema.columns WHERE table_name = 'migration_lab_item'"
         ).fetchall()
@@ -61,7 +56,7 @@ def lab(settings):
 
     yield use
     connection.close()
-    with direct() as conn:
+    with test_database_connection() as conn:
         conn.execute("DROP TABLE IF EXISTS migration_lab_item CASCADE")
         conn.execute("DELETE FROM django_migrations WHERE app = %s", [LAB])
 
@@ -87,7 +82,7 @@ def test_apply__runs_the_plan_and_records_each_step(lab):
 def test_lock_guard__held_lock_aborts_within_the_lock_timeout_and_changes_nothing(lab):
     lab("guarded")
     apply_migrations(app_label=LAB, migration_name="0001")
-    with direct(autocommit=False) as holder:
+    with test_database_connection(autocommit=False) as holder:
         holder.execute("SELECT count(*) FROM migration_lab_item")  # an open transaction keeps ACCESS SHARE
         started = time.monotonic()
         with pytest.raises(MigrationFailed) as failure:
@@ -111,7 +106,7 @@ def test_lock_guard__retry_succeeds_once_the_lock_is_released(lab, settings):
         settings.DBOPS, migrations=dataclasses.replace(settings.DBOPS.migrations, lock_retries=5)
     )
     apply_migrations(app_label=LAB, migration_name="0001")
-    with direct(autocommit=False) as holder:
+    with test_database_connection(autocommit=False) as holder:
         holder.execute("SELECT count(*) FROM migration_lab_item")
         release = threading.Timer(0.5, holder.rollback)
         release.start()
@@ -152,7 +147,7 @@ def test_blocking_findings__refused_unless_allowed_with_a_reason(lab):
 
 def test_advisory_lock__a_second_run_is_refused(lab):
     lab("guarded")
-    with direct() as other_deploy:
+    with test_database_connection() as other_deploy:
         other_deploy.execute("SELECT pg_advisory_lock(%s)", [MIGRATION_LOCK_KEY])
         with pytest.raises(MigrationRefused, match="another migration run holds the lock"):
             apply_migrations(app_label=LAB)

@@ -37,6 +37,15 @@ def badge(value: str):
     )
 
 
+def html_table(headers, rows):
+    """Render rows (escaped) under headers as a plain HTML table."""
+    head = format_html_join("", "<th>{}</th>", ((h,) for h in headers))
+    body = format_html_join(
+        "", "<tr>{}</tr>", ((format_html_join("", "<td>{}</td>", ((cell,) for cell in row)),) for row in rows)
+    )
+    return format_html("<table><tr>{}</tr>{}</table>", head, body)
+
+
 class HistoryAdmin(admin.ModelAdmin):
     """History is never edited: no add, change or delete; every field read-only."""
 
@@ -226,9 +235,8 @@ class MigrationRunAdmin(HistoryAdmin):
 
     @admin.display(description="migrations run")
     def step_table(self, obj):
-        rows = format_html_join(
-            "",
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+        return html_table(
+            ("migration", "outcome", "seconds", "attempts", "error"),
             (
                 (
                     s.get("migration"),
@@ -240,16 +248,11 @@ class MigrationRunAdmin(HistoryAdmin):
                 for s in obj.migrations
             ),
         )
-        return format_html(
-            "<table><tr><th>migration</th><th>outcome</th><th>seconds</th><th>attempts</th><th>error</th></tr>{}</table>",
-            rows,
-        )
 
     @admin.display(description="findings")
     def finding_table(self, obj):
-        rows = format_html_join(
-            "",
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+        return html_table(
+            ("severity", "code", "migration", "table", "finding", "suppressed because"),
             (
                 (
                     f.get("severity"),
@@ -261,9 +264,4 @@ class MigrationRunAdmin(HistoryAdmin):
                 )
                 for f in obj.findings
             ),
-        )
-        return format_html(
-            "<table><tr><th>severity</th><th>code</th><th>migration</th><th>table</th><th>finding</th>"
-            "<th>suppressed because</th></tr>{}</table>",
-            rows,
         )

@@ -384,6 +384,25 @@ def _safe_atomic(alias: str, key: str) -> bool:
         return True
 
 
+def _run_guarded(
+    outcome: RunOutcome, alias: str, args: list[str], backup: bool, started: float, progress: Progress
+) -> RunOutcome:
+    """Hold the migration lock, take the backup, run migrate; failures carry the outcome for the caller."""
+    run = outcome.run
+    with _migration_lock(alias):
+        _save(run)
+        try:
+            _pre_migration_backup(run, alias, backup, progress)
+        except MigrationRefused as exc:
+            _finish(run, MigrationRun.Status.REFUSED, started, str(exc))
+            raise MigrationRefused(str(exc), outcome) from exc
+        try:
+            _execute(run, alias, args, started, progress)
+        except MigrationFailed as exc:
+            raise MigrationFailed(str(exc), outcome) from exc
+    return outcome
+
+
 def apply_migrations(
     *,
     alias: str = "default",
@@ -423,18 +442,7 @@ def apply_migrations(
         if not plan:
             progress("no migrations to apply")
         return outcome
-    with _migration_lock(alias):
-        _save(run)
-        try:
-            _pre_migration_backup(run, alias, backup, progress)
-        except MigrationRefused as exc:
-            _finish(run, MigrationRun.Status.REFUSED, started, str(exc))
-            raise MigrationRefused(str(exc), outcome) from exc
-        try:
-            _execute(run, alias, [a for a in (app_label, migration_name) if a], started, progress)
-        except MigrationFailed as exc:
-            raise MigrationFailed(str(exc), outcome) from exc
-    return outcome
+    return _run_guarded(outcome, alias, [a for a in (app_label, migration_name) if a], backup, started, progress)
 
 
 def rollback_migrations(
@@ -467,18 +475,7 @@ def rollback_migrations(
         raise MigrationRefused(message, outcome)
     if dry_run:
         return outcome
-    with _migration_lock(alias):
-        _save(run)
-        try:
-            _pre_migration_backup(run, alias, backup, progress)
-        except MigrationRefused as exc:
-            _finish(run, MigrationRun.Status.REFUSED, started, str(exc))
-            raise MigrationRefused(str(exc), outcome) from exc
-        try:
-            _execute(run, alias, [app_label, target], started, progress)
-        except MigrationFailed as exc:
-            raise MigrationFailed(str(exc), outcome) from exc
-    return outcome
+    return _run_guarded(outcome, alias, [app_label, target], backup, started, progress)
 
 
 def last_run() -> dict | None:

@@ -2,6 +2,9 @@
 
 import json
 
+from django.core.management.base import CommandError
+
+from apps.dbops.exceptions import MigrationFailed, MigrationRefused, MigrationSelectionError
 from apps.dbops.migration_analysis import SafetyReport
 from apps.dbops.migration_rules import Severity
 
@@ -72,3 +75,24 @@ def render_outcome(command, outcome, *, as_json: bool, heading: str) -> None:
     write_plan(command, outcome)
     if not outcome.dry_run and outcome.run.status != "running":
         write_run(command, outcome)
+
+
+def run_guarded(command, service, options: dict, *, heading: str, **arguments) -> None:
+    """Call a guarded run service with the shared options; render it; map refusals to exit 1, failures to 2."""
+    as_json = options["json"]
+    try:
+        outcome = service(
+            alias=options["database"],
+            reason=options["reason"],
+            backup=not options["no_backup"],
+            dry_run=options["dry_run"],
+            progress=(lambda message: None) if as_json else command.stderr.write,
+            **arguments,
+        )
+    except MigrationSelectionError as exc:
+        raise CommandError(str(exc), returncode=2) from None
+    except (MigrationRefused, MigrationFailed) as exc:
+        if exc.outcome is not None:
+            render_outcome(command, exc.outcome, as_json=as_json, heading=heading)
+        raise CommandError(str(exc), returncode=1 if isinstance(exc, MigrationRefused) else 2) from None
+    render_outcome(command, outcome, as_json=as_json, heading=heading)

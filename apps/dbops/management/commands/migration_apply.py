@@ -1,9 +1,8 @@
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand
 
-from apps.dbops.exceptions import MigrationFailed, MigrationRefused, MigrationSelectionError
 from apps.dbops.migration_runner import apply_migrations
 
-from ._migration_output import render_outcome
+from ._migration_output import run_guarded
 
 
 class Command(BaseCommand):
@@ -26,22 +25,12 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="Print the outcome as JSON.")
 
     def handle(self, *args, **options):
-        progress = (lambda message: None) if options["json"] else (lambda message: self.stderr.write(message))
-        try:
-            outcome = apply_migrations(
-                alias=options["database"],
-                app_label=options["app_label"],
-                migration_name=options["migration_name"],
-                allow_unsafe=options["allow_unsafe"],
-                reason=options["reason"],
-                backup=not options["no_backup"],
-                dry_run=options["dry_run"],
-                progress=progress,
-            )
-        except MigrationSelectionError as exc:
-            raise CommandError(str(exc), returncode=2) from None
-        except (MigrationRefused, MigrationFailed) as exc:
-            if exc.outcome is not None:
-                render_outcome(self, exc.outcome, as_json=options["json"], heading="Plan")
-            raise CommandError(str(exc), returncode=1 if isinstance(exc, MigrationRefused) else 2) from None
-        render_outcome(self, outcome, as_json=options["json"], heading="Plan")
+        run_guarded(
+            self,
+            apply_migrations,
+            options,
+            heading="Plan",
+            app_label=options["app_label"],
+            migration_name=options["migration_name"],
+            allow_unsafe=options["allow_unsafe"],
+        )

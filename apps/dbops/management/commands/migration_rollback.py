@@ -1,9 +1,8 @@
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand
 
-from apps.dbops.exceptions import MigrationFailed, MigrationRefused, MigrationSelectionError
 from apps.dbops.migration_runner import rollback_migrations
 
-from ._migration_output import render_outcome
+from ._migration_output import run_guarded
 
 
 class Command(BaseCommand):
@@ -23,21 +22,11 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="Print the outcome as JSON.")
 
     def handle(self, *args, **options):
-        progress = (lambda message: None) if options["json"] else (lambda message: self.stderr.write(message))
-        try:
-            outcome = rollback_migrations(
-                alias=options["database"],
-                app_label=options["app_label"],
-                target=options["target"],
-                reason=options["reason"],
-                backup=not options["no_backup"],
-                dry_run=options["dry_run"],
-                progress=progress,
-            )
-        except MigrationSelectionError as exc:
-            raise CommandError(str(exc), returncode=2) from None
-        except (MigrationRefused, MigrationFailed) as exc:
-            if exc.outcome is not None:
-                render_outcome(self, exc.outcome, as_json=options["json"], heading="Rollback plan")
-            raise CommandError(str(exc), returncode=1 if isinstance(exc, MigrationRefused) else 2) from None
-        render_outcome(self, outcome, as_json=options["json"], heading="Rollback plan")
+        run_guarded(
+            self,
+            rollback_migrations,
+            options,
+            heading="Rollback plan",
+            app_label=options["app_label"],
+            target=options["target"],
+        )
