@@ -59,3 +59,10 @@ def test_check_pool_fits_server__compares_with_live_max_connections(settings):
     messages = dbops_checks.check_pool_fits_server(databases=["default"])
     assert [m.id for m in messages] == [dbops_checks.E002_ID]
     assert dbops_checks.check_pool_fits_server(databases=None) == []
+
+
+@pytest.mark.django_db
+def test_checks__the_whole_project_has_no_errors():
+    """Every Django check (admin, models, urls, dbops) passes: what `manage.py check` runs in CI and deploys."""
+    errors = [m for m in checks.run_checks(include_deployment_checks=False) if m.is_serious()]
+    assert errors == []

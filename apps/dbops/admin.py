@@ -213,7 +213,7 @@ class MigrationRunAdmin(HistoryAdmin):
         "step_table",
         "finding_table",
     )
-    readonly_fields = fields
+    readonly_fields = [name for row in fields for name in (row if isinstance(row, tuple) else (row,))]
 
     @admin.display(description="status", ordering="status")
     def status_badge(self, obj):

@@ -306,9 +306,7 @@ def _column(field: models.Field, name: str) -> str:
 
 
 def _rewrites(old_type: str, new_type: str) -> bool:
-    """Tell whether ALTER COLUMN TYPE old -> new rewrites or scans the table."""
-    if old_type == new_type:
-        return False
+    """Tell whether ALTER COLUMN TYPE old -> new (different types) rewrites or scans the table."""
     old_varchar, new_varchar = _VARCHAR.match(old_type), _VARCHAR.match(new_type)
     if (old_varchar or old_type == "varchar") and new_type in ("text", "varchar"):
         return False
@@ -416,8 +414,13 @@ def _alter_field(ctx: OperationContext) -> Iterator[Hit]:
         return
     yield from _column_design(ctx, new, op.name, table)
     old_type, new_type = _db_type(old, ctx.connection), _db_type(new, ctx.connection)
-    if old_type and new_type and _rewrites(old_type, new_type):
-        yield from _graded("M003", ctx.size_grade(table), f"column {op.name} {old_type} -> {new_type}")
+    if old_type and new_type and old_type != new_type:
+        if _rewrites(old_type, new_type):
+            yield from _graded("M003", ctx.size_grade(table), f"column {op.name} {old_type} -> {new_type}")
+        elif (grade := ctx.size_grade(table)) is not None:
+            # Catalog-only, but still a brief ACCESS EXCLUSIVE lock that queues behind running queries.
+            detail = f"column {op.name} {old_type} -> {new_type}: no rewrite, brief ACCESS EXCLUSIVE lock"
+            yield from _graded("M003", dataclasses.replace(grade, severity=Severity.INFO), detail)
     if old.null and not new.null and not new.primary_key:
         column = _column(new, op.name)
         if (table, column) not in ctx.validated_not_null:
