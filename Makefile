@@ -63,6 +63,7 @@ format: venv
 
 ## bench: every benchmark, full length (minutes); results go to docs/benchmarks.md by hand
 bench: venv
+	@$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-bench.txt
 	@command -v wrk >/dev/null || apt-get install --yes wrk >/dev/null 2>&1 || echo "wrk not installed: Python loader"
 	@for script in $$(grep -l __main__ bench/*.py); do echo "== $$script"; $(PY) $$script || exit 1; done
 
