@@ -152,6 +152,7 @@ def test_performance_endpoint__reports_percentiles_slow_queries_pool_and_budget(
 
     settings.DBOPS = dataclasses.replace(settings.DBOPS, health_token="perf-token")
     monitoring.query_windows["default"].clear()
+    monitoring.slow_queries.clear()  # earlier tests' slow statements (migrations, sleeps) stay in the process
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_sleep(0.21)")
     report = client.get("/health/database/performance", HTTP_AUTHORIZATION="Bearer perf-token").json()
