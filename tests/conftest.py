@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import threading
 
 import psycopg
@@ -12,6 +13,8 @@ from django.db import connection, connections
 
 from tests.pg_cluster_plugin import owned_cluster
 
+LAB = "migration_lab"
+LOCK_TIMEOUT_MS = 300
 SECRET_PASSWORD = "S3cretPw"  # noqa: S105 - the marker tests look for in every output
 
 
@@ -157,3 +160,28 @@ def server_connections(application_name: str = "dbops") -> int:
             "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s AND datname = %s",
             [application_name, settings["NAME"]],
         ).fetchone()[0]
+
+
+@pytest.fixture
+def lab(settings):
+    """Install the lab app with one scenario's migrations and quick guards; drop what it created afterwards."""
+    settings.DBOPS = dataclasses.replace(
+        settings.DBOPS,
+        migrations=dataclasses.replace(
+            settings.DBOPS.migrations,
+            lock_timeout_ms=LOCK_TIMEOUT_MS,
+            lock_retries=1,
+            lock_retry_delay_ms=100,
+            backup=False,
+        ),
+    )
+
+    def use(scenario: str) -> None:
+        settings.INSTALLED_APPS = [*settings.INSTALLED_APPS, "tests.migration_lab.apps.MigrationLabConfig"]
+        settings.MIGRATION_MODULES = {LAB: f"tests.migration_lab.scenarios.{scenario}"}
+
+    yield use
+    connection.close()
+    with test_database_connection() as conn:
+        conn.execute("DROP TABLE IF EXISTS migration_lab_item CASCADE")
+        conn.execute("DELETE FROM django_migrations WHERE app = %s", [LAB])

@@ -16,12 +16,9 @@ from django.db.migrations.recorder import MigrationRecorder
 from apps.dbops.exceptions import MigrationFailed, MigrationRefused, MigrationSelectionError
 from apps.dbops.migration_runner import MIGRATION_LOCK_KEY, apply_migrations, rollback_migrations
 from apps.dbops.models import BackupRecord, MigrationRun
-from tests.conftest import test_database_connection
+from tests.conftest import LAB, LOCK_TIMEOUT_MS, test_database_connection
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-LAB = "migration_lab"
-LOCK_TIMEOUT_MS = 300
 
 
 def columns() -> set[str]:
@@ -34,31 +31,6 @@ def columns() -> set[str]:
 
 def applied() -> list[str]:
     return sorted(name for app, name in MigrationRecorder(connection).applied_migrations() if app == LAB)
-
-
-@pytest.fixture
-def lab(settings):
-    """Install the lab app with one scenario's migrations and quick guards; drop what it created afterwards."""
-    settings.DBOPS = dataclasses.replace(
-        settings.DBOPS,
-        migrations=dataclasses.replace(
-            settings.DBOPS.migrations,
-            lock_timeout_ms=LOCK_TIMEOUT_MS,
-            lock_retries=1,
-            lock_retry_delay_ms=100,
-            backup=False,
-        ),
-    )
-
-    def use(scenario: str) -> None:
-        settings.INSTALLED_APPS = [*settings.INSTALLED_APPS, "tests.migration_lab.apps.MigrationLabConfig"]
-        settings.MIGRATION_MODULES = {LAB: f"tests.migration_lab.scenarios.{scenario}"}
-
-    yield use
-    connection.close()
-    with test_database_connection() as conn:
-        conn.execute("DROP TABLE IF EXISTS migration_lab_item CASCADE")
-        conn.execute("DELETE FROM django_migrations WHERE app = %s", [LAB])
 
 
 def test_apply__runs_the_plan_and_records_each_step(lab):

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import psycopg
 from django.conf import settings
 from django.core.checks import Error, Warning
 from django.db import DatabaseError, connections
 
-from .pool import pool_max_size
+from .pool import pool_max_size, server_connection_limit
 
 W001 = Warning(
     "psycopg is using its pure-Python implementation.",
@@ -66,13 +67,8 @@ def check_pool_fits_server(app_configs=None, databases=None, **kwargs):
         if max_size is None:
             continue
         try:
-            with connections[alias].cursor() as cursor:
-                cursor.execute(
-                    "SELECT current_setting('max_connections')::int"
-                    " - current_setting('superuser_reserved_connections')::int"
-                )
-                available = cursor.fetchone()[0]
-        except DatabaseError:
+            available = server_connection_limit(alias, timeout=float(settings.DBOPS.health.probe_timeout))
+        except (DatabaseError, psycopg.Error):
             continue  # Unreachable: the health checks report that; this check is about sizing.
         if max_size * workers > available:
             errors.append(

@@ -80,3 +80,11 @@ def probe_connection(alias: str, timeout: float) -> Iterator[psycopg.Connection]
     with pool.connection(timeout=timeout) as conn, conn.transaction():
         conn.execute("SELECT set_config('statement_timeout', %s, true)", [f"{int(timeout * 1000)}ms"])
         yield conn
+
+
+def server_connection_limit(alias: str, *, timeout: float) -> int:
+    """Return the connections the server behind `alias` allows ordinary roles: max_connections minus reserved."""
+    with probe_connection(alias, timeout) as conn:
+        return conn.execute(
+            "SELECT current_setting('max_connections')::int - current_setting('superuser_reserved_connections')::int"
+        ).fetchone()[0]
