@@ -1,0 +1,68 @@
+"""DB-bound endpoint throughput by connection strategy, whole dbops stack on (issue: load test and benchmarks).
+
+Three gunicorn servers (the Dockerfile's command: 2 workers x 4 gthreads, production settings, dbops' middleware,
+query monitoring and breaker on) serve `/bench/select-one`, differing only in how they get a connection:
+  pool        Django's native psycopg pool
+  new         a new connection per request (CONN_MAX_AGE=0, no pool)
+  persistent  persistent connections (CONN_MAX_AGE=600, no pool)
+Loaded in interleaved rounds with wrk -c32 (or the Python loader). Targets: pool >= 9x new, >= 0.90x persistent.
+Run: .venv/bin/python bench/throughput.py [--rounds 8] [--seconds 5]
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+from harness import median, parser, postgres, server_environ, setup_django
+from servers import gunicorn, load
+
+MODES = ("pool", "new", "persistent")
+
+
+def main() -> None:
+    p = parser(__doc__)
+    p.add_argument("--seconds", type=float, default=5, help="Load duration per condition per round.")
+    args = p.parse_args()
+    rounds, seconds = (1, 1) if args.smoke else (args.rounds, args.seconds)
+    with postgres() as url:
+        setup_django()
+        with contextlib.ExitStack() as stack:
+            bases = {
+                mode: stack.enter_context(
+                    gunicorn(
+                        server_environ(
+                            url,
+                            DJANGO_ROOT_URLCONF="project.bench_urls",
+                            DJANGO_SETTINGS_MODULE="bench.connection_settings",
+                            BENCH_CONNECTION_MODE=mode,
+                        )
+                    )
+                )
+                for mode in MODES
+            }
+            rps: dict[str, list[float]] = {mode: [] for mode in MODES}
+            errors = dict.fromkeys(MODES, 0.0)
+            tool = ""
+            for base in bases.values():
+                load(base + "/bench/select-one", seconds=1)  # warm-up
+            for round_number in range(rounds):
+                order = MODES if round_number % 2 == 0 else tuple(reversed(MODES))
+                for mode in order:
+                    result = load(bases[mode] + "/bench/select-one", seconds=seconds)
+                    rps[mode].append(result["rps"])
+                    errors[mode] += result["errors"]
+                    tool = result["tool"]
+    print(
+        f"throughput by connection strategy: {rounds} interleaved rounds x {seconds:g} s, load by {tool}, 2x4 gthread"
+    )
+    for mode in MODES:
+        rounds_text = " ".join(f"{v:.0f}" for v in rps[mode])
+        print(f"  {mode:<11} median {median(rps[mode]):8.1f} req/s  errors {errors[mode]:.0f}  rounds: {rounds_text}")
+    for other in ("new", "persistent"):
+        # Paired per-round ratios: each round's conditions ran back to back, so machine drift cancels.
+        ratios = [pool / value for pool, value in zip(rps["pool"], rps[other], strict=True) if value]
+        print(f"  pool / {other:<10} {median(ratios):6.2f}x (median of paired rounds)")
+
+
+if __name__ == "__main__":
+    main()
