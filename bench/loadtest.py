@@ -35,7 +35,7 @@ def main() -> None:
         f"server saw at most {pool['peak_server_connections']}"
     )
     p95 = latency["total"]["p95"]
-    print(f"  p95 / budget {p95 / report['budget_ms']:.3f} (target <= 1), errors {report['errors']} (target 0)")
+    print(f"  ratio p95/budget {p95 / report['budget_ms']:.3f} (target <= 1), errors {report['errors']} (target 0)")
 
 
 if __name__ == "__main__":

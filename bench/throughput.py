@@ -61,7 +61,7 @@ def main() -> None:
     for other in ("new", "persistent"):
         # Paired per-round ratios: each round's conditions ran back to back, so machine drift cancels.
         ratios = [pool / value for pool, value in zip(rps["pool"], rps[other], strict=True) if value]
-        print(f"  pool / {other:<10} {median(ratios):6.2f}x (median of paired rounds)")
+        print(f"  ratio pool/{other:<10} {median(ratios):6.2f}x (median of paired rounds)")
 
 
 if __name__ == "__main__":
