@@ -180,9 +180,8 @@ def main() -> None:
         median(timings[f"dbops analysis {count}"]),
         median(timings[f"dbops analysis {count // 2}"]),
     )
-    print(
-        f"dbops scaling ratio {count}/{count // 2}: wall {big / half:.2f}x, analysis {analysis_big / analysis_half:.2f}x"
-    )
+    scaling = f"wall {big / half:.2f}x, analysis {analysis_big / analysis_half:.2f}x"
+    print(f"dbops scaling ratio {count}/{count // 2}: {scaling}")
     if not has_linter:
         print("django-migration-linter not installed (pip install -r requirements-bench.txt): dbops measured alone")
         return
