@@ -79,6 +79,10 @@ if DBOPS.environment == "test":
     # Tests create many users: a fast hasher keeps them quick (never outside the test environment).
     PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
+# Alert e-mails go to ADMINS through Django's mail (EMAIL_URL configures the transport).
+ADMINS = [(address, address) for address in DBOPS.alerts.emails]
+globals().update(DBOPS.email)
+
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True

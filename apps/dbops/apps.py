@@ -30,3 +30,9 @@ class DbopsConfig(AppConfig):
             from .monitoring import attach_query_timer
 
             connection_created.connect(attach_query_timer, dispatch_uid="dbops.query_timer")
+
+        from . import alerts, signals
+
+        signals.breaker_transition.connect(alerts.on_breaker_transition, dispatch_uid="dbops.alert_breaker")
+        signals.backup_finished.connect(alerts.on_backup_finished, dispatch_uid="dbops.alert_backup")
+        signals.migration_run_finished.connect(alerts.on_migration_run_finished, dispatch_uid="dbops.alert_migration")

@@ -35,6 +35,7 @@ from .config import mask_url
 from .exceptions import BackupError, BackupInProgress, RestoreRefused, VerificationFailed
 from .models import BackupRecord, MigrationRun, RestoreRecord
 from .pool import direct_connection
+from .signals import backup_finished
 
 logger = logging.getLogger("dbops.backups")
 
@@ -186,12 +187,14 @@ def take_backup(
                 )
             except DatabaseError:
                 logger.error('{"event": "backup_failed_unrecorded", "backup": %s}', record.pk)
+            backup_finished.send(sender=BackupRecord, record=record)
             raise BackupError(f"backup #{record.pk} failed: {error.splitlines()[-1] if error else ''}") from exc
         record.refresh_from_db()
         record.duration_seconds = time.monotonic() - started
         record.finished_at = timezone.now()
         record.status = BackupRecord.Status.SUCCEEDED
         record.save(update_fields=["duration_seconds", "finished_at", "status"])
+        backup_finished.send(sender=BackupRecord, record=record)
         logger.info(
             '{"event": "backup_succeeded", "backup": %s, "bytes": %s, "seconds": %.2f}',
             record.pk,
@@ -336,6 +339,7 @@ def verify_backup(record: BackupRecord, *, progress: Progress = _quiet) -> Backu
     record.verified_at = timezone.now()
     record.verification_details = details
     record.save(update_fields=["verification", "verified_at", "verification_details"])
+    backup_finished.send(sender=BackupRecord, record=record)
     return record
 
 

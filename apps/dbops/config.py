@@ -158,6 +158,23 @@ class MigrationSafetyConfig:
     suppressions: Mapping[str, Mapping[str, str]] = dataclasses.field(default_factory=dict)
 
 
+@dataclasses.dataclass(frozen=True)
+class AlertConfig:
+    """Alert thresholds, lifecycle and channels."""
+
+    cooldown_seconds: int = 900
+    pool_utilization_percent: int = 80
+    slow_queries_per_minute: int = 10
+    min_queries: int = 20
+    evaluate_interval: int = 60
+    emails: tuple[str, ...] = ()
+    webhook_url: str = dataclasses.field(default="", repr=False)
+    webhook_format: str = "json"
+    webhook_timeout: int = 5
+    webhook_retries: int = 2
+    sample_retention_days: int = 7
+
+
 def parse_cache_url(url: str, *, variable: str = "CACHE_URL") -> dict[str, Any]:
     """Build a `CACHES` entry: locmem:// or redis(s)://; Redis gets short timeouts (a cache must never hang)."""
     scheme = urlsplit(url).scheme
@@ -207,6 +224,8 @@ class DbopsConfig:
     backup_dir: Path = PROJECT_DIR / "var" / "backups"
     backup_keep_verified: int = 3
     migrations: MigrationSafetyConfig = MigrationSafetyConfig()
+    alerts: AlertConfig = AlertConfig()
+    email: dict[str, Any] = dataclasses.field(default_factory=dict, repr=False)
 
     @property
     def is_strict(self) -> bool:
@@ -345,6 +364,51 @@ def _parse_database(reader: _Reader, url: str) -> DatabaseConfig:
     )
 
 
+def _parse_alerts(reader: _Reader) -> AlertConfig:
+    webhook = reader.raw("DBOPS_ALERT_WEBHOOK_URL") or ""
+    if webhook and urlsplit(webhook).scheme not in ("http", "https"):
+        raise ImproperlyConfigured(
+            f"DBOPS_ALERT_WEBHOOK_URL={mask_url(webhook)!r} is not an http(s) URL: set it to https://host/path."
+        )
+    webhook_format = reader.str("DBOPS_ALERT_WEBHOOK_FORMAT", "json").lower()
+    if webhook_format not in ("json", "slack"):
+        raise ImproperlyConfigured(f"DBOPS_ALERT_WEBHOOK_FORMAT={webhook_format!r} is not json or slack.")
+    emails = reader.list("DBOPS_ALERT_EMAILS", ())
+    for address in emails:
+        if not re.fullmatch(r"[^@\s]+@[^@\s]+", address):
+            raise ImproperlyConfigured(f"DBOPS_ALERT_EMAILS: {address!r} is not an e-mail address.")
+    return AlertConfig(
+        cooldown_seconds=reader.int("DBOPS_ALERT_COOLDOWN_SECONDS", 900, minimum=0, unit=" seconds"),
+        pool_utilization_percent=reader.int("DBOPS_ALERT_POOL_UTILIZATION_PERCENT", 80, unit=" %"),
+        slow_queries_per_minute=reader.int("DBOPS_ALERT_SLOW_QUERIES_PER_MINUTE", 10),
+        min_queries=reader.int("DBOPS_ALERT_MIN_QUERIES", 20),
+        evaluate_interval=reader.int("DBOPS_ALERT_EVALUATE_INTERVAL", 60, unit=" seconds"),
+        emails=emails,
+        webhook_url=webhook,
+        webhook_format=webhook_format,
+        webhook_timeout=reader.int("DBOPS_ALERT_WEBHOOK_TIMEOUT", 5, unit=" seconds"),
+        webhook_retries=reader.int("DBOPS_ALERT_WEBHOOK_RETRIES", 2, minimum=0),
+        sample_retention_days=reader.int("DBOPS_ALERT_SAMPLE_RETENTION_DAYS", 7, unit=" days"),
+    )
+
+
+def _parse_email_url(reader: _Reader) -> dict[str, Any]:
+    """Django's EMAIL_* settings from EMAIL_URL (smtp://, smtps://, consolemail://, ...); empty when unset."""
+    url = reader.raw("EMAIL_URL")
+    if url is None:
+        return {}
+    try:
+        parsed = environ.Env.email_url_config(url)
+    except Exception:
+        parsed = {}
+    if not parsed.get("EMAIL_BACKEND"):
+        raise ImproperlyConfigured(
+            f"EMAIL_URL={mask_url(url)!r} is not a mail URL: use smtp://USER:PASSWORD@HOST:587 (or smtps://, "
+            "consolemail://)."
+        )
+    return parsed
+
+
 def load_config(environ_mapping: Mapping[str, str]) -> DbopsConfig:
     """Validate the environment into a `DbopsConfig`; raise `ImproperlyConfigured` on the first bad value."""
     reader = _Reader(environ_mapping)
@@ -425,6 +489,8 @@ def load_config(environ_mapping: Mapping[str, str]) -> DbopsConfig:
         backup_dir=Path(reader.str("DATABASE_BACKUP_DIR", str(PROJECT_DIR / "var" / "backups"))),
         backup_keep_verified=reader.int("DATABASE_BACKUP_KEEP_VERIFIED", 3, minimum=0),
         cache=parse_cache_url(reader.str("CACHE_URL", "locmem://")),
+        alerts=_parse_alerts(reader),
+        email=_parse_email_url(reader),
         migrations=MigrationSafetyConfig(
             warn_rows=reader.int("MIGRATION_SAFETY_WARN_ROWS", 10_000, minimum=0, unit=" rows"),
             block_rows=reader.int("MIGRATION_SAFETY_BLOCK_ROWS", 1_000_000, minimum=0, unit=" rows"),

@@ -12,6 +12,7 @@ from .breaker import get_breaker
 from .monitoring import current_origin, refresh_pool_metrics, request_window
 from .outages import is_database_outage
 from .responses import database_unavailable_response
+from .snapshots import publish as publish_snapshot
 
 
 class QueryMonitoringMiddleware:
@@ -36,6 +37,7 @@ class QueryMonitoringMiddleware:
             if now >= self._next_refresh:
                 self._next_refresh = now + 1.0
                 refresh_pool_metrics()
+                publish_snapshot()
 
     def process_view(self, request, view_func, view_args, view_kwargs):
         match = request.resolver_match

@@ -35,6 +35,7 @@ from .migration_facts import load_facts
 from .migration_rules import describe_size, irreversible_operations, table_name
 from .models import BackupRecord, MigrationRun
 from .pool import direct_connection
+from .signals import migration_run_finished
 
 logger = logging.getLogger("dbops.migrations")
 
@@ -179,6 +180,7 @@ def _finish(run: MigrationRun, status: str, started: float, error: str = "") -> 
     run.finished_at = timezone.now()
     run.duration_seconds = round(time.monotonic() - started, 3)
     _save(run)
+    migration_run_finished.send(sender=MigrationRun, run=run)
     logger.info(
         '{"event": "migration_run", "kind": "%s", "status": "%s", "target": "%s", "seconds": %.3f}',
         run.kind,

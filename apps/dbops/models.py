@@ -117,3 +117,75 @@ class MigrationRun(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} #{self.pk} {self.status} {self.started_at:%Y-%m-%d %H:%M:%S}"
+
+
+class Alert(models.Model):
+    """One episode of a rule firing for a subject: firing until its signal clears, then resolved."""
+
+    class Severity(models.TextChoices):
+        WARNING = "warning"
+        CRITICAL = "critical"
+
+    class State(models.TextChoices):
+        FIRING = "firing"
+        RESOLVED = "resolved"
+
+    rule = models.CharField(max_length=100, db_index=True)
+    subject = models.CharField(max_length=200, blank=True, help_text="What it is about: an alias, a check, a run.")
+    severity = models.CharField(max_length=16, choices=Severity.choices, db_index=True)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.FIRING, db_index=True)
+    message = models.TextField(help_text="What happened and what to do.")
+    value = models.FloatField(null=True, blank=True)
+    threshold = models.FloatField(null=True, blank=True)
+    fired_at = models.DateTimeField(db_index=True)
+    last_seen_at = models.DateTimeField(help_text="The last evaluation that saw it firing.")
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    flaps = models.PositiveIntegerField(default=0, help_text="Re-fired within the cooldown after resolving.")
+    notified_state = models.CharField(max_length=16, blank=True, help_text="The last state sent to the channels.")
+    notified_at = models.DateTimeField(null=True, blank=True)
+    notifications = models.PositiveIntegerField(default=0)
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+    acknowledged_by = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["-fired_at"]
+        constraints = [
+            # Deduplication: one open alert per rule and subject, whatever evaluates concurrently.
+            models.UniqueConstraint(
+                fields=["rule", "subject"], condition=models.Q(state="firing"), name="dbops_alert_one_firing"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.rule}[{self.subject}] {self.state}"
+
+
+class OperationsSample(models.Model):
+    """One evaluation's view of an alias (latency, pool), kept for the dashboard's charts."""
+
+    at = models.DateTimeField(db_index=True)
+    alias = models.CharField(max_length=100, default="default")
+    queries = models.PositiveIntegerField(default=0)
+    p50_ms = models.FloatField(null=True, blank=True)
+    p95_ms = models.FloatField(null=True, blank=True)
+    p99_ms = models.FloatField(null=True, blank=True)
+    slow_queries = models.PositiveIntegerField(default=0)
+    pool_in_use = models.PositiveIntegerField(null=True, blank=True)
+    pool_max = models.PositiveIntegerField(null=True, blank=True)
+    processes = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-at"]
+        get_latest_by = "at"
+
+    def __str__(self) -> str:
+        return f"{self.alias} {self.at:%H:%M:%S} p95 {self.p95_ms}"
+
+
+class Dashboard(Alert):
+    """The admin's "Database operations" dashboard (a proxy: it stores nothing of its own)."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "dashboard"
+        verbose_name_plural = "dashboard"
