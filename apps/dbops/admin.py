@@ -15,10 +15,16 @@ from django.utils.html import format_html, format_html_join
 from django.utils.timesince import timesince
 
 from . import backups
+from .alerts import acknowledge
+from .dashboard import dashboard_data
 from .exceptions import BackupError
-from .models import BackupRecord, MigrationRun, RestoreRecord
+from .models import Alert, BackupRecord, Dashboard, MigrationRun, RestoreRecord
 
 BADGE_COLORS = {
+    "critical": "#c62828",
+    "warning": "#ef6c00",
+    "firing": "#c62828",
+    "resolved": "#2e7d32",
     "succeeded": "#2e7d32",
     "passed": "#2e7d32",
     "running": "#1565c0",
@@ -265,3 +271,66 @@ class MigrationRunAdmin(HistoryAdmin):
                 for f in obj.findings
             ),
         )
+
+
+@admin.register(Alert)
+class AlertAdmin(HistoryAdmin):
+    list_display = (
+        "id",
+        "rule",
+        "subject",
+        "severity_badge",
+        "state_badge",
+        "fired_at",
+        "resolved_at",
+        "flaps",
+        "notifications",
+        "acknowledged_by",
+    )
+    list_filter = ("severity", "state", "rule")
+    search_fields = ("rule", "subject", "message")
+    date_hierarchy = "fired_at"
+    readonly_fields = [f.name for f in Alert._meta.fields]
+    actions = ["acknowledge_selected"]
+
+    @admin.display(description="severity", ordering="severity")
+    def severity_badge(self, obj):
+        return badge(obj.severity)
+
+    @admin.display(description="state", ordering="state")
+    def state_badge(self, obj):
+        return badge(obj.state)
+
+    def has_acknowledge_permission(self, request):
+        return request.user.is_staff
+
+    @admin.action(description="Acknowledge selected firing alerts", permissions=["acknowledge"])
+    def acknowledge_selected(self, request, queryset):
+        count = acknowledge(queryset, by=request.user.get_username())
+        self.message_user(request, f"{count} alert(s) acknowledged: they stay open until their signal clears.")
+
+
+@admin.register(Dashboard)
+class DashboardAdmin(admin.ModelAdmin):
+    """The operator dashboard ("Database operations" in the admin index): staff only, read-only."""
+
+    def has_view_permission(self, request, obj=None):
+        return request.user.is_active and request.user.is_staff
+
+    def has_module_permission(self, request):
+        return self.has_view_permission(request)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def changelist_view(self, request, extra_context=None):
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        context = {**self.admin_site.each_context(request), "title": "Database operations", "data": dashboard_data()}
+        return TemplateResponse(request, "admin/dbops/dashboard/dashboard.html", context)

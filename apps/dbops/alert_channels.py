@@ -15,7 +15,7 @@ logger = logging.getLogger("dbops.alerts")
 
 
 def alert_payload(alert) -> dict:
-    """The JSON body of a notification (webhook) and the fields of the log line."""
+    """Return the JSON body of a notification (webhook) and the fields of the log line."""
     return {
         "id": alert.pk,
         "rule": alert.rule,

@@ -210,6 +210,8 @@ def acknowledge(alerts: Iterable[Alert], by: str) -> int:
 
 def _in_background(signals_of) -> None:
     """Run an event's rule in a daemon thread: a channel must never hold up a request or a command."""
+    if not settings.DBOPS.alerts.events:
+        return
 
     def run() -> None:
         try:

@@ -173,6 +173,7 @@ class AlertConfig:
     webhook_timeout: int = 5
     webhook_retries: int = 2
     sample_retention_days: int = 7
+    events: bool = True
 
 
 def parse_cache_url(url: str, *, variable: str = "CACHE_URL") -> dict[str, Any]:
@@ -389,6 +390,7 @@ def _parse_alerts(reader: _Reader) -> AlertConfig:
         webhook_timeout=reader.int("DBOPS_ALERT_WEBHOOK_TIMEOUT", 5, unit=" seconds"),
         webhook_retries=reader.int("DBOPS_ALERT_WEBHOOK_RETRIES", 2, minimum=0),
         sample_retention_days=reader.int("DBOPS_ALERT_SAMPLE_RETENTION_DAYS", 7, unit=" days"),
+        events=reader.bool("DBOPS_ALERT_EVENTS", True),
     )
 
 

@@ -41,7 +41,7 @@ def _cache():
 def _recent_timeouts(alias: str, cumulative: int, window: float) -> int:
     history = _timeout_history[alias]
     now = time.monotonic()
-    history.append((now, cumulative))
+    history.append((now, cumulative))  # the first look is the baseline: nothing recent is known before it
     old = [value for at, value in history if at >= now - window]
     return cumulative - (old[0] if old else cumulative)
 

@@ -50,11 +50,11 @@ def backup_findings(*, alias: str = "default", timeout: float = 2.0, now=None) -
         age_hours = (now - success.started_at).total_seconds() / 3600
         if age_hours > 2 * interval_hours:
             findings.append(
-                ("failure", f"last successful backup is {age_hours:.1f} h old (limit 2 x {interval_hours} h)")
+                Finding("failure", f"last successful backup is {age_hours:.1f} h old (limit 2 x {interval_hours} h)")
             )
         elif age_hours > interval_hours:
             findings.append(
-                ("warning", f"last successful backup is {age_hours:.1f} h old (interval {interval_hours} h)")
+                Finding("warning", f"last successful backup is {age_hours:.1f} h old (interval {interval_hours} h)")
             )
         if success.verification == BackupRecord.Verification.FAILED:
             findings.append(
