@@ -9,6 +9,16 @@ VENV6 ?= .venv-django6
 HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?=
+TOOLS := var/tools
+# Debian packages for the tests (root with apt-get only; otherwise the tests that need them say they skip).
+APT_INSTALL = { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	(apt-get install --yes --no-install-recommends $(1) >/dev/null 2>&1 || \
+	 (apt-get update >/dev/null 2>&1 && apt-get install --yes --no-install-recommends $(1) >/dev/null 2>&1)); }
+# promtool alone, out of Debian's prometheus package (installing the package would start a server).
+INSTALL_PROMTOOL = { command -v apt-get >/dev/null && mkdir -p $(TOOLS)/deb && \
+	(cd $(TOOLS)/deb && apt-get download prometheus >/dev/null 2>&1) && \
+	dpkg-deb -x $(TOOLS)/deb/prometheus_*.deb $(TOOLS)/deb/root && \
+	cp $(TOOLS)/deb/root/usr/bin/promtool $(TOOLS)/promtool && rm -rf $(TOOLS)/deb; }
 
 .PHONY: venv system-deps run test test-django6 lint format bench bench-smoke localdb-stop clean
 
@@ -34,22 +44,26 @@ run: venv
 ## test: venv, lint, then the whole suite against a throwaway PostgreSQL cluster (or TEST_DATABASE_URL)
 # Services some tests start themselves (redis-server for the shared circuit-breaker state).
 system-deps:
-	@command -v redis-server >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
-		(apt-get install --yes --no-install-recommends redis-server >/dev/null 2>&1 || \
-		 (apt-get update >/dev/null 2>&1 && apt-get install --yes --no-install-recommends redis-server >/dev/null 2>&1)); } || \
+	@command -v redis-server >/dev/null || $(call APT_INSTALL,redis-server) || \
 		echo "redis-server not installed: the shared-breaker tests will be skipped"
+	@{ command -v chromium >/dev/null && command -v chromedriver >/dev/null; } || \
+		$(call APT_INSTALL,chromium chromium-driver) || echo "chromium not installed: the browser test will be skipped"
+	@command -v promtool >/dev/null || test -x $(TOOLS)/promtool || $(INSTALL_PROMTOOL) || \
+		echo "promtool not installed: the Prometheus rule tests will be skipped"
 
 test: venv lint system-deps
 	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing (exit 5 is not a pass)"; fi; exit $$rc
 
 ## test-django6: the same suite on Django 6.0 (Python 3.12)
-test-django6:
+$(VENV6)/.installed: requirements.txt requirements-dev.txt requirements-django6.txt
 	@test -n "$(PYTHON312)" || { echo "python3.12 not found: Django 6.0 target skipped"; exit 1; }
-	@test -f $(VENV6)/.installed || { "$(PYTHON312)" -m venv $(VENV6) && \
-		$(VENV6)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt && \
-		$(VENV6)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-django6.txt && \
-		touch $(VENV6)/.installed; }
+	@test -d $(VENV6) || "$(PYTHON312)" -m venv $(VENV6)
+	$(VENV6)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(VENV6)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-django6.txt
+	touch $@
+
+test-django6: $(VENV6)/.installed system-deps
 	@$(VENV6)/bin/python -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing (exit 5 is not a pass)"; fi; exit $$rc
 

@@ -49,14 +49,14 @@ def line_chart(
     )
     budget_line = (
         format_html(
-            '<line x1="{}" x2="{}" y1="{:.1f}" y2="{:.1f}" stroke="#c62828" stroke-dasharray="4 3"/>'
-            '<text x="{}" y="{:.1f}" fill="#c62828" font-size="10">budget {} {}</text>',
+            '<line x1="{}" x2="{}" y1="{}" y2="{}" stroke="#c62828" stroke-dasharray="4 3"/>'
+            '<text x="{}" y="{}" fill="#c62828" font-size="10">budget {} {}</text>',
             left,
             width - right,
-            y(budget),
-            y(budget),
+            f"{y(budget):.1f}",
+            f"{y(budget):.1f}",
             width - right - 110,
-            y(budget) - 3,
+            f"{y(budget) - 3:.1f}",
             budget,
             unit,
         )
@@ -72,7 +72,7 @@ def line_chart(
         '<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" role="img" '
         'aria-label="latency chart"><rect x="{l}" y="{t}" width="{pw}" height="{ph}" fill="#fafafa" '
         'stroke="#ddd"/>{lines}{budget}{legend}{empty}'
-        '<text x="2" y="{t2}" font-size="10" fill="#555">{ceiling:.0f} {unit}</text>'
+        '<text x="2" y="{t2}" font-size="10" fill="#555">{ceiling} {unit}</text>'
         '<text x="2" y="{b}" font-size="10" fill="#555">0</text>'
         '<text x="{l}" y="{h2}" font-size="10" fill="#555">{start}</text>'
         '<text x="{r}" y="{h2}" font-size="10" fill="#555" text-anchor="end">{end}</text></svg>',
@@ -87,7 +87,7 @@ def line_chart(
         legend=legend,
         empty=empty,
         t2=top + 8,
-        ceiling=ceiling,
+        ceiling=f"{ceiling:.0f}",
         unit=unit,
         b=top + plot_h,
         h2=height - 6,

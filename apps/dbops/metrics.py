@@ -80,3 +80,30 @@ BREAKER_REJECTIONS = Counter(
 DATABASE_FAILURES = Counter(
     "dbops_database_failures", "Requests that failed because the database was unavailable (answered 503)."
 )
+
+SERVER_MAX_CONNECTIONS = Gauge(
+    "dbops_server_max_connections", "The server's max_connections.", ["alias"], multiprocess_mode="mostrecent"
+)
+DATABASE_UP = Gauge(
+    "dbops_database_up",
+    "1 when the scrape's probe reached the database, else 0.",
+    ["alias"],
+    multiprocess_mode="mostrecent",
+)
+# History facts for alerting rules (read from dbops' tables at scrape time).
+BACKUP_LAST_SUCCESS = Gauge(
+    "dbops_backup_last_success_timestamp_seconds",
+    "Start time of the newest successful backup (0: none yet).",
+    multiprocess_mode="mostrecent",
+)
+BACKUP_LAST_FAILED = Gauge(
+    "dbops_backup_last_failed", "1 when the newest finished backup failed.", multiprocess_mode="mostrecent"
+)
+BACKUP_VERIFICATION_FAILED = Gauge(
+    "dbops_backup_last_verification_failed",
+    "1 when the newest successful backup failed its restore verification.",
+    multiprocess_mode="mostrecent",
+)
+MIGRATION_LAST_RUN_FAILED = Gauge(
+    "dbops_migration_last_run_failed", "1 when the newest guarded migration run failed.", multiprocess_mode="mostrecent"
+)

@@ -17,9 +17,10 @@ import threading
 import time
 
 from django.conf import settings
-from django.db import connections
+from django.db import DatabaseError, connections
 
 from . import metrics
+from .models import BackupRecord, MigrationRun
 from .pool import pool_stats, probe_connection
 from .window import RollingWindow
 
@@ -164,12 +165,33 @@ def refresh_server_metrics(timeout: float = 1.0) -> None:
             continue
         try:
             with probe_connection(alias, timeout) as conn:
-                count = conn.execute(
-                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", [name]
-                ).fetchone()[0]
-        except Exception:  # noqa: S112 - an unreachable server is reported by health, not by a scrape error
+                count, limit = conn.execute(
+                    "SELECT count(*), current_setting('max_connections')::int FROM pg_stat_activity"
+                    " WHERE application_name = %s",
+                    [name],
+                ).fetchone()
+        except Exception:  # an unreachable server is reported by health and dbops_database_up, not a scrape error
+            metrics.DATABASE_UP.labels(alias).set(0)
             continue
+        metrics.DATABASE_UP.labels(alias).set(1)
         metrics.SERVER_CONNECTIONS.labels(alias).set(count)
+        metrics.SERVER_MAX_CONNECTIONS.labels(alias).set(limit)
+
+
+def refresh_history_metrics() -> None:
+    """Export the backup and migration history facts the Prometheus alerting rules use."""
+    try:
+        success = BackupRecord.objects.filter(status=BackupRecord.Status.SUCCEEDED).order_by("-started_at").first()
+        finished = BackupRecord.objects.exclude(status=BackupRecord.Status.RUNNING).order_by("-started_at").first()
+        run = MigrationRun.objects.exclude(status=MigrationRun.Status.RUNNING).order_by("-started_at").first()
+    except DatabaseError:
+        return
+    metrics.BACKUP_LAST_SUCCESS.set(success.started_at.timestamp() if success else 0)
+    metrics.BACKUP_LAST_FAILED.set(int(finished is not None and finished.status == BackupRecord.Status.FAILED))
+    metrics.BACKUP_VERIFICATION_FAILED.set(
+        int(success is not None and success.verification == BackupRecord.Verification.FAILED)
+    )
+    metrics.MIGRATION_LAST_RUN_FAILED.set(int(run is not None and run.status == MigrationRun.Status.FAILED))
 
 
 def performance_report() -> dict:

@@ -15,7 +15,7 @@ from health_check.views import HealthCheckView
 
 from . import backups, reports
 from .access import arefusal, metrics_refusal, staff_or_token_required
-from .monitoring import performance_report, refresh_pool_metrics, refresh_server_metrics
+from .monitoring import performance_report, refresh_history_metrics, refresh_pool_metrics, refresh_server_metrics
 
 
 @never_cache
@@ -127,4 +127,5 @@ def metrics(request):
         return refused
     refresh_pool_metrics()
     refresh_server_metrics()
+    refresh_history_metrics()
     return ExportToDjangoView(request)
