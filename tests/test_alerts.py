@@ -294,3 +294,15 @@ def test_evaluate_records_samples_and_the_command_exit_codes(alert_settings, cap
     (latency,) = [row for row in json.loads(capsys.readouterr().out) if row["rule"] == "query_latency_p95"]
     call_command("alerts", "ack", str(latency["id"]), "--by", "oncall")
     assert Alert.objects.get(pk=latency["id"]).acknowledged_by == "oncall"
+
+
+def test_metrics__history_gauges_for_the_prometheus_rules(client):
+    BackupRecordFactory(status=BackupRecord.Status.FAILED)
+    body = client.get("/metrics", REMOTE_ADDR="127.0.0.1").content.decode()
+    assert "dbops_backup_last_failed 1.0" in body and "dbops_backup_last_success_timestamp_seconds 0.0" in body
+    assert 'dbops_database_up{alias="default"} 1.0' in body and "dbops_server_max_connections" in body
+    success = BackupRecordFactory(verification=BackupRecord.Verification.FAILED)
+    body = client.get("/metrics", REMOTE_ADDR="127.0.0.1").content.decode()
+    assert "dbops_backup_last_failed 0.0" in body and "dbops_backup_last_verification_failed 1.0" in body
+    (line,) = [x for x in body.splitlines() if x.startswith("dbops_backup_last_success_timestamp_seconds ")]
+    assert float(line.split()[1]) == pytest.approx(success.started_at.timestamp(), abs=0.001)

@@ -155,6 +155,11 @@ BAD_VALUES = [
     ({"SECRET_KEY": INSECURE_SECRET_KEY}, "SECRET_KEY"),
     ({"ALLOWED_HOSTS": ""}, "ALLOWED_HOSTS"),
     ({"MIGRATION_LOCK_TIMEOUT_MS": "0"}, "MIGRATION_LOCK_TIMEOUT_MS"),
+    ({"DBOPS_ALERT_WEBHOOK_URL": f"ftp://hook:{SECRET_PASSWORD}@example.com/x"}, "DBOPS_ALERT_WEBHOOK_URL"),
+    ({"DBOPS_ALERT_WEBHOOK_FORMAT": "xml"}, "DBOPS_ALERT_WEBHOOK_FORMAT"),
+    ({"DBOPS_ALERT_EMAILS": "oncall@example.com,not-an-address"}, "DBOPS_ALERT_EMAILS"),
+    ({"DBOPS_ALERT_COOLDOWN_SECONDS": "-1"}, "DBOPS_ALERT_COOLDOWN_SECONDS"),
+    ({"EMAIL_URL": f"bogus://user:{SECRET_PASSWORD}@mail"}, "EMAIL_URL"),
     ({"MIGRATION_SAFETY_BLOCK_ROWS": "many"}, "MIGRATION_SAFETY_BLOCK_ROWS"),
     ({"MIGRATION_SAFETY_SUPPRESSIONS": "{not json"}, "MIGRATION_SAFETY_SUPPRESSIONS"),
     ({"MIGRATION_SAFETY_SUPPRESSIONS": '["M005"]'}, "MIGRATION_SAFETY_SUPPRESSIONS"),
@@ -182,6 +187,24 @@ def test_load_config__migration_safety_settings():
     ).migrations
     assert (config.warn_rows, config.block_rows, config.lock_timeout_ms, config.lock_retries) == (50, 1_000_000, 750, 0)
     assert config.suppressions == {"shop.0007_index": {"M005": "built off-hours"}}
+
+
+def test_load_config__alert_channels():
+    config = load_config(
+        {
+            "DBOPS_ALERT_EMAILS": "oncall@example.com, dba@example.com",
+            "DBOPS_ALERT_WEBHOOK_URL": "https://hooks.example.com/T0/B0/xyz",
+            "DBOPS_ALERT_WEBHOOK_FORMAT": "slack",
+            "EMAIL_URL": f"smtp://alerts:{SECRET_PASSWORD}@mail.example.com:587",
+        }
+    )
+    assert config.alerts.emails == ("oncall@example.com", "dba@example.com")
+    assert (config.alerts.webhook_format, config.email["EMAIL_HOST"], config.email["EMAIL_PORT"]) == (
+        "slack",
+        "mail.example.com",
+        587,
+    )
+    assert SECRET_PASSWORD not in repr(config) and "hooks.example.com" not in repr(config)
 
 
 def test_load_config__missing_database_url_in_production():
