@@ -18,7 +18,7 @@ from . import backups
 from .alerts import acknowledge
 from .dashboard import dashboard_data
 from .exceptions import BackupError
-from .models import Alert, BackupRecord, Dashboard, MigrationRun, RestoreRecord
+from .models import Alert, BackupRecord, Dashboard, MigrationRun, PitrRun, RestoreRecord
 
 BADGE_COLORS = {
     "critical": "#c62828",
@@ -308,6 +308,27 @@ class AlertAdmin(HistoryAdmin):
     def acknowledge_selected(self, request, queryset):
         count = acknowledge(queryset, by=request.user.get_username())
         self.message_user(request, f"{count} alert(s) acknowledged: they stay open until their signal clears.")
+
+
+@admin.register(PitrRun)
+class PitrRunAdmin(HistoryAdmin):
+    list_display = (
+        "id",
+        "started_at",
+        "kind",
+        "status_badge",
+        "backup_type",
+        "label",
+        "target_time",
+        "duration_seconds",
+    )
+    list_filter = ("kind", "status", "backup_type")
+    search_fields = ("label", "error", "data_dir")
+    readonly_fields = [f.name for f in PitrRun._meta.fields]
+
+    @admin.display(description="status", ordering="status")
+    def status_badge(self, obj):
+        return badge(obj.status)
 
 
 @admin.register(Dashboard)

@@ -176,6 +176,24 @@ class AlertConfig:
     events: bool = True
 
 
+@dataclasses.dataclass(frozen=True)
+class PitrConfig:
+    """Point-in-time recovery through pgBackRest, run on the database host."""
+
+    engine: str = "none"
+    stanza: str = "dbops"
+    repo_path: Path = PROJECT_DIR / "var" / "pgbackrest"
+    pg_path: str = ""
+    socket_path: str = "/var/run/postgresql"
+    retention_full: int = 2
+    run_as: str = ""
+    max_archive_age: int = 3600
+
+    @property
+    def enabled(self) -> bool:
+        return self.engine == "pgbackrest"
+
+
 def parse_cache_url(url: str, *, variable: str = "CACHE_URL") -> dict[str, Any]:
     """Build a `CACHES` entry: locmem:// or redis(s)://; Redis gets short timeouts (a cache must never hang)."""
     scheme = urlsplit(url).scheme
@@ -226,6 +244,7 @@ class DbopsConfig:
     backup_keep_verified: int = 3
     migrations: MigrationSafetyConfig = MigrationSafetyConfig()
     alerts: AlertConfig = AlertConfig()
+    pitr: PitrConfig = PitrConfig()
     email: dict[str, Any] = dataclasses.field(default_factory=dict, repr=False)
 
     @property
@@ -394,6 +413,31 @@ def _parse_alerts(reader: _Reader) -> AlertConfig:
     )
 
 
+def _parse_pitr(reader: _Reader) -> PitrConfig:
+    engine = reader.str("DATABASE_PITR_ENGINE", "none").lower()
+    if engine not in ("none", "pgbackrest"):
+        raise ImproperlyConfigured(f"DATABASE_PITR_ENGINE={engine!r} is not pgbackrest or none.")
+    pg_path = reader.raw("DATABASE_PITR_PG_PATH") or ""
+    if engine == "pgbackrest" and not pg_path.startswith("/"):
+        raise ImproperlyConfigured(
+            "DATABASE_PITR_PG_PATH must be the server's data directory (an absolute path) with "
+            "DATABASE_PITR_ENGINE=pgbackrest: pgBackRest runs on the database host."
+        )
+    stanza = reader.str("DATABASE_PITR_STANZA", "dbops")
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", stanza):
+        raise ImproperlyConfigured(f"DATABASE_PITR_STANZA={stanza!r}: use letters, digits, '_', '.', '-'.")
+    return PitrConfig(
+        engine=engine,
+        stanza=stanza,
+        repo_path=Path(reader.str("DATABASE_PITR_REPO_PATH", str(PROJECT_DIR / "var" / "pgbackrest"))),
+        pg_path=pg_path,
+        socket_path=reader.str("DATABASE_PITR_PG_SOCKET_PATH", "/var/run/postgresql"),
+        retention_full=reader.int("DATABASE_PITR_RETENTION_FULL", 2),
+        run_as=reader.str("DATABASE_PITR_RUN_AS", ""),
+        max_archive_age=reader.int("DATABASE_PITR_MAX_ARCHIVE_AGE_SECONDS", 3600, unit=" seconds"),
+    )
+
+
 def _parse_email_url(reader: _Reader) -> dict[str, Any]:
     """Django's EMAIL_* settings from EMAIL_URL (smtp://, smtps://, consolemail://, ...); empty when unset."""
     url = reader.raw("EMAIL_URL")
@@ -492,6 +536,7 @@ def load_config(environ_mapping: Mapping[str, str]) -> DbopsConfig:
         backup_keep_verified=reader.int("DATABASE_BACKUP_KEEP_VERIFIED", 3, minimum=0),
         cache=parse_cache_url(reader.str("CACHE_URL", "locmem://")),
         alerts=_parse_alerts(reader),
+        pitr=_parse_pitr(reader),
         email=_parse_email_url(reader),
         migrations=MigrationSafetyConfig(
             warn_rows=reader.int("MIGRATION_SAFETY_WARN_ROWS", 10_000, minimum=0, unit=" rows"),

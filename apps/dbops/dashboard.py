@@ -17,6 +17,7 @@ from .charts import line_chart
 from .migration_runner import last_run
 from .migration_status import pending_migrations
 from .models import Alert, BackupRecord, OperationsSample
+from .pitr import window_summary
 from .snapshots import fleet_snapshots
 
 CHART_WINDOW = datetime.timedelta(hours=1)
@@ -82,5 +83,6 @@ def dashboard_data() -> dict:
         "backups": backups,
         "pending_migrations": pending,
         "last_migration_run": last_run(),
+        "pitr": window_summary(),
         "alerts": list(Alert.objects.filter(state=Alert.State.FIRING).order_by("-severity", "-fired_at")[:20]),
     }

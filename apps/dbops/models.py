@@ -189,3 +189,38 @@ class Dashboard(Alert):
         proxy = True
         verbose_name = "dashboard"
         verbose_name_plural = "dashboard"
+
+
+class PitrRun(models.Model):
+    """One pgBackRest operation driven by dbops: a physical backup, a verification or a point-in-time restore."""
+
+    class Kind(models.TextChoices):
+        BACKUP = "backup"
+        VERIFY = "verify"
+        RESTORE = "restore"
+
+    class Status(models.TextChoices):
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+        REFUSED = "refused"
+
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING, db_index=True)
+    started_at = models.DateTimeField(db_index=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    duration_seconds = models.FloatField(null=True, blank=True)
+    stanza = models.CharField(max_length=100)
+    backup_type = models.CharField(max_length=8, blank=True, help_text="full, diff or incr.")
+    label = models.CharField(max_length=100, blank=True, help_text="pgBackRest's backup label.")
+    target_time = models.DateTimeField(null=True, blank=True, help_text="Restore target.")
+    data_dir = models.CharField(max_length=500, blank=True, help_text="Where a restore wrote the cluster.")
+    requested_by = models.CharField(max_length=200, blank=True)
+    details = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-started_at"]
+
+    def __str__(self) -> str:
+        return f"pitr {self.kind} #{self.pk} {self.status}"

@@ -8,6 +8,7 @@ from .backups import BackupFreshness
 from .breaker import BreakerClosed
 from .database import DatabaseLatency
 from .migrations import PendingMigrations
+from .pitr import PitrWindow
 from .pool import PoolUsage
 from .server import PostgresServer
 
@@ -29,4 +30,5 @@ def all_checks() -> list:
         *readiness_checks(),
         *[(PostgresServer, {"alias": alias}) for alias in settings.DATABASES],
         (BackupFreshness, {"alias": "default"}),
+        *([(PitrWindow, {"alias": "default"})] if settings.DBOPS.pitr.enabled else []),
     ]
