@@ -12,7 +12,6 @@ from pathlib import Path
 
 import psycopg
 import pytest
-
 from django.core.management import call_command
 from django.core.management.base import CommandError
 

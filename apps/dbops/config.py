@@ -358,8 +358,29 @@ def parse_database_url(url: str, *, variable: str = "DATABASE_URL") -> dict[str,
         ) from None
     if scheme in POSTGRES_SCHEMES and not parsed.get("NAME"):
         raise ImproperlyConfigured(f"{variable}={masked!r} names no database: add /DBNAME after the host.")
+    _check_hosts(parsed, masked, variable)
     parsed["_scheme"] = scheme
     return parsed
+
+
+TARGET_SESSION_ATTRS = ("any", "read-write", "read-only", "primary", "standby", "prefer-standby")
+
+
+def _check_hosts(parsed: dict[str, Any], masked: str, variable: str) -> None:
+    """Validate libpq's multi-host form (h1:5432,h2:5432): as many ports as hosts, or one for all."""
+    hosts = [h for h in str(parsed.get("HOST") or "").split(",")]
+    ports = [p for p in str(parsed.get("PORT") or "").split(",") if p != ""]
+    if any(not h for h in hosts if len(hosts) > 1):
+        raise ImproperlyConfigured(f"{variable}={masked!r} has an empty host in its host list.")
+    if len(ports) not in (0, 1, len(hosts)) or not all(p.isdigit() and 0 < int(p) < 65536 for p in ports):
+        raise ImproperlyConfigured(
+            f"{variable}={masked!r}: give one port per host (h1:5432,h2:5432) or none, each 1-65535."
+        )
+    attrs = (parsed.get("OPTIONS") or {}).get("target_session_attrs")
+    if attrs is not None and attrs not in TARGET_SESSION_ATTRS:
+        raise ImproperlyConfigured(
+            f"{variable}={masked!r}: target_session_attrs={attrs!r} is not one of {', '.join(TARGET_SESSION_ATTRS)}."
+        )
 
 
 def _parse_database(reader: _Reader, url: str) -> DatabaseConfig:
