@@ -125,12 +125,12 @@ def _python_load(url: str, *, seconds: float, connections: int) -> dict[str, flo
 
 
 class Traffic:
-    """Client threads that hit a URL until stopped, recording (start, status, seconds, X-Dbops-Breaker header)."""
+    """Client threads that hit a URL until stopped, recording (start, status, seconds, X-Dbops-Breaker, body)."""
 
     def __init__(self, url: str, threads: int = 4) -> None:
         self.url = url
         self.stop = threading.Event()
-        self.records: list[tuple[float, int, float, str]] = []
+        self.records: list[tuple[float, int, float, str, str]] = []
         self.threads = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
 
     def _run(self) -> None:
@@ -139,11 +139,12 @@ class Traffic:
             try:
                 with urllib.request.urlopen(self.url, timeout=15) as response:  # noqa: S310 - loopback
                     status, header = response.status, response.headers.get("X-Dbops-Breaker", "")
+                    body = response.read(64).decode(errors="replace")
             except urllib.error.HTTPError as exc:
-                status, header = exc.code, exc.headers.get("X-Dbops-Breaker", "")
+                status, header, body = exc.code, exc.headers.get("X-Dbops-Breaker", ""), ""
             except OSError:
-                status, header = 0, ""
-            self.records.append((started, status, time.monotonic() - started, header))
+                status, header, body = 0, "", ""
+            self.records.append((started, status, time.monotonic() - started, header, body))
             time.sleep(0.01)
 
     def __enter__(self) -> Traffic:

@@ -24,8 +24,17 @@ def sleep(request):
     return HttpResponse("slept", content_type="text/plain")
 
 
+def write(request):
+    """Insert one row into bench_writes (created by the test or benchmark) and answer its id once committed."""
+    with connection.cursor() as cursor:
+        cursor.execute("INSERT INTO bench_writes (at) VALUES (now()) RETURNING id")
+        row_id = cursor.fetchone()[0]
+    return HttpResponse(str(row_id), content_type="text/plain")
+
+
 urlpatterns = [
     path("bench/select-one", select_one),
+    path("bench/write", write),
     path("bench/sleep", sleep),
     path("", include("project.urls")),
 ]

@@ -16,6 +16,10 @@ SECRET_KEY = DBOPS.secret_key
 ALLOWED_HOSTS = list(DBOPS.allowed_hosts)
 
 DATABASES = {"default": DBOPS.database.django_settings("default")}
+if DBOPS.replica is not None:
+    # Reads go to the replica while it is fresh (apps.dbops.replicas); tests mirror it onto the default database.
+    DATABASES["replica"] = {**DBOPS.replica.django_settings("replica"), "TEST": {"MIRROR": "default"}}
+    DATABASE_ROUTERS = ["apps.dbops.replicas.ReplicaRouter"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 CACHES = {"default": DBOPS.cache}
 
@@ -37,6 +41,8 @@ MIDDLEWARE = [
     *(["apps.dbops.middleware.QueryMonitoringMiddleware"] if DBOPS.query_monitoring else []),
     # Outermost of ours: it must see (and turn into 503s) database failures from everything inside it.
     *(["apps.dbops.middleware.CircuitBreakerMiddleware"] if DBOPS.breaker.enabled else []),
+    # Read-your-writes: after a write in this request, reads stay on the primary.
+    *(["apps.dbops.middleware.ReplicaRoutingMiddleware"] if DBOPS.replica is not None else []),
     "django.middleware.security.SecurityMiddleware",
     # Serves collected static files in staging/production; development uses runserver's static view.
     *(["whitenoise.middleware.WhiteNoiseMiddleware"] if DBOPS.is_strict else []),

@@ -245,6 +245,10 @@ class DbopsConfig:
     migrations: MigrationSafetyConfig = MigrationSafetyConfig()
     alerts: AlertConfig = AlertConfig()
     pitr: PitrConfig = PitrConfig()
+    replica: DatabaseConfig | None = None
+    replica_max_lag_ms: int = 1000
+    pgbouncer_mode: str = ""
+    pgbouncer_admin_url: str = dataclasses.field(default="", repr=False)
     email: dict[str, Any] = dataclasses.field(default_factory=dict, repr=False)
 
     @property
@@ -434,6 +438,28 @@ def _parse_alerts(reader: _Reader) -> AlertConfig:
     )
 
 
+def _parse_replica(reader: _Reader, primary: DatabaseConfig, *, required_by: str) -> DatabaseConfig | None:
+    """Return the optional read replica: same pool and timeouts as the primary, its own URL."""
+    url = reader.raw("DATABASE_REPLICA_URL")
+    if url is None:
+        return None
+    replica = dataclasses.replace(
+        primary, masked_url=mask_url(url), url_settings=parse_database_url(url, variable="DATABASE_REPLICA_URL")
+    )
+    if not replica.is_postgresql:
+        raise ImproperlyConfigured("DATABASE_REPLICA_URL must be a PostgreSQL URL (postgres://...): it replicates one.")
+    if required_by:
+        enforce_postgresql(replica.django_settings("replica"), required_by=required_by, variable="DATABASE_REPLICA_URL")
+    return replica
+
+
+def _parse_pgbouncer_mode(reader: _Reader) -> str:
+    mode = reader.str("DATABASE_PGBOUNCER_MODE", "").lower()
+    if mode not in ("", "session", "transaction", "statement"):
+        raise ImproperlyConfigured(f"DATABASE_PGBOUNCER_MODE={mode!r} is not session, transaction or statement.")
+    return mode
+
+
 def _parse_pitr(reader: _Reader) -> PitrConfig:
     engine = reader.str("DATABASE_PITR_ENGINE", "none").lower()
     if engine not in ("none", "pgbackrest"):
@@ -558,6 +584,10 @@ def load_config(environ_mapping: Mapping[str, str]) -> DbopsConfig:
         cache=parse_cache_url(reader.str("CACHE_URL", "locmem://")),
         alerts=_parse_alerts(reader),
         pitr=_parse_pitr(reader),
+        replica=_parse_replica(reader, database, required_by=f"DJANGO_ENV={environment}" if strict else ""),
+        replica_max_lag_ms=reader.int("DATABASE_REPLICA_MAX_LAG_MS", 1000, unit=" ms"),
+        pgbouncer_mode=_parse_pgbouncer_mode(reader),
+        pgbouncer_admin_url=reader.raw("DATABASE_PGBOUNCER_ADMIN_URL") or "",
         email=_parse_email_url(reader),
         migrations=MigrationSafetyConfig(
             warn_rows=reader.int("MIGRATION_SAFETY_WARN_ROWS", 10_000, minimum=0, unit=" rows"),

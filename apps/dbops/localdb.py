@@ -195,6 +195,24 @@ class LocalCluster:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
             return True
 
+    def replicate_from(self, primary: LocalCluster) -> None:
+        """Create this cluster as a streaming standby of `primary` (pg_basebackup -R), on this cluster's port."""
+        self._make_owned_folder(self.data_dir)
+        result = self._run(
+            "pg_basebackup", "-h", "127.0.0.1", "-p", str(primary.port), "-U", SUPERUSER,
+            "-D", str(self.data_dir), "-R", "-X", "stream", "--checkpoint=fast", "--no-sync",
+        )  # fmt: skip
+        if result.returncode != 0:
+            raise LocalDbError(f"pg_basebackup from port {primary.port} failed: {result.stderr.strip()[-300:]}")
+        with (self.data_dir / "postgresql.auto.conf").open("a") as conf:
+            conf.write(f"port = {self.port}\n")
+
+    def promote(self) -> None:
+        """Promote this standby to a primary and wait until it accepts writes."""
+        result = self._run("pg_ctl", "promote", "-D", str(self.data_dir), "-w", "-t", "60")
+        if result.returncode != 0:
+            raise LocalDbError(f"pg_ctl promote failed: {result.stderr.strip()[-300:]}")
+
     def destroy(self) -> None:
         """Stop the server at once and delete its data."""
         self.stop(mode="immediate")

@@ -7,7 +7,7 @@ import time
 
 from django.conf import settings
 
-from . import metrics
+from . import metrics, replicas
 from .breaker import get_breaker
 from .monitoring import current_origin, refresh_pool_metrics, request_window
 from .outages import is_database_outage
@@ -84,3 +84,17 @@ def mark_database_failure(sender, request=None, **kwargs) -> None:
         count = settings.DBOPS.breaker.count_statement_timeouts
         if is_database_outage(error, count_statement_timeouts=count):
             request.dbops_database_failure = error
+
+
+class ReplicaRoutingMiddleware:
+    """Scope read-your-writes to one request: a write sends the rest of this request's reads to the primary."""
+
+    def __init__(self, get_response) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request):
+        token = replicas.start_request()
+        try:
+            return self.get_response(request)
+        finally:
+            replicas.end_request(token)

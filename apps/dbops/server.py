@@ -32,6 +32,8 @@ class ServerStatus:
     replication_lag_seconds: float | None
     database_size_bytes: int
     findings: tuple[Finding, ...]
+    # host:port the probe reached: with a multi-host DATABASE_URL, which server is the primary now.
+    address: str = ""
 
     def as_dict(self) -> dict:
         data = dataclasses.asdict(self)
@@ -73,6 +75,7 @@ def server_status(alias: str, *, thresholds: HealthConfig, timeout: float) -> Se
                 "lock_wait": thresholds.lock_wait_seconds,
             },
         ).fetchone()
+        address = f"{conn.info.host}:{conn.info.port}"
     version, in_recovery, used, available, long_tx, idle_tx, blocked, lag, size = row
     return ServerStatus(
         version=version,
@@ -85,6 +88,7 @@ def server_status(alias: str, *, thresholds: HealthConfig, timeout: float) -> Se
         replication_lag_seconds=lag,
         database_size_bytes=size,
         findings=tuple(_grade(used, available, long_tx, idle_tx, blocked, lag, size, thresholds)),
+        address=address,
     )
 
 

@@ -10,12 +10,14 @@ from .database import DatabaseLatency
 from .migrations import PendingMigrations
 from .pitr import PitrWindow
 from .pool import PoolUsage
+from .replica import ReplicaLag
 from .server import PostgresServer
 
 
 def readiness_checks() -> list:
     """Return what a load balancer needs: every alias answers, pools serve, no migration pending, breaker closed."""
-    aliases = list(settings.DATABASES)
+    # A replica is never a readiness condition: reads fall back to the primary (ReplicaLag reports it).
+    aliases = [alias for alias in settings.DATABASES if alias != "replica"]
     return [
         *[(DatabaseLatency, {"alias": alias}) for alias in aliases],
         *[(PoolUsage, {"alias": alias}) for alias in aliases],
@@ -28,7 +30,8 @@ def all_checks() -> list:
     """Return every check: readiness plus the server's own state and the backups."""
     return [
         *readiness_checks(),
-        *[(PostgresServer, {"alias": alias}) for alias in settings.DATABASES],
+        *[(PostgresServer, {"alias": alias}) for alias in settings.DATABASES if alias != "replica"],
         (BackupFreshness, {"alias": "default"}),
         *([(PitrWindow, {"alias": "default"})] if settings.DBOPS.pitr.enabled else []),
+        *([(ReplicaLag, {"alias": "replica"})] if settings.DBOPS.replica is not None else []),
     ]
