@@ -48,6 +48,8 @@ system-deps:
 		echo "redis-server not installed: the shared-breaker tests will be skipped"
 	@{ command -v chromium >/dev/null && command -v chromedriver >/dev/null; } || \
 		$(call APT_INSTALL,chromium chromium-driver) || echo "chromium not installed: the browser test will be skipped"
+	@command -v pgbouncer >/dev/null || test -x /usr/sbin/pgbouncer || $(call APT_INSTALL,pgbouncer) || \
+		echo "pgbouncer not installed: the PgBouncer tests will be skipped"
 	@command -v pgbackrest >/dev/null || $(call APT_INSTALL,pgbackrest) || \
 		echo "pgbackrest not installed: the point-in-time recovery tests will be skipped"
 	@command -v promtool >/dev/null || test -x $(TOOLS)/promtool || $(INSTALL_PROMTOOL) || \

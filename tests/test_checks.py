@@ -13,7 +13,15 @@ from tests.conftest import reconfigured_pool
 
 
 def test_checks__ids_are_unique_and_namespaced():
-    ids = [dbops_checks.W001.id, dbops_checks.W002_ID, dbops_checks.E001_ID, dbops_checks.E002_ID]
+    ids = [
+        dbops_checks.W001.id,
+        dbops_checks.W002_ID,
+        dbops_checks.E001_ID,
+        dbops_checks.E002_ID,
+        dbops_checks.E003_ID,
+        dbops_checks.E004_ID,
+        dbops_checks.E005_ID,
+    ]
     assert len(ids) == len(set(ids))
     assert all(i.startswith("dbops.") for i in ids)
 

@@ -27,7 +27,7 @@ DB = "test_dbops"
 
 @pytest.fixture
 def replica(transactional_db, settings):
-    """A real streaming standby of the test cluster, added as the "replica" alias with the router on."""
+    """Yield a real streaming standby of the test cluster as the "replica" alias, with the router on."""
     cluster = owned_cluster()
     if cluster is None:
         pytest.skip("TEST_DATABASE_URL points at a server this run does not own: cannot build a standby of it")

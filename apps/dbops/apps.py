@@ -15,6 +15,7 @@ class DbopsConfig(AppConfig):
         checks.register(dbops_checks.check_engine_outside_strict_environments)
         checks.register(dbops_checks.check_pool_covers_threads)
         checks.register(dbops_checks.check_pool_fits_server, checks.Tags.database)
+        checks.register(dbops_checks.check_pgbouncer_compatibility)
 
         from django.conf import settings
         from django.db.backends.signals import connection_created

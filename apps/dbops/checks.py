@@ -17,6 +17,9 @@ W001 = Warning(
 W002_ID = "dbops.W002"
 E001_ID = "dbops.E001"
 E002_ID = "dbops.E002"
+E003_ID = "dbops.E003"
+E004_ID = "dbops.E004"
+E005_ID = "dbops.E005"
 
 
 def check_psycopg_implementation(app_configs=None, **kwargs):
@@ -78,6 +81,47 @@ def check_pool_fits_server(app_configs=None, databases=None, **kwargs):
                     hint="Lower DATABASE_POOL_SIZE/DATABASE_POOL_MAX_OVERFLOW or WEB_CONCURRENCY, "
                     "or raise max_connections on the server.",
                     id=E002_ID,
+                )
+            )
+    return errors
+
+
+def check_pgbouncer_compatibility(app_configs=None, **kwargs):
+    """Behind PgBouncer in transaction mode: no server-side cursors, prepared statements or startup options."""
+    mode = settings.DBOPS.database.pgbouncer_mode if settings.DBOPS.database else ""
+    if mode not in ("transaction", "statement"):
+        return []
+    errors = []
+    for alias in connections:
+        database = connections[alias].settings_dict
+        options = database.get("OPTIONS") or {}
+        where = f"Database {alias!r} behind PgBouncer in {mode} mode"
+        if not database.get("DISABLE_SERVER_SIDE_CURSORS"):
+            errors.append(
+                Error(
+                    f"{where} uses server-side cursors: .iterator() fails once its transaction's server "
+                    "connection is handed to another client.",
+                    hint="Set DISABLE_SERVER_SIDE_CURSORS = True (dbops does unless settings override it).",
+                    id=E003_ID,
+                )
+            )
+        if options.get("prepare_threshold", 5) is not None:
+            errors.append(
+                Error(
+                    f"{where} lets psycopg prepare statements: the next transaction may run on a server "
+                    "connection that does not have them ('prepared statement ... does not exist').",
+                    hint='Set OPTIONS["prepare_threshold"] = None (dbops does unless settings override it).',
+                    id=E004_ID,
+                )
+            )
+        if "options" in options:
+            errors.append(
+                Error(
+                    f"{where} sends startup options ({options['options']!r}): PgBouncer refuses unknown startup "
+                    "parameters, and a session setting would leak to other clients anyway.",
+                    hint="Remove OPTIONS['options']; set statement_timeout on the role "
+                    "(ALTER ROLE app SET statement_timeout = '30s') or PgBouncer's query_timeout.",
+                    id=E005_ID,
                 )
             )
     return errors

@@ -74,6 +74,8 @@ class DatabaseConfig:
     application_name: str
     # The parsed URL holds the password: keep it out of reprs.
     url_settings: dict[str, Any] = dataclasses.field(repr=False)
+    # "transaction"/"statement": PgBouncer pools server connections per transaction in front of the server.
+    pgbouncer_mode: str = ""
 
     @property
     def is_postgresql(self) -> bool:
@@ -90,10 +92,16 @@ class DatabaseConfig:
             options = settings["OPTIONS"]
             options.setdefault("application_name", self.application_name)
             options["connect_timeout"] = self.connect_timeout
-            statement_timeout = f"-c statement_timeout={self.query_timeout * 1000}"
-            options["options"] = (
-                f"{options['options']} {statement_timeout}" if options.get("options") else statement_timeout
-            )
+            if self.pgbouncer_mode in ("transaction", "statement"):
+                # Server connections change hands between transactions: no server-side cursors, no prepared
+                # statements, no startup options (PgBouncer refuses them): set statement_timeout on the role.
+                settings["DISABLE_SERVER_SIDE_CURSORS"] = True
+                options["prepare_threshold"] = None
+            else:
+                statement_timeout = f"-c statement_timeout={self.query_timeout * 1000}"
+                options["options"] = (
+                    f"{options['options']} {statement_timeout}" if options.get("options") else statement_timeout
+                )
             if self.pool.enabled:
                 options["pool"] = self.pool.psycopg_pool_options(name=f"dbops-{alias}")
         return settings
@@ -247,7 +255,6 @@ class DbopsConfig:
     pitr: PitrConfig = PitrConfig()
     replica: DatabaseConfig | None = None
     replica_max_lag_ms: int = 1000
-    pgbouncer_mode: str = ""
     pgbouncer_admin_url: str = dataclasses.field(default="", repr=False)
     email: dict[str, Any] = dataclasses.field(default_factory=dict, repr=False)
 
@@ -406,6 +413,7 @@ def _parse_database(reader: _Reader, url: str) -> DatabaseConfig:
         connect_timeout=reader.int("DATABASE_CONNECT_TIMEOUT", 3, minimum=2, unit=" seconds"),
         application_name=reader.str("DATABASE_APPLICATION_NAME", "dbops"),
         url_settings=url_settings,
+        pgbouncer_mode=_parse_pgbouncer_mode(reader),
     )
 
 
@@ -586,7 +594,6 @@ def load_config(environ_mapping: Mapping[str, str]) -> DbopsConfig:
         pitr=_parse_pitr(reader),
         replica=_parse_replica(reader, database, required_by=f"DJANGO_ENV={environment}" if strict else ""),
         replica_max_lag_ms=reader.int("DATABASE_REPLICA_MAX_LAG_MS", 1000, unit=" ms"),
-        pgbouncer_mode=_parse_pgbouncer_mode(reader),
         pgbouncer_admin_url=reader.raw("DATABASE_PGBOUNCER_ADMIN_URL") or "",
         email=_parse_email_url(reader),
         migrations=MigrationSafetyConfig(

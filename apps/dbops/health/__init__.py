@@ -8,6 +8,7 @@ from .backups import BackupFreshness
 from .breaker import BreakerClosed
 from .database import DatabaseLatency
 from .migrations import PendingMigrations
+from .pgbouncer import PgBouncerPools
 from .pitr import PitrWindow
 from .pool import PoolUsage
 from .replica import ReplicaLag
@@ -34,4 +35,5 @@ def all_checks() -> list:
         (BackupFreshness, {"alias": "default"}),
         *([(PitrWindow, {"alias": "default"})] if settings.DBOPS.pitr.enabled else []),
         *([(ReplicaLag, {"alias": "replica"})] if settings.DBOPS.replica is not None else []),
+        *([(PgBouncerPools, {"alias": "default"})] if settings.DBOPS.pgbouncer_admin_url else []),
     ]

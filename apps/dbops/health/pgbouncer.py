@@ -1,0 +1,24 @@
+from __future__ import annotations
+
+import dataclasses
+
+from health_check.exceptions import ServiceUnavailable, ServiceWarning
+
+from ..pgbouncer import pgbouncer_report
+from .base import DbopsCheck
+
+
+@dataclasses.dataclass
+class PgBouncerPools(DbopsCheck):
+    """PgBouncer answers its admin console and no client waits for a server connection."""
+
+    def run(self) -> None:
+        try:
+            report = pgbouncer_report(timeout=self.budget)
+        except Exception as exc:
+            raise ServiceUnavailable(f"PgBouncer admin console unreachable ({type(exc).__name__})") from exc
+        if report and report["clients_waiting"]:
+            raise ServiceWarning(
+                f"{report['clients_waiting']} client(s) waiting in PgBouncer (longest {report['max_wait_seconds']} s):"
+                " raise default_pool_size or find long transactions"
+            )

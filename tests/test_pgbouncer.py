@@ -1,0 +1,141 @@
+"""PgBouncer in transaction mode in front of the test cluster: dbops' core paths work through it."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.core import checks
+from django.db import connection, connections, transaction
+
+from apps.dbops.config import load_config
+from apps.dbops.health.database import DatabaseLatency
+from apps.dbops.health.pgbouncer import PgBouncerPools
+from apps.dbops.localdb import free_port
+from apps.dbops.pgbouncer import pgbouncer_report
+from apps.dbops.server import server_status
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def pgbouncer():
+    """Run pgbouncer (transaction pooling, 2 server connections) as the postgres user; yield its port."""
+    binary = shutil.which("pgbouncer")
+    if binary is None:
+        pytest.skip("pgbouncer not installed (make test installs Debian's pgbouncer)")
+    folder = Path(tempfile.mkdtemp(prefix="dbops-pgbouncer-"))
+    port = free_port()
+    settings_dict = connection.settings_dict
+    (folder / "users.txt").write_text('"postgres" ""\n')
+    (folder / "pgbouncer.ini").write_text(
+        f"""[databases]
+{settings_dict["NAME"]} = host=127.0.0.1 port={settings_dict["PORT"]} dbname={settings_dict["NAME"]}
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = {port}
+unix_socket_dir =
+auth_type = trust
+auth_file = {folder}/users.txt
+admin_users = postgres
+pool_mode = transaction
+default_pool_size = 2
+ignore_startup_parameters = extra_float_digits
+logfile = {folder}/pgbouncer.log
+"""
+    )
+    command = [binary, str(folder / "pgbouncer.ini")]
+    if os.geteuid() == 0:
+        shutil.chown(folder, "postgres")
+        for name in ("users.txt", "pgbouncer.ini"):
+            shutil.chown(folder / name, "postgres")
+        command = ["runuser", "-u", "postgres", "--", *command]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            assert time.monotonic() < deadline and process.poll() is None, "pgbouncer did not start"
+            time.sleep(0.05)
+    yield port
+    process.terminate()
+    process.wait(timeout=10)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def bouncer_alias(pgbouncer):
+    """Yield a "bouncer" alias built by dbops' own settings code with DATABASE_PGBOUNCER_MODE=transaction."""
+    s = connection.settings_dict
+    config = load_config(
+        {
+            "DATABASE_URL": f"postgres://{s['USER']}@127.0.0.1:{pgbouncer}/{s['NAME']}",
+            "DATABASE_PGBOUNCER_MODE": "transaction",
+            "DATABASE_POOL_SIZE": "2",
+            "DATABASE_POOL_MAX_OVERFLOW": "2",
+        }
+    )
+    settings_dict = {**copy.deepcopy(s), **config.database.django_settings("bouncer")}
+    connections.settings["bouncer"] = settings_dict
+    connections["bouncer"]  # noqa: B018 - this thread's wrapper; unregistered so the test case allows it
+    del connections.settings["bouncer"]
+    yield "bouncer"
+    connections["bouncer"].close()
+    connections["bouncer"].close_pool()
+    delattr(connections._connections, "bouncer")
+
+
+def test_core_paths_work_through_pgbouncer_in_transaction_mode(bouncer_alias, settings):
+    users = get_user_model().objects.using(bouncer_alias)
+    with transaction.atomic(using=bouncer_alias):
+        users.create(username="through-bouncer")
+        users.filter(username="through-bouncer").update(first_name="B")
+    for _ in range(10):  # psycopg would prepare this after 5 runs; with PgBouncer that must stay off
+        assert users.filter(username="through-bouncer").count() == 1
+    assert [u.first_name for u in users.filter(username="through-bouncer").iterator()] == ["B"]
+    DatabaseLatency(alias=bouncer_alias).run()
+    assert server_status(bouncer_alias, thresholds=settings.DBOPS.health, timeout=2).connections >= 1
+    users.filter(username="through-bouncer").delete()
+
+
+def test_pgbouncer_health_reads_show_pools(pgbouncer, bouncer_alias, settings):
+    settings.DBOPS = dataclasses.replace(
+        settings.DBOPS, pgbouncer_admin_url=f"postgres://postgres@127.0.0.1:{pgbouncer}/pgbouncer"
+    )
+    get_user_model().objects.using(bouncer_alias).count()
+    report = pgbouncer_report()
+    assert report["clients_waiting"] == 0 and any(
+        p["database"] == connection.settings_dict["NAME"] for p in report["pools"]
+    )
+    PgBouncerPools().run()
+    settings.DBOPS = dataclasses.replace(
+        settings.DBOPS, pgbouncer_admin_url=f"postgres://postgres@127.0.0.1:{free_port()}/x"
+    )
+    with pytest.raises(Exception, match="unreachable"):
+        PgBouncerPools().run()
+
+
+def test_system_check_flags_server_side_cursors_left_on_behind_pgbouncer(settings):
+    settings.DBOPS = dataclasses.replace(
+        settings.DBOPS, database=dataclasses.replace(settings.DBOPS.database, pgbouncer_mode="transaction")
+    )
+    live = connection.settings_dict
+    saved = live.get("DISABLE_SERVER_SIDE_CURSORS", False)
+    live["DISABLE_SERVER_SIDE_CURSORS"] = False
+    try:
+        ids = {message.id for message in checks.run_checks() if message.id and message.id.startswith("dbops.E00")}
+    finally:
+        live["DISABLE_SERVER_SIDE_CURSORS"] = saved
+    # The test settings carry the statement_timeout startup option and prepared statements too.
+    assert {"dbops.E003", "dbops.E004", "dbops.E005"} <= ids
