@@ -32,8 +32,16 @@ def write(request):
     return HttpResponse(str(row_id), content_type="text/plain")
 
 
+def read(request):
+    """One ORM read (routed: the replica when DATABASE_REPLICA_URL is set and fresh)."""
+    from django.contrib.contenttypes.models import ContentType
+
+    return HttpResponse(str(ContentType.objects.filter(app_label="auth").count()), content_type="text/plain")
+
+
 urlpatterns = [
     path("bench/select-one", select_one),
+    path("bench/read", read),
     path("bench/write", write),
     path("bench/sleep", sleep),
     path("", include("project.urls")),

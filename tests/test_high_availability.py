@@ -13,11 +13,12 @@ from django.test.utils import CaptureQueriesContext
 
 from apps.dbops import replicas
 from apps.dbops.health.replica import ReplicaLag
+from apps.dbops.localdb import throwaway_cluster, throwaway_standby
 from apps.dbops.server import server_status
 from bench.harness import server_environ
 from bench.servers import Traffic
 from tests.pg_cluster_plugin import owned_cluster
-from tests.replication import primary_cluster, sql, standby_of, wait_for
+from tests.replication import sql, wait_for
 from tests.servers import gunicorn
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -31,7 +32,7 @@ def replica(transactional_db, settings):
     cluster = owned_cluster()
     if cluster is None:
         pytest.skip("TEST_DATABASE_URL points at a server this run does not own: cannot build a standby of it")
-    with standby_of(cluster) as standby:
+    with throwaway_standby(cluster) as standby:
         replica_settings = copy.deepcopy(connections["default"].settings_dict)
         replica_settings["PORT"] = str(standby.port)
         replica_settings["OPTIONS"]["pool"] = {**replica_settings["OPTIONS"]["pool"], "name": "dbops-replica"}
@@ -123,7 +124,7 @@ def failover_environ(primary, standby, **extra):
 
 
 def test_failover__synchronous_standby_promoted_keeps_every_acknowledged_write_and_never_500s(tmp_path):
-    with primary_cluster() as primary, standby_of(primary) as standby:
+    with throwaway_cluster() as primary, throwaway_standby(primary) as standby:
         sql(primary, "ALTER SYSTEM SET synchronous_standby_names = '*'")
         sql(primary, "ALTER SYSTEM SET synchronous_commit = 'on'")  # the throwaway cluster turns it off
         sql(primary, "SELECT pg_reload_conf()")
@@ -152,7 +153,7 @@ def test_failover__synchronous_standby_promoted_keeps_every_acknowledged_write_a
 
 
 def test_health__shows_which_host_is_the_primary(settings):
-    with primary_cluster() as primary, standby_of(primary) as standby:
+    with throwaway_cluster() as primary, throwaway_standby(primary) as standby:
         settings_dict = copy.deepcopy(connections["default"].settings_dict)
         settings_dict.update(HOST="127.0.0.1,127.0.0.1", PORT=f"{primary.port},{standby.port}", NAME="postgres")
         settings_dict["OPTIONS"].pop("pool")

@@ -234,3 +234,20 @@ def throwaway_cluster(bindir: str | None = None):
     finally:
         cluster.destroy()
         shutil.rmtree(root, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def throwaway_standby(primary: LocalCluster):
+    """Yield a started streaming standby of `primary` on a free port in a temporary folder; delete it afterwards."""
+    root = Path(tempfile.mkdtemp(prefix="dbops-standby-"))
+    standby = LocalCluster(data_dir=root / "data", port=free_port(), bindir=primary.bindir)
+    try:
+        if _is_root():
+            entry = pwd.getpwnam(SERVER_USER)
+            os.chown(root, entry.pw_uid, entry.pw_gid)
+        standby.replicate_from(primary)
+        standby.start()
+        yield standby
+    finally:
+        standby.destroy()
+        shutil.rmtree(root, ignore_errors=True)
