@@ -158,6 +158,11 @@ BAD_VALUES = [
     ({"DBOPS_ALERT_WEBHOOK_URL": f"ftp://hook:{SECRET_PASSWORD}@example.com/x"}, "DBOPS_ALERT_WEBHOOK_URL"),
     ({"DBOPS_ALERT_WEBHOOK_FORMAT": "xml"}, "DBOPS_ALERT_WEBHOOK_FORMAT"),
     ({"DATABASE_PITR_ENGINE": "barman"}, "DATABASE_PITR_ENGINE"),
+    ({"DATABASE_REPLICA_URL": f"sqlite:///{SECRET_PASSWORD}.db"}, "DATABASE_REPLICA_URL"),
+    ({"DATABASE_PGBOUNCER_MODE": "pool"}, "DATABASE_PGBOUNCER_MODE"),
+    ({"DATABASE_URL": f"postgres://app:{SECRET_PASSWORD}@h1:5432,h2:5432,h3:1,/app"}, "DATABASE_URL"),
+    ({"DATABASE_URL": f"postgres://app:{SECRET_PASSWORD}@h1:1,h2:2,h3:3:4/app"}, "DATABASE_URL"),
+    ({"DATABASE_URL": f"postgres://app:{SECRET_PASSWORD}@h1,h2/app?target_session_attrs=master"}, "DATABASE_URL"),
     ({"DATABASE_PITR_ENGINE": "pgbackrest"}, "DATABASE_PITR_PG_PATH"),
     ({"DATABASE_PITR_STANZA": "my stanza"}, "DATABASE_PITR_STANZA"),
     ({"DBOPS_ALERT_EMAILS": "oncall@example.com,not-an-address"}, "DBOPS_ALERT_EMAILS"),
@@ -208,6 +213,26 @@ def test_load_config__alert_channels():
         587,
     )
     assert SECRET_PASSWORD not in repr(config) and "hooks.example.com" not in repr(config)
+
+
+def test_load_config__multi_host_url_and_replica():
+    config = load_config(
+        {
+            **STRICT_OK,
+            "DJANGO_ENV": "production",
+            "DATABASE_URL": f"postgres://app:{SECRET_PASSWORD}@db1:5432,db2:5433/app?target_session_attrs=read-write",
+            "DATABASE_REPLICA_URL": f"postgres://app:{SECRET_PASSWORD}@db2:5433/app",
+        }
+    )
+    primary = config.database.django_settings()
+    assert (primary["HOST"], primary["PORT"], primary["OPTIONS"]["target_session_attrs"]) == (
+        "db1,db2",
+        "5432,5433",
+        "read-write",
+    )
+    assert config.replica.django_settings("replica")["OPTIONS"]["pool"]["name"] == "dbops-replica"
+    assert config.database.masked_url == "postgres://app:***@db1:5432,db2:5433/app?target_session_attrs=read-write"
+    assert SECRET_PASSWORD not in repr(config)
 
 
 def test_load_config__missing_database_url_in_production():

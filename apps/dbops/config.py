@@ -381,8 +381,8 @@ def _check_hosts(parsed: dict[str, Any], masked: str, variable: str) -> None:
     """Validate libpq's multi-host form (h1:5432,h2:5432): as many ports as hosts, or one for all."""
     hosts = [h for h in str(parsed.get("HOST") or "").split(",")]
     ports = [p for p in str(parsed.get("PORT") or "").split(",") if p != ""]
-    if any(not h for h in hosts if len(hosts) > 1):
-        raise ImproperlyConfigured(f"{variable}={masked!r} has an empty host in its host list.")
+    if len(hosts) > 1 and any(not h or (":" in h and not h.startswith("[")) for h in hosts):
+        raise ImproperlyConfigured(f"{variable}={masked!r} has an empty or malformed host in its host list.")
     if len(ports) not in (0, 1, len(hosts)) or not all(p.isdigit() and 0 < int(p) < 65536 for p in ports):
         raise ImproperlyConfigured(
             f"{variable}={masked!r}: give one port per host (h1:5432,h2:5432) or none, each 1-65535."
