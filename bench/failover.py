@@ -18,7 +18,7 @@ import time
 
 import psycopg
 from harness import median, parser, server_environ
-from servers import Traffic, gunicorn, load
+from servers import Traffic, gunicorn, interleaved
 
 from apps.dbops.localdb import throwaway_cluster, throwaway_standby
 
@@ -99,13 +99,7 @@ def read_scaling(rounds: int, seconds: float) -> dict[str, list[float]]:
             gunicorn(environ(primary.url("bench"), DATABASE_REPLICA_URL=standby.url("bench"))) as replica,
         ):
             bases = {"primary only": alone, "with replica": replica}
-            for base in bases.values():
-                load(base + "/bench/read", seconds=1)
-            rps: dict[str, list[float]] = {name: [] for name in bases}
-            for round_number in range(rounds):
-                order = list(bases) if round_number % 2 == 0 else list(reversed(bases))
-                for name in order:
-                    rps[name].append(load(bases[name] + "/bench/read", seconds=seconds)["rps"])
+            rps, _errors, _tool = interleaved(bases, "/bench/read", rounds=rounds, seconds=seconds)
     return rps
 
 

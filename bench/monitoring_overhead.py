@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 
 from harness import median, parser, postgres, server_environ, setup_django
-from servers import gunicorn, load
+from servers import gunicorn, interleaved
 
 CONDITIONS = {
     "bare": {"DBOPS_QUERY_MONITORING": "false"},
@@ -40,18 +40,7 @@ def main() -> None:
                 )
                 for name, extra in CONDITIONS.items()
             }
-            rps: dict[str, list[float]] = {name: [] for name in CONDITIONS}
-            errors = dict.fromkeys(CONDITIONS, 0.0)
-            tool = ""
-            for base in bases.values():
-                load(base + "/bench/select-one", seconds=1)  # warm-up: pools open, code paths hot
-            for round_number in range(rounds):
-                order = list(CONDITIONS) if round_number % 2 == 0 else list(reversed(CONDITIONS))
-                for name in order:
-                    result = load(bases[name] + "/bench/select-one", seconds=seconds)
-                    rps[name].append(result["rps"])
-                    errors[name] += result["errors"]
-                    tool = result["tool"]
+            rps, errors, tool = interleaved(bases, "/bench/select-one", rounds=rounds, seconds=seconds)
     print(f"monitoring overhead: {rounds} interleaved rounds x {seconds:g} s, load by {tool}, gunicorn 2x4 gthread")
     for name in CONDITIONS:
         # Paired per-round ratios: each round's conditions ran back to back, so machine drift cancels.

@@ -164,3 +164,24 @@ class Traffic:
                 return time.monotonic()
             time.sleep(0.02)
         raise AssertionError(f"condition not reached in {timeout} s; last: {self.records[-5:]}")
+
+
+def interleaved(bases: dict[str, str], path: str, *, rounds: int, seconds: float) -> tuple[dict, dict, str]:
+    """Load each server's `path` in interleaved rounds (order reversed every other round, after a warm-up).
+
+    Returns (requests/s per round by name, errors by name, load tool). Conditions run back to back within a
+    round, so per-round ratios cancel this box's drift.
+    """
+    for base in bases.values():
+        load(base + path, seconds=1)  # warm-up: pools open, code paths hot
+    rps: dict[str, list[float]] = {name: [] for name in bases}
+    errors = dict.fromkeys(bases, 0.0)
+    tool = ""
+    for round_number in range(rounds):
+        order = list(bases) if round_number % 2 == 0 else list(reversed(bases))
+        for name in order:
+            result = load(bases[name] + path, seconds=seconds)
+            rps[name].append(result["rps"])
+            errors[name] += result["errors"]
+            tool = result["tool"]
+    return rps, errors, tool

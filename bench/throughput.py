@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 
 from harness import median, parser, postgres, server_environ, setup_django
-from servers import gunicorn, load
+from servers import gunicorn, interleaved
 
 MODES = ("pool", "new", "persistent")
 
@@ -40,18 +40,7 @@ def main() -> None:
                 )
                 for mode in MODES
             }
-            rps: dict[str, list[float]] = {mode: [] for mode in MODES}
-            errors = dict.fromkeys(MODES, 0.0)
-            tool = ""
-            for base in bases.values():
-                load(base + "/bench/select-one", seconds=1)  # warm-up
-            for round_number in range(rounds):
-                order = MODES if round_number % 2 == 0 else tuple(reversed(MODES))
-                for mode in order:
-                    result = load(bases[mode] + "/bench/select-one", seconds=seconds)
-                    rps[mode].append(result["rps"])
-                    errors[mode] += result["errors"]
-                    tool = result["tool"]
+            rps, errors, tool = interleaved(bases, "/bench/select-one", rounds=rounds, seconds=seconds)
     print(
         f"throughput by connection strategy: {rounds} interleaved rounds x {seconds:g} s, load by {tool}, 2x4 gthread"
     )

@@ -30,12 +30,28 @@ def closed_breaker():
     breaker.store.reset_failures()
 
 
+def wait_for_port(port: int, process, timeout: float = 10.0) -> None:
+    """Wait until `process` listens on 127.0.0.1:`port`; kill it and fail if it dies or takes too long."""
+    import socket
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                raise
+            time.sleep(0.05)
+
+
 @pytest.fixture
 def redis_server():
     """Yield the URL of a throwaway redis-server on a free loopback port."""
     import shutil
     import subprocess
-    import time
 
     from apps.dbops.localdb import free_port
 
@@ -48,18 +64,7 @@ def redis_server():
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    import socket
-
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            if time.monotonic() > deadline:
-                process.kill()
-                raise
-            time.sleep(0.05)
+    wait_for_port(port, process)
     yield f"redis://127.0.0.1:{port}/0"
     process.terminate()
     process.wait(timeout=10)

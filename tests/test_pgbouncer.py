@@ -6,10 +6,8 @@ import copy
 import dataclasses
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
@@ -23,6 +21,7 @@ from apps.dbops.health.pgbouncer import PgBouncerPools
 from apps.dbops.localdb import free_port
 from apps.dbops.pgbouncer import pgbouncer_report
 from apps.dbops.server import server_status
+from tests.conftest import wait_for_port
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -60,14 +59,7 @@ logfile = {folder}/pgbouncer.log
             shutil.chown(folder / name, "postgres")
         command = ["runuser", "-u", "postgres", "--", *command]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            assert time.monotonic() < deadline and process.poll() is None, "pgbouncer did not start"
-            time.sleep(0.05)
+    wait_for_port(port, process)
     yield port
     process.terminate()
     process.wait(timeout=10)

@@ -152,3 +152,17 @@ def test_command__refuses_when_pitr_is_not_configured():
     with pytest.raises(CommandError, match="DATABASE_PITR_ENGINE=pgbackrest") as refused:
         call_command("pitr", "status")
     assert refused.value.returncode == 1
+
+
+def test_setup_check__a_managed_database_is_named_not_configured():
+    target = PitrTarget(
+        stanza="dbops",
+        repo_path=Path("/nonexistent"),
+        pg_path=Path("/nonexistent"),
+        pg_port=5432,
+        socket_path="/var/run/postgresql",
+        pg_user="app",
+        conninfo={"host": "prod.abc123.eu-west-1.rds.amazonaws.com"},
+    )
+    (line,) = setup_check(target)
+    assert line.ok and "Amazon RDS / Aurora does point-in-time recovery itself" in line.detail

@@ -55,6 +55,10 @@ def html_table(headers, rows):
 class HistoryAdmin(admin.ModelAdmin):
     """History is never edited: no add, change or delete; every field read-only."""
 
+    @admin.display(description="status", ordering="status")
+    def status_badge(self, obj):
+        return badge(obj.status)
+
     def has_add_permission(self, request):
         return False
 
@@ -87,10 +91,6 @@ class BackupRecordAdmin(HistoryAdmin):
     @admin.display(description="age")
     def age(self, obj):
         return f"{timesince(obj.started_at, timezone.now())} ago"
-
-    @admin.display(description="status", ordering="status")
-    def status_badge(self, obj):
-        return badge(obj.status)
 
     @admin.display(description="verification", ordering="verification")
     def verification_badge(self, obj):
@@ -184,10 +184,6 @@ class RestoreRecordAdmin(HistoryAdmin):
     search_fields = ("database_name", "requested_by", "error")
     readonly_fields = [f.name for f in RestoreRecord._meta.fields]
 
-    @admin.display(description="status", ordering="status")
-    def status_badge(self, obj):
-        return badge(obj.status)
-
 
 @admin.register(MigrationRun)
 class MigrationRunAdmin(HistoryAdmin):
@@ -220,10 +216,6 @@ class MigrationRunAdmin(HistoryAdmin):
         "finding_table",
     )
     readonly_fields = [name for row in fields for name in (row if isinstance(row, tuple) else (row,))]
-
-    @admin.display(description="status", ordering="status")
-    def status_badge(self, obj):
-        return badge(obj.status)
 
     @admin.display(description="migrations")
     def steps(self, obj):
@@ -325,10 +317,6 @@ class PitrRunAdmin(HistoryAdmin):
     list_filter = ("kind", "status", "backup_type")
     search_fields = ("label", "error", "data_dir")
     readonly_fields = [f.name for f in PitrRun._meta.fields]
-
-    @admin.display(description="status", ordering="status")
-    def status_badge(self, obj):
-        return badge(obj.status)
 
 
 @admin.register(Dashboard)
