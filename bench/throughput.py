@@ -6,26 +6,47 @@ query monitoring and breaker on) serve `/bench/select-one`, differing only in ho
   new         a new connection per request (CONN_MAX_AGE=0, no pool)
   persistent  persistent connections (CONN_MAX_AGE=600, no pool)
 Loaded in interleaved rounds with wrk -c32 (or the Python loader). Targets: pool >= 9x new, >= 0.90x persistent.
-Run: .venv/bin/python bench/throughput.py [--rounds 8] [--seconds 5]
+--auth scram (default) connects as a password role checked with scram-sha-256, as production servers do;
+--auth trust keeps the throwaway cluster's trust authentication (the cheapest possible connect).
+Run: .venv/bin/python bench/throughput.py [--rounds 8] [--seconds 5] [--auth scram|trust]
 """
 
 from __future__ import annotations
 
 import contextlib
 
-from harness import median, parser, postgres, server_environ, setup_django
+from harness import median, parser, postgres_cluster, server_environ, setup_django
 from servers import gunicorn, interleaved
 
 MODES = ("pool", "new", "persistent")
+BENCH_ROLE, BENCH_PASSWORD = "bench_app", "bench-only-password"  # noqa: S105 - a throwaway cluster's role
+
+
+def password_role(cluster, url: str) -> str:
+    """Create a login role checked with scram-sha-256 over TCP; return the URL that uses it."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("SET password_encryption = 'scram-sha-256'")
+        conn.execute(f"CREATE ROLE {BENCH_ROLE} LOGIN SUPERUSER PASSWORD '{BENCH_PASSWORD}'")
+    hba = cluster.data_dir / "pg_hba.conf"
+    hba.write_text(f"host all {BENCH_ROLE} 127.0.0.1/32 scram-sha-256\n" + hba.read_text())
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("SELECT pg_reload_conf()")
+    return url.replace("://postgres@", f"://{BENCH_ROLE}:{BENCH_PASSWORD}@")
 
 
 def main() -> None:
     p = parser(__doc__)
     p.add_argument("--seconds", type=float, default=5, help="Load duration per condition per round.")
+    p.add_argument("--auth", choices=("scram", "trust"), default="scram", help="How the servers authenticate.")
     args = p.parse_args()
     rounds, seconds = (1, 1) if args.smoke else (args.rounds, args.seconds)
-    with postgres() as url:
+    with postgres_cluster() as (url, cluster):
         setup_django()
+        auth = args.auth if cluster is not None else "trust (BENCH_DATABASE_URL)"
+        if cluster is not None and args.auth == "scram":
+            url = password_role(cluster, url)
         with contextlib.ExitStack() as stack:
             bases = {
                 mode: stack.enter_context(
@@ -42,7 +63,8 @@ def main() -> None:
             }
             rps, errors, tool = interleaved(bases, "/bench/select-one", rounds=rounds, seconds=seconds)
     print(
-        f"throughput by connection strategy: {rounds} interleaved rounds x {seconds:g} s, load by {tool}, 2x4 gthread"
+        f"throughput by connection strategy: {rounds} interleaved rounds x {seconds:g} s, load by {tool}, "
+        f"2x4 gthread, {auth} authentication"
     )
     for mode in MODES:
         rounds_text = " ".join(f"{v:.0f}" for v in rps[mode])

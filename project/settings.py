@@ -6,6 +6,8 @@ config onto Django's names. Bad values raise `ImproperlyConfigured` with one lin
 
 import os
 
+import django
+
 from apps.dbops.config import PROJECT_DIR, load_config
 
 DBOPS = load_config(os.environ)
@@ -86,7 +88,10 @@ if DBOPS.environment == "test":
     PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 # Alert e-mails go to ADMINS through Django's mail (EMAIL_URL configures the transport).
-ADMINS = [(address, address) for address in DBOPS.alerts.emails]
+# Django 6 takes plain addresses (name/address pairs are deprecated there); 5.2 needs the pairs.
+ADMINS = (
+    list(DBOPS.alerts.emails) if django.VERSION >= (6, 0) else [(address, address) for address in DBOPS.alerts.emails]
+)
 globals().update(DBOPS.email)
 
 LANGUAGE_CODE = "en-us"

@@ -9,6 +9,7 @@ import json
 import threading
 import time
 
+import django
 import pytest
 from django.core import mail
 from django.core.management import call_command
@@ -256,7 +257,7 @@ def test_acknowledged_alert_is_not_resent(alert_settings, webhook):
 
 def test_channels__slack_body_and_email_to_admins(alert_settings, webhook, settings):
     alert_settings(webhook_format="slack")
-    settings.ADMINS = [("oncall", "oncall@example.com")]
+    settings.ADMINS = ["oncall@example.com"] if django.VERSION >= (6, 0) else [("oncall", "oncall@example.com")]
     alerts.process_signal(Signal("backup_failed", "default", True, "critical", "the last backup failed"))
     assert webhook.posts == [{"text": "[CRITICAL] backup_failed firing (default): the last backup failed"}]
     assert len(mail.outbox) == 1 and "backup_failed firing" in mail.outbox[0].subject
