@@ -52,12 +52,8 @@ def html_table(headers, rows):
     return format_html("<table><tr>{}</tr>{}</table>", head, body)
 
 
-class HistoryAdmin(admin.ModelAdmin):
-    """History is never edited: no add, change or delete; every field read-only."""
-
-    @admin.display(description="status", ordering="status")
-    def status_badge(self, obj):
-        return badge(obj.status)
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """No add, change or delete from the admin."""
 
     def has_add_permission(self, request):
         return False
@@ -67,6 +63,14 @@ class HistoryAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+class HistoryAdmin(ReadOnlyAdmin):
+    """History is never edited: every field read-only, the outcome as a badge."""
+
+    @admin.display(description="status", ordering="status")
+    def status_badge(self, obj):
+        return badge(obj.status)
 
 
 @admin.register(BackupRecord)
@@ -320,7 +324,7 @@ class PitrRunAdmin(HistoryAdmin):
 
 
 @admin.register(Dashboard)
-class DashboardAdmin(admin.ModelAdmin):
+class DashboardAdmin(ReadOnlyAdmin):
     """The operator dashboard ("Database operations" in the admin index): staff only, read-only."""
 
     def has_view_permission(self, request, obj=None):
@@ -328,15 +332,6 @@ class DashboardAdmin(admin.ModelAdmin):
 
     def has_module_permission(self, request):
         return self.has_view_permission(request)
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     def changelist_view(self, request, extra_context=None):
         if not self.has_view_permission(request):
