@@ -9,6 +9,7 @@ per process; an unreachable replica counts as too far behind. Decisions and lag 
 from __future__ import annotations
 
 import contextvars
+import functools
 import threading
 import time
 
@@ -76,6 +77,12 @@ def read_alias() -> tuple[str, str]:
     return REPLICA, "fresh"
 
 
+@functools.cache
+def _routing_counter(alias: str, reason: str):
+    """Return the counter child once per (alias, reason): label lookups are the costly part on a per-read path."""
+    return READ_ROUTING.labels(alias, reason)
+
+
 class ReplicaRouter:
     """Django database router: reads to the fresh replica, everything else to the primary."""
 
@@ -83,7 +90,7 @@ class ReplicaRouter:
         if not replica_configured():
             return None
         alias, reason = read_alias()
-        READ_ROUTING.labels(alias, reason).inc()
+        _routing_counter(alias, reason).inc()
         return alias
 
     def db_for_write(self, model, **hints):
