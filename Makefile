@@ -22,9 +22,11 @@ INSTALL_PROMTOOL = { command -v apt-get >/dev/null && mkdir -p $(TOOLS)/deb && \
 
 .PHONY: venv system-deps run test test-django6 lint format bench bench-smoke localdb-stop clean
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+# The pinned requirements, then dbops itself (apps/dbops, the django-dbops distribution) in editable mode.
+$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	touch $@
 
 venv: $(VENV)/.installed
@@ -60,11 +62,12 @@ test: venv lint system-deps
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing (exit 5 is not a pass)"; fi; exit $$rc
 
 ## test-django6: the same suite on Django 6.0 (Python 3.12)
-$(VENV6)/.installed: requirements.txt requirements-dev.txt requirements-django6.txt
+$(VENV6)/.installed: requirements.txt requirements-dev.txt requirements-django6.txt pyproject.toml
 	@test -n "$(PYTHON312)" || { echo "python3.12 not found: Django 6.0 target skipped"; exit 1; }
 	@test -d $(VENV6) || "$(PYTHON312)" -m venv $(VENV6)
 	$(VENV6)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	$(VENV6)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-django6.txt
+	$(VENV6)/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	touch $@
 
 test-django6: $(VENV6)/.installed system-deps

@@ -5,15 +5,16 @@ environment stops the master with one line before any worker starts. The bind ad
 rules: $PORT binds 0.0.0.0:$PORT, otherwise --bind or 127.0.0.1:8000.
 """
 
-import os
 import sys
+from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
 
-from apps.dbops.config import load_config
+from dbops.conf import from_env, read_dotenv
 
 try:
-    _dbops = load_config(os.environ)
+    read_dotenv(Path(__file__).resolve().parent / ".env")
+    _dbops = from_env(base_dir=Path(__file__).resolve().parent)
 except ImproperlyConfigured as exc:
     sys.stderr.write(f"ImproperlyConfigured: {exc}\n")
     sys.exit(1)
@@ -32,8 +33,6 @@ if _dbops.prometheus_multiproc_dir:
     # /metrics adds them up. Stale files from an earlier run would be added too: clear them at start.
 
     def on_starting(server):
-        from pathlib import Path
-
         folder = Path(_dbops.prometheus_multiproc_dir)
         folder.mkdir(parents=True, exist_ok=True)
         for stale in folder.glob("*.db"):

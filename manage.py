@@ -6,13 +6,10 @@ import sys
 
 
 def main() -> None:
-    """Run administrative tasks."""
+    """Run administrative tasks (bad settings: one line, exit 1)."""
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
-    from django.core.management import execute_from_command_line
+    from dbops.entrypoints import execute_from_command_line
 
-    from apps.dbops.entrypoints import load_settings_or_exit
-
-    load_settings_or_exit()
     execute_from_command_line(sys.argv)
 
 

@@ -26,7 +26,7 @@ def main() -> None:
         setup_django()
         from django.db import connection
 
-        from apps.dbops import backups
+        from dbops.backups import logical as backups
 
         with connection.cursor() as cursor:
             cursor.execute("DROP TABLE IF EXISTS bench_events, bench_accounts")

@@ -37,7 +37,7 @@ def main() -> None:
     os.environ.pop("BENCH_DATABASE_URL", None)  # this benchmark stops the server: never someone else's
     with postgres_cluster() as (url, cluster):
         setup_django()
-        common = {"DJANGO_ROOT_URLCONF": "project.bench_urls", "WEB_CONCURRENCY": "1", "GUNICORN_THREADS": "4"}
+        common = {"DJANGO_ROOT_URLCONF": "bench.urls", "WEB_CONCURRENCY": "1", "GUNICORN_THREADS": "4"}
         with contextlib.ExitStack() as stack:
             servers = {
                 name: stack.enter_context(gunicorn(server_environ(url, DBOPS_BREAKER_ENABLED=flag, **common)))

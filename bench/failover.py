@@ -20,7 +20,7 @@ import psycopg
 from harness import median, parser, server_environ
 from servers import Traffic, gunicorn, interleaved
 
-from apps.dbops.localdb import throwaway_cluster, throwaway_standby
+from dbops.localdb import throwaway_cluster, throwaway_standby
 
 
 def sql(cluster, statement: str, dbname: str = "postgres"):
@@ -40,7 +40,7 @@ def wait_for(predicate, timeout: float = 30.0):
 def environ(url: str, **extra: str) -> dict[str, str]:
     return server_environ(
         url,
-        DJANGO_ROOT_URLCONF="project.bench_urls",
+        DJANGO_ROOT_URLCONF="bench.urls",
         DJANGO_STATIC_ROOT=tempfile.mkdtemp(prefix="dbops-static-"),
         DATABASE_POOL_TIMEOUT="2",
         DATABASE_CONNECT_TIMEOUT="2",

@@ -17,7 +17,7 @@ from pathlib import Path
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT_DIR))
 
-from apps.dbops.window import percentile  # noqa: E402 - needs the project on sys.path
+from dbops.monitoring.window import percentile  # noqa: E402 - needs the project on sys.path
 
 __all__ = ["percentile"]
 
@@ -45,7 +45,7 @@ def postgres_cluster(**environ: str):
         os.environ["DATABASE_URL"] = given
         yield given, None
         return
-    from apps.dbops.localdb import throwaway_cluster
+    from dbops.localdb import throwaway_cluster
 
     with throwaway_cluster() as cluster:
         cluster.ensure_database("bench")

@@ -19,7 +19,7 @@ def main() -> None:
     users, seconds = (50, 2) if args.smoke else (args.users, args.seconds)
     with postgres(DATABASE_POOL_SIZE="20", DATABASE_POOL_MAX_OVERFLOW="10", DATABASE_POOL_TIMEOUT="5"):
         setup_django()
-        from apps.dbops.loadtest import LoadPlan, run_load
+        from dbops.loadtest import LoadPlan, run_load
 
         report = run_load(LoadPlan(users=users, duration=seconds, ramp_up=min(5.0, seconds / 4)))
     latency, pool = report["latency_ms"], report["pool"]

@@ -35,9 +35,7 @@ def main() -> None:
         setup_django()
         with contextlib.ExitStack() as stack:
             bases = {
-                name: stack.enter_context(
-                    gunicorn(server_environ(url, DJANGO_ROOT_URLCONF="project.bench_urls", **extra))
-                )
+                name: stack.enter_context(gunicorn(server_environ(url, DJANGO_ROOT_URLCONF="bench.urls", **extra)))
                 for name, extra in CONDITIONS.items()
             }
             rps, errors, tool = interleaved(bases, "/bench/select-one", rounds=rounds, seconds=seconds)

@@ -53,7 +53,7 @@ def main() -> None:
                     gunicorn(
                         server_environ(
                             url,
-                            DJANGO_ROOT_URLCONF="project.bench_urls",
+                            DJANGO_ROOT_URLCONF="bench.urls",
                             DJANGO_SETTINGS_MODULE="bench.connection_settings",
                             BENCH_CONNECTION_MODE=mode,
                         )

@@ -2,10 +2,7 @@
 
 import os
 
-from django.core.asgi import get_asgi_application
-
-from apps.dbops.entrypoints import load_settings_or_exit
+from dbops.entrypoints import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
-load_settings_or_exit()
 application = get_asgi_application()

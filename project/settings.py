@@ -1,27 +1,30 @@
-"""The only settings module: environment -> `apps.dbops.config` -> Django settings.
+"""The reference project's settings: environment (and `.env`) -> dbops' typed config -> Django settings.
 
-Every variable is read and validated in `apps.dbops.config.load_config`; this module only maps the typed
-config onto Django's names. Bad values raise `ImproperlyConfigured` with one line naming the variable.
+dbops' own variables are validated by `dbops.conf.from_env`, the site's own (SECRET_KEY, DEBUG, ALLOWED_HOSTS,
+...) by `dbops.conf.site_from_env`; this module only maps them onto Django's names. Bad values raise
+`ImproperlyConfigured` with one line naming the variable. An existing site adopts dbops the same way:
+docs/adopting.md.
 """
 
-import os
+from pathlib import Path
 
 import django
 
-from apps.dbops.config import PROJECT_DIR, load_config
+import dbops.conf
 
-DBOPS = load_config(os.environ)
+BASE_DIR = Path(__file__).resolve().parent.parent
+# A .env file beside manage.py, when present, fills variables the environment does not set.
+dbops.conf.read_dotenv(BASE_DIR / ".env")
 
-BASE_DIR = PROJECT_DIR
-DEBUG = DBOPS.debug
-SECRET_KEY = DBOPS.secret_key
-ALLOWED_HOSTS = list(DBOPS.allowed_hosts)
+DBOPS = dbops.conf.from_env(base_dir=BASE_DIR)
+SITE = dbops.conf.site_from_env(base_dir=BASE_DIR, root_urlconf="project.urls")
 
-DATABASES = {"default": DBOPS.database.django_settings("default")}
-if DBOPS.replica is not None:
-    # Reads go to the replica while it is fresh (apps.dbops.replicas); tests mirror it onto the default database.
-    DATABASES["replica"] = {**DBOPS.replica.django_settings("replica"), "TEST": {"MIRROR": "default"}}
-    DATABASE_ROUTERS = ["apps.dbops.replicas.ReplicaRouter"]
+DEBUG = SITE.debug
+SECRET_KEY = SITE.secret_key
+ALLOWED_HOSTS = list(SITE.allowed_hosts)
+
+DATABASES = DBOPS.databases()
+DATABASE_ROUTERS = DBOPS.database_routers()
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 CACHES = {"default": DBOPS.cache}
 
@@ -33,18 +36,15 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "health_check",
-    "apps.dbops",
+    "dbops",
 ]
 
 # django-prometheus' per-view request metrics are opt-in: with its engine wrapper they cost 22 % throughput.
 PROMETHEUS_MIDDLEWARE = DBOPS.prometheus_request_metrics
 MIDDLEWARE = [
     *(["django_prometheus.middleware.PrometheusBeforeMiddleware"] if PROMETHEUS_MIDDLEWARE else []),
-    *(["apps.dbops.middleware.QueryMonitoringMiddleware"] if DBOPS.query_monitoring else []),
-    # Outermost of ours: it must see (and turn into 503s) database failures from everything inside it.
-    *(["apps.dbops.middleware.CircuitBreakerMiddleware"] if DBOPS.breaker.enabled else []),
-    # Read-your-writes: after a write in this request, reads stay on the primary.
-    *(["apps.dbops.middleware.ReplicaRoutingMiddleware"] if DBOPS.replica is not None else []),
+    # dbops first: the breaker must see (and turn into 503s) database failures from everything inside it.
+    *DBOPS.middleware(),
     "django.middleware.security.SecurityMiddleware",
     # Serves collected static files in staging/production; development uses runserver's static view.
     *(["whitenoise.middleware.WhiteNoiseMiddleware"] if DBOPS.is_strict else []),
@@ -57,7 +57,7 @@ MIDDLEWARE = [
     *(["django_prometheus.middleware.PrometheusAfterMiddleware"] if PROMETHEUS_MIDDLEWARE else []),
 ]
 
-ROOT_URLCONF = DBOPS.root_urlconf
+ROOT_URLCONF = SITE.root_urlconf
 WSGI_APPLICATION = "project.wsgi.application"
 ASGI_APPLICATION = "project.asgi.application"
 
@@ -92,7 +92,7 @@ if DBOPS.environment == "test":
 ADMINS = (
     list(DBOPS.alerts.emails) if django.VERSION >= (6, 0) else [(address, address) for address in DBOPS.alerts.emails]
 )
-globals().update(DBOPS.email)
+globals().update(SITE.email)
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -100,7 +100,7 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = DBOPS.static_root
+STATIC_ROOT = SITE.static_root
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     # django-dbbackup's storage: any Django storage (e.g. S3 through django-storages) can replace it.

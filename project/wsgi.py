@@ -2,10 +2,7 @@
 
 import os
 
-from django.core.wsgi import get_wsgi_application
-
-from apps.dbops.entrypoints import load_settings_or_exit
+from dbops.entrypoints import get_wsgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
-load_settings_or_exit()
 application = get_wsgi_application()

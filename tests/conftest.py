@@ -22,7 +22,7 @@ SECRET_PASSWORD = "S3cretPw"  # noqa: S105 - the marker tests look for in every 
 def closed_breaker():
     """Leave the process' circuit breaker closed for the next test, whatever this one did to it."""
     yield
-    from apps.dbops.breaker import State, get_breaker
+    from dbops.breaker.state import State, get_breaker
 
     breaker = get_breaker()
     if breaker.current(force=True).state != State.CLOSED:
@@ -53,7 +53,7 @@ def redis_server():
     import shutil
     import subprocess
 
-    from apps.dbops.localdb import free_port
+    from dbops.localdb import free_port
 
     binary = shutil.which("redis-server")
     if binary is None:

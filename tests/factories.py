@@ -9,7 +9,7 @@ import factory
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
-from apps.dbops.models import BackupRecord
+from dbops.models import BackupRecord
 
 
 class UserFactory(factory.django.DjangoModelFactory):

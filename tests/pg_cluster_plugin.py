@@ -11,13 +11,13 @@ import os
 
 import pytest
 
-from apps.dbops.localdb import LocalCluster, throwaway_cluster
+from dbops.localdb import LocalCluster, throwaway_cluster
 
 _state: dict[str, object] = {}
 
 TEST_ENVIRONMENT = {
     "DJANGO_ENV": "test",
-    # Small pool: tests that fill it stay quick. Tests of the seed defaults read load_config() directly.
+    # Small pool: tests that fill it stay quick. Tests of the seed defaults call dbops.conf.from_env() directly.
     "DATABASE_POOL_SIZE": "2",
     "DATABASE_POOL_MAX_OVERFLOW": "4",
     "DATABASE_POOL_TIMEOUT": "2",

@@ -6,7 +6,7 @@ import time
 
 import psycopg
 
-from apps.dbops.localdb import LocalCluster
+from dbops.localdb import LocalCluster
 
 
 def sql(cluster: LocalCluster, statement: str, params=None, dbname: str = "postgres"):

@@ -6,8 +6,8 @@ import pytest
 from django.db import connection
 from django.urls import reverse
 
-from apps.dbops import backups
-from apps.dbops.models import BackupRecord, RestoreRecord
+from dbops.backups import logical as backups
+from dbops.models import BackupRecord, RestoreRecord
 from tests.factories import BackupRecordFactory, UserFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)

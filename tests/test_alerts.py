@@ -17,12 +17,14 @@ from django.core.management.base import CommandError
 from django.db import OperationalError, connection, connections
 from django.utils import timezone
 
-from apps.dbops import alerts, monitoring, snapshots
-from apps.dbops.alert_rules import Signal
-from apps.dbops.breaker import get_breaker
-from apps.dbops.localdb import free_port
-from apps.dbops.migration_runner import apply_migrations
-from apps.dbops.models import Alert, BackupRecord, OperationsSample
+from dbops.alerting import lifecycle as alerts
+from dbops.alerting.rules import Signal
+from dbops.breaker.state import get_breaker
+from dbops.localdb import free_port
+from dbops.migrations_safety.runner import apply_migrations
+from dbops.models import Alert, BackupRecord, OperationsSample
+from dbops.monitoring import queries as monitoring
+from dbops.monitoring import snapshots
 from tests.factories import BackupRecordFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -16,10 +16,10 @@ from django.db import connection
 from django.utils import timezone
 from psycopg import sql
 
-from apps.dbops import backups
-from apps.dbops.exceptions import BackupError, RestoreRefused
-from apps.dbops.health.backups import backup_findings
-from apps.dbops.models import BackupRecord, RestoreRecord
+from dbops.backups import logical as backups
+from dbops.exceptions import BackupError, RestoreRefused
+from dbops.health.backups import backup_findings
+from dbops.models import BackupRecord, RestoreRecord
 from tests.conftest import test_database_connection
 from tests.factories import BackupRecordFactory, UserFactory
 

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from apps.dbops.config import PROJECT_DIR
+from tests import PROJECT_DIR
 from tests.servers import url_of_test_database
 
 BENCHMARKS = sorted(p.name for p in (PROJECT_DIR / "bench").glob("*.py") if "__main__" in p.read_text())

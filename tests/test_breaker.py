@@ -10,19 +10,12 @@ import pytest
 from django.db import OperationalError, connection
 from django.test import Client
 
-from apps.dbops import breaker as breaker_module
-from apps.dbops.breaker import (
-    CacheStateStore,
-    CircuitBreaker,
-    FallbackStore,
-    LocalStateStore,
-    State,
-    get_breaker,
-)
-from apps.dbops.config import BreakerConfig
-from apps.dbops.outages import is_database_outage
-from apps.dbops.signals import breaker_transition
 from bench.servers import Traffic
+from dbops.breaker import state as breaker_module
+from dbops.breaker.outages import is_database_outage
+from dbops.breaker.state import CacheStateStore, CircuitBreaker, FallbackStore, LocalStateStore, State, get_breaker
+from dbops.conf import BreakerConfig
+from dbops.signals import breaker_transition
 from tests.conftest import reconfigured_pool
 from tests.servers import gunicorn, http_get, production_environ
 
@@ -32,7 +25,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def breaker_environ(tmp_path, **extra):
     return production_environ(
         tmp_path / "static",
-        DJANGO_ROOT_URLCONF="project.bench_urls",
+        DJANGO_ROOT_URLCONF="bench.urls",
         DATABASE_POOL_TIMEOUT="2",
         DBOPS_BREAKER_FAILURE_THRESHOLD="3",
         DBOPS_BREAKER_PROBE_INTERVAL="1",
@@ -71,7 +64,7 @@ def test_breaker__application_errors_never_trip_it():
     client = Client(raise_request_exception=False)
     from django.test import override_settings
 
-    with override_settings(ROOT_URLCONF="project.bench_urls"):
+    with override_settings(ROOT_URLCONF="bench.urls"):
         statuses = [client.get("/bench/integrity-error").status_code for _ in range(100)]
     assert statuses == [500] * 100
     assert get_breaker().current(force=True).state == State.CLOSED
@@ -84,7 +77,7 @@ def test_breaker__a_connection_failure_before_the_breaker_opens_is_a_503(pg_clus
     pg_cluster.stop(mode="immediate")
     connection.close()
     connection.close_pool()
-    with override_settings(ROOT_URLCONF="project.bench_urls"), reconfigured_pool(pool={"timeout": 0.5}):
+    with override_settings(ROOT_URLCONF="bench.urls"), reconfigured_pool(pool={"timeout": 0.5}):
         response = client.get("/bench/select-one", HTTP_ACCEPT="application/json")
     assert response.status_code == 503
     assert response["Retry-After"] == "1"
@@ -210,7 +203,7 @@ def test_breaker__transitions_are_logged_once_signalled_and_exported(caplog):
 
 
 def test_breaker__shared_store_down_falls_back_to_process_local(settings, caplog):
-    from apps.dbops.localdb import free_port
+    from dbops.localdb import free_port
 
     settings.CACHES = {
         **settings.CACHES,
@@ -271,7 +264,7 @@ def test_breaker__async_views_work_through_the_middleware(settings):
     from asgiref.sync import async_to_sync
     from django.test import AsyncClient
 
-    settings.ROOT_URLCONF = "project.bench_urls"
+    settings.ROOT_URLCONF = "bench.urls"
     response = async_to_sync(AsyncClient().get)("/bench/async-select-one")
     assert (response.status_code, response.content) == (200, b"1")
 

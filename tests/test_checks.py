@@ -8,7 +8,7 @@ import pytest
 from django.core import checks
 from django.db import connection
 
-from apps.dbops import checks as dbops_checks
+from dbops import checks as dbops_checks
 from tests.conftest import reconfigured_pool
 
 
@@ -39,9 +39,10 @@ def test_check_psycopg_implementation__binary_driver_passes():
 
 
 def test_check_engine__sqlite_in_development_warns(settings):
-    from apps.dbops.config import load_config
+    from dbops.conf import from_env
+    from tests import PROJECT_DIR
 
-    settings.DBOPS = load_config({"DJANGO_ENV": "development", "DATABASE_URL": "sqlite:///x.db"})
+    settings.DBOPS = from_env({"DJANGO_ENV": "development", "DATABASE_URL": "sqlite:///x.db"}, base_dir=PROJECT_DIR)
     assert [m.id for m in dbops_checks.check_engine_outside_strict_environments()] == [dbops_checks.W002_ID]
 
 

@@ -7,11 +7,23 @@ import traceback
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from apps.dbops.config import INSECURE_SECRET_KEY, load_config, mask_url
+from dbops.conf import INSECURE_SECRET_KEY, from_env, mask_url, site_from_env
+from tests import PROJECT_DIR
 from tests.conftest import SECRET_PASSWORD
 
 PG_URL = f"postgres://app:{SECRET_PASSWORD}@db.internal:5432/app"
 STRICT_OK = {"SECRET_KEY": "a-real-secret-" * 4, "ALLOWED_HOSTS": "example.com", "DATABASE_URL": PG_URL}
+
+
+def load_config(environ: dict[str, str]):
+    """Run both validators the reference project's settings run, in its order; return dbops' config."""
+    config = from_env(environ, base_dir=PROJECT_DIR)
+    site_config(environ)
+    return config
+
+
+def site_config(environ: dict[str, str]):
+    return site_from_env(environ, base_dir=PROJECT_DIR, root_urlconf="project.urls")
 
 
 def config_error(environ: dict[str, str]) -> str:
@@ -43,7 +55,7 @@ def test_load_config__seed_defaults_map_onto_the_native_pool():
     assert (config.performance_threshold_ms, config.slow_query_threshold_ms) == (100, 200)
     assert (config.health_check_interval, config.backup_enabled) == (30, True)
     assert (config.backup_interval_hours, config.backup_retention_days) == (6, 30)
-    assert config.debug is False
+    assert site_config({"DJANGO_ENV": "production", **STRICT_OK}).debug is False
 
 
 def test_load_config__variables_override_the_defaults():
@@ -198,21 +210,21 @@ def test_load_config__migration_safety_settings():
 
 
 def test_load_config__alert_channels():
-    config = load_config(
-        {
-            "DBOPS_ALERT_EMAILS": "oncall@example.com, dba@example.com",
-            "DBOPS_ALERT_WEBHOOK_URL": "https://hooks.example.com/T0/B0/xyz",
-            "DBOPS_ALERT_WEBHOOK_FORMAT": "slack",
-            "EMAIL_URL": f"smtp://alerts:{SECRET_PASSWORD}@mail.example.com:587",
-        }
-    )
+    environ = {
+        "DBOPS_ALERT_EMAILS": "oncall@example.com, dba@example.com",
+        "DBOPS_ALERT_WEBHOOK_URL": "https://hooks.example.com/T0/B0/xyz",
+        "DBOPS_ALERT_WEBHOOK_FORMAT": "slack",
+        "EMAIL_URL": f"smtp://alerts:{SECRET_PASSWORD}@mail.example.com:587",
+    }
+    config, site = load_config(environ), site_config(environ)
     assert config.alerts.emails == ("oncall@example.com", "dba@example.com")
-    assert (config.alerts.webhook_format, config.email["EMAIL_HOST"], config.email["EMAIL_PORT"]) == (
+    assert (config.alerts.webhook_format, site.email["EMAIL_HOST"], site.email["EMAIL_PORT"]) == (
         "slack",
         "mail.example.com",
         587,
     )
-    assert SECRET_PASSWORD not in repr(config) and "hooks.example.com" not in repr(config)
+    for text in (repr(config), repr(site)):
+        assert SECRET_PASSWORD not in text and "hooks.example.com" not in text
 
 
 def test_load_config__multi_host_url_and_replica():
@@ -245,13 +257,13 @@ def test_load_config__development_defaults_to_the_project_local_cluster():
     database = config.database.django_settings()
     assert (database["HOST"], database["PORT"], database["NAME"]) == ("127.0.0.1", 54400, "dbops")
     assert config.database_url_from_env is False
-    assert config.debug is True
+    assert site_config({"DJANGO_ENV": "development"}).debug is True
 
 
 def test_config_repr__holds_no_secret():
     config = load_config({"DJANGO_ENV": "production", **STRICT_OK, "DBOPS_HEALTH_TOKEN": "tok-" + SECRET_PASSWORD})
     assert SECRET_PASSWORD not in repr(config)
-    assert STRICT_OK["SECRET_KEY"] not in repr(config)
+    assert STRICT_OK["SECRET_KEY"] not in repr(site_config({"DJANGO_ENV": "production", **STRICT_OK}))
     assert config.database.masked_url == "postgres://app:***@db.internal:5432/app"
 
 

@@ -11,9 +11,10 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from apps.dbops import alerts, monitoring
-from apps.dbops.config import PROJECT_DIR
-from apps.dbops.models import OperationsSample
+from dbops.alerting import lifecycle as alerts
+from dbops.models import OperationsSample
+from dbops.monitoring import queries as monitoring
+from tests import PROJECT_DIR
 from tests.factories import BackupRecordFactory, UserFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -66,7 +67,7 @@ def test_dashboard__shows_pool_breaker_latency_slow_queries_backups_alerts(admin
 def test_alert_admin__filters_and_acknowledge_action(admin_client, operations):
     listing = admin_client.get("/admin/dbops/alert/?severity__exact=warning&state__exact=firing")
     assert listing.status_code == 200 and b"query_latency_p95" in listing.content
-    from apps.dbops.models import Alert
+    from dbops.models import Alert
 
     alert = Alert.objects.get(rule="query_latency_p95")
     admin_client.post(

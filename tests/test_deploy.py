@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from apps.dbops.config import PROJECT_DIR
+from tests import PROJECT_DIR
 from tests.servers import dockerfile_command, gunicorn, http_get, production_environ
 
 

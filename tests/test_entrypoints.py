@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from apps.dbops.config import PROJECT_DIR
+from tests import PROJECT_DIR
 from tests.conftest import SECRET_PASSWORD
 
 

@@ -13,7 +13,7 @@ from django.core.management import call_command
 from django.db import connection
 from django.urls import reverse
 
-from apps.dbops import views
+from dbops import views
 from tests.conftest import reconfigured_pool
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -11,12 +11,12 @@ from django.contrib.auth import get_user_model
 from django.db import connections
 from django.test.utils import CaptureQueriesContext
 
-from apps.dbops import replicas
-from apps.dbops.health.replica import ReplicaLag
-from apps.dbops.localdb import throwaway_cluster, throwaway_standby
-from apps.dbops.server import server_status
 from bench.harness import server_environ
 from bench.servers import Traffic
+from dbops.database.server import server_status
+from dbops.health.replica import ReplicaLag
+from dbops.localdb import throwaway_cluster, throwaway_standby
+from dbops.replication import router as replicas
 from tests.pg_cluster_plugin import owned_cluster
 from tests.replication import sql, wait_for
 from tests.servers import gunicorn
@@ -41,7 +41,7 @@ def replica(transactional_db, settings):
         connections.settings["replica"] = replica_settings
         connections["replica"]  # noqa: B018 - creates this thread's wrapper
         del connections.settings["replica"]
-        settings.DATABASE_ROUTERS = ["apps.dbops.replicas.ReplicaRouter"]
+        settings.DATABASE_ROUTERS = ["dbops.replication.router.ReplicaRouter"]
         settings.DBOPS = dataclasses.replace(
             settings.DBOPS, replica=settings.DBOPS.database, replica_max_lag_ms=MAX_LAG_MS
         )
@@ -111,7 +111,7 @@ def failover_environ(primary, standby, **extra):
     )
     return server_environ(
         url,
-        DJANGO_ROOT_URLCONF="project.bench_urls",
+        DJANGO_ROOT_URLCONF="bench.urls",
         DATABASE_POOL_TIMEOUT="2",
         DATABASE_CONNECT_TIMEOUT="2",
         DBOPS_BREAKER_FAILURE_THRESHOLD="3",

@@ -8,7 +8,7 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from apps.dbops.loadtest import LoadPlan, LoadTestError, run_load
+from dbops.loadtest import LoadPlan, LoadTestError, run_load
 from tests.conftest import test_database_connection
 
 pytestmark = pytest.mark.django_db(transaction=True)

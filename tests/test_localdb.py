@@ -8,9 +8,9 @@ import psycopg
 import pytest
 from django.core.management import call_command
 
-from apps.dbops import localdb
-from apps.dbops.exceptions import LocalDbError
-from apps.dbops.localdb import LocalCluster, find_bindir, free_port
+from dbops import localdb
+from dbops.exceptions import LocalDbError
+from dbops.localdb import LocalCluster, find_bindir, free_port
 
 
 def test_local_cluster__survives_a_restart_with_its_data(tmp_path):

@@ -21,9 +21,9 @@ from django.contrib.postgres.operations import (
 from django.db import migrations, models
 from django.db.migrations.graph import MigrationGraph
 
-from apps.dbops.config import MigrationSafetyConfig
-from apps.dbops.migration_analysis import analyze
-from apps.dbops.migration_rules import RULES, Severity
+from dbops.conf import MigrationSafetyConfig
+from dbops.migrations_safety.analysis import analyze
+from dbops.migrations_safety.rules import RULES, Severity
 from tests.conftest import test_database_connection
 
 pytestmark = pytest.mark.django_db

@@ -13,9 +13,9 @@ from django.core.management.base import CommandError
 from django.db import connection
 from django.db.migrations.recorder import MigrationRecorder
 
-from apps.dbops.exceptions import MigrationFailed, MigrationRefused, MigrationSelectionError
-from apps.dbops.migration_runner import MIGRATION_LOCK_KEY, apply_migrations, rollback_migrations
-from apps.dbops.models import BackupRecord, MigrationRun
+from dbops.exceptions import MigrationFailed, MigrationRefused, MigrationSelectionError
+from dbops.migrations_safety.runner import MIGRATION_LOCK_KEY, apply_migrations, rollback_migrations
+from dbops.models import BackupRecord, MigrationRun
 from tests.conftest import LAB, LOCK_TIMEOUT_MS, test_database_connection
 
 pytestmark = pytest.mark.django_db(transaction=True)

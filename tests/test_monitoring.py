@@ -15,8 +15,8 @@ import pytest
 from django.db import connection
 from prometheus_client import REGISTRY
 
-from apps.dbops import monitoring
-from apps.dbops.window import RollingWindow, percentile
+from dbops.monitoring import queries as monitoring
+from dbops.monitoring.window import RollingWindow, percentile
 from tests.conftest import reconfigured_pool
 from tests.servers import gunicorn, http_get, production_environ
 
@@ -52,11 +52,11 @@ def test_query_timer__counts_every_query_and_logs_slow_ones_without_literals(cap
 
 
 def test_query_timer__names_the_view_that_ran_the_slow_query(client, caplog, settings):
-    settings.ROOT_URLCONF = "project.bench_urls"
+    settings.ROOT_URLCONF = "bench.urls"
     with caplog.at_level(logging.WARNING, logger="dbops.slow_query"):
         assert client.get("/bench/sleep?ms=250").status_code == 200
     line = json.loads(next(r.getMessage() for r in caplog.records if r.name == "dbops.slow_query"))
-    assert line["origin"] == "view:project.bench_urls.sleep"
+    assert line["origin"] == "view:bench.urls.sleep"
     assert monitoring.current_origin.get() != line["origin"]  # the request's origin did not leak out
 
 
@@ -183,7 +183,7 @@ def test_gunicorn_multiprocess__metrics_aggregate_both_workers(tmp_path):
     env = production_environ(
         tmp_path / "static",
         PROMETHEUS_MULTIPROC_DIR=str(multiproc),
-        DJANGO_ROOT_URLCONF="project.bench_urls",
+        DJANGO_ROOT_URLCONF="bench.urls",
         WEB_CONCURRENCY="2",
         GUNICORN_THREADS="2",
     )

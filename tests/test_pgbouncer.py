@@ -15,12 +15,13 @@ from django.contrib.auth import get_user_model
 from django.core import checks
 from django.db import connection, connections, transaction
 
-from apps.dbops.config import load_config
-from apps.dbops.health.database import DatabaseLatency
-from apps.dbops.health.pgbouncer import PgBouncerPools
-from apps.dbops.localdb import free_port
-from apps.dbops.pgbouncer import pgbouncer_report
-from apps.dbops.server import server_status
+from dbops.conf import from_env
+from dbops.database.server import server_status
+from dbops.health.database import DatabaseLatency
+from dbops.health.pgbouncer import PgBouncerPools
+from dbops.localdb import free_port
+from dbops.replication.pgbouncer import pgbouncer_report
+from tests import PROJECT_DIR
 from tests.conftest import wait_for_port
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -70,13 +71,14 @@ logfile = {folder}/pgbouncer.log
 def bouncer_alias(pgbouncer):
     """Yield a "bouncer" alias built by dbops' own settings code with DATABASE_PGBOUNCER_MODE=transaction."""
     s = connection.settings_dict
-    config = load_config(
+    config = from_env(
         {
             "DATABASE_URL": f"postgres://{s['USER']}@127.0.0.1:{pgbouncer}/{s['NAME']}",
             "DATABASE_PGBOUNCER_MODE": "transaction",
             "DATABASE_POOL_SIZE": "2",
             "DATABASE_POOL_MAX_OVERFLOW": "2",
-        }
+        },
+        base_dir=PROJECT_DIR,
     )
     settings_dict = {**copy.deepcopy(s), **config.database.django_settings("bouncer")}
     connections.settings["bouncer"] = settings_dict

@@ -15,10 +15,10 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from apps.dbops.health.pitr import pitr_findings
-from apps.dbops.localdb import LocalCluster, find_bindir, free_port
-from apps.dbops.models import PitrRun
-from apps.dbops.pitr import PitrRefused, PitrTarget, backup, restore, setup_check, status, verify
+from dbops.backups.pitr import PitrRefused, PitrTarget, backup, restore, setup_check, status, verify
+from dbops.health.pitr import pitr_findings
+from dbops.localdb import LocalCluster, find_bindir, free_port
+from dbops.models import PitrRun
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),

@@ -9,8 +9,9 @@ import pytest
 from django.db import OperationalError, connection
 from psycopg_pool import ConnectionPool
 
-from apps.dbops.config import load_config
-from apps.dbops.pool import pool_stats
+from dbops.conf import from_env
+from dbops.database.pool import pool_stats
+from tests import PROJECT_DIR
 from tests.conftest import reconfigured_pool, server_connections
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -81,7 +82,9 @@ def test_pool__checkout_beyond_max_waits_the_pool_timeout_then_fails(hold_connec
 
 
 def test_pool__query_timeout_cancels_a_longer_statement():
-    short = load_config({"DJANGO_ENV": "test", "DATABASE_URL": "postgres://x@h/db", "DATABASE_QUERY_TIMEOUT": "1"})
+    short = from_env(
+        {"DJANGO_ENV": "test", "DATABASE_URL": "postgres://x@h/db", "DATABASE_QUERY_TIMEOUT": "1"}, base_dir=PROJECT_DIR
+    )
     options = short.database.django_settings()["OPTIONS"]["options"]
     with reconfigured_pool(options=options):
         with pytest.raises(OperationalError, match="statement timeout"), connection.cursor() as cursor:

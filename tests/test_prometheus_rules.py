@@ -11,8 +11,8 @@ import subprocess
 import pytest
 from prometheus_client import REGISTRY
 
-from apps.dbops import metrics  # noqa: F401 - registers dbops' collectors
-from apps.dbops.config import PROJECT_DIR
+from dbops.monitoring import metrics  # noqa: F401 - registers dbops' collectors
+from tests import PROJECT_DIR
 
 RULES_DIR = PROJECT_DIR / "ops" / "prometheus"
 DASHBOARD = PROJECT_DIR / "ops" / "grafana" / "dashboard.json"

@@ -11,7 +11,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.utils import timezone
 
-from apps.dbops.selftest import SelftestOptions, run_selftest
+from dbops.selftest import SelftestOptions, run_selftest
 from tests.factories import BackupRecordFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)

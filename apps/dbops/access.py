@@ -6,13 +6,14 @@ import functools
 import hmac
 import ipaddress
 
-from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
+
+from dbops.conf import get_config
 
 
 def token_matches(request: HttpRequest) -> bool:
     """Compare the bearer token with DBOPS_HEALTH_TOKEN in constant time; no token setting means no token access."""
-    expected = settings.DBOPS.health_token
+    expected = get_config().health_token
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")
     if not expected or scheme.lower() != "bearer" or not given:
         return False
@@ -61,7 +62,7 @@ def is_loopback(request: HttpRequest) -> bool:
 
 def metrics_refusal(request: HttpRequest) -> HttpResponse | None:
     """Return the 401/403 for a /metrics request that is not public, not from loopback and without the token."""
-    config = settings.DBOPS
+    config = get_config()
     if config.metrics_public or (config.metrics_allow_loopback and is_loopback(request)) or token_matches(request):
         return None
     return refusal(request)

@@ -14,11 +14,11 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.timesince import timesince
 
-from . import backups
-from .alerts import acknowledge
-from .dashboard import dashboard_data
-from .exceptions import BackupError
-from .models import Alert, BackupRecord, Dashboard, MigrationRun, PitrRun, RestoreRecord
+from dbops.alerting.lifecycle import acknowledge
+from dbops.backups import logical as backups
+from dbops.dashboard.data import dashboard_data
+from dbops.exceptions import BackupError
+from dbops.models import Alert, BackupRecord, Dashboard, MigrationRun, PitrRun, RestoreRecord
 
 BADGE_COLORS = {
     "critical": "#c62828",

@@ -1,38 +1,46 @@
+"""The Django app: registers dbops' system checks and connects its signal receivers."""
+
 from django.apps import AppConfig
 from django.core import checks
 
 
-class DbopsConfig(AppConfig):
-    name = "apps.dbops"
+class DbopsAppConfig(AppConfig):
+    name = "dbops"
     label = "dbops"
     verbose_name = "Database operations"
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import checks as dbops_checks
+        from dbops import checks as dbops_checks
+        from dbops.conf import get_config
 
+        checks.register(dbops_checks.check_config_present)
+        # Without settings.DBOPS nothing else can be checked or wired: dbops.E000 says what to add.
+        if not dbops_checks.config_is_present():
+            return
+        config = get_config()
         checks.register(dbops_checks.check_psycopg_implementation)
         checks.register(dbops_checks.check_engine_outside_strict_environments)
         checks.register(dbops_checks.check_pool_covers_threads)
         checks.register(dbops_checks.check_pool_fits_server, checks.Tags.database)
         checks.register(dbops_checks.check_pgbouncer_compatibility)
 
-        from django.conf import settings
         from django.db.backends.signals import connection_created
 
-        if settings.DBOPS.breaker.enabled:
+        if config.breaker.enabled:
             from django.core.signals import got_request_exception
 
-            from .middleware import mark_database_failure
+            from dbops.breaker.middleware import mark_database_failure
 
             got_request_exception.connect(mark_database_failure, dispatch_uid="dbops.breaker_failure")
 
-        if settings.DBOPS.query_monitoring:
-            from .monitoring import attach_query_timer
+        if config.query_monitoring:
+            from dbops.monitoring.queries import attach_query_timer
 
             connection_created.connect(attach_query_timer, dispatch_uid="dbops.query_timer")
 
-        from . import alerts, signals
+        from dbops import signals
+        from dbops.alerting import lifecycle as alerts
 
         signals.breaker_transition.connect(alerts.on_breaker_transition, dispatch_uid="dbops.alert_breaker")
         signals.backup_finished.connect(alerts.on_backup_finished, dispatch_uid="dbops.alert_backup")

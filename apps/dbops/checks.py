@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import psycopg
-from django.conf import settings
 from django.core.checks import Error, Warning
 from django.db import DatabaseError, connections
 
-from .pool import pool_max_size, server_connection_limit
+from dbops.conf import DbopsConfig, get_config
+from dbops.database.pool import pool_max_size, server_connection_limit
 
 W001 = Warning(
     "psycopg is using its pure-Python implementation.",
     hint="Install the optimized driver: pip install 'psycopg[binary,pool]' (or psycopg[c]).",
     id="dbops.W001",
+)
+E000 = Error(
+    "settings.DBOPS is not a dbops configuration, so dbops can neither check nor protect this site.",
+    hint="Add DBOPS = dbops.conf.from_env(base_dir=BASE_DIR) (or dbops.conf.configure(...)) to the settings "
+    "and apply DBOPS.databases() and DBOPS.middleware(): see docs/adopting.md.",
+    id="dbops.E000",
 )
 W002_ID = "dbops.W002"
 E001_ID = "dbops.E001"
@@ -20,6 +26,17 @@ E002_ID = "dbops.E002"
 E003_ID = "dbops.E003"
 E004_ID = "dbops.E004"
 E005_ID = "dbops.E005"
+
+
+def config_is_present() -> bool:
+    """Tell whether settings.DBOPS holds a configuration built by dbops.conf."""
+    from django.conf import settings
+
+    return isinstance(getattr(settings, "DBOPS", None), DbopsConfig)
+
+
+def check_config_present(app_configs=None, **kwargs):
+    return [] if config_is_present() else [E000]
 
 
 def check_psycopg_implementation(app_configs=None, **kwargs):
@@ -30,7 +47,7 @@ def check_psycopg_implementation(app_configs=None, **kwargs):
 
 def check_engine_outside_strict_environments(app_configs=None, **kwargs):
     """Development and test may run on another engine, but say that production will refuse it."""
-    config = settings.DBOPS
+    config = get_config()
     if config.enforcement_applies or config.database.is_postgresql:
         return []
     return [
@@ -45,7 +62,7 @@ def check_engine_outside_strict_environments(app_configs=None, **kwargs):
 def check_pool_covers_threads(app_configs=None, **kwargs):
     """Flag a pool smaller than a worker's threads: requests would queue for connections."""
     errors = []
-    threads = settings.DBOPS.web_threads
+    threads = get_config().web_threads
     for alias in connections:
         max_size = pool_max_size(alias)
         if max_size is not None and max_size < threads:
@@ -64,13 +81,13 @@ def check_pool_fits_server(app_configs=None, databases=None, **kwargs):
     if databases is None:
         return []
     errors = []
-    workers = settings.DBOPS.web_workers
+    workers = get_config().web_workers
     for alias in databases:
         max_size = pool_max_size(alias)
         if max_size is None:
             continue
         try:
-            available = server_connection_limit(alias, timeout=float(settings.DBOPS.health.probe_timeout))
+            available = server_connection_limit(alias, timeout=float(get_config().health.probe_timeout))
         except (DatabaseError, psycopg.Error):
             continue  # Unreachable: the health checks report that; this check is about sizing.
         if max_size * workers > available:
@@ -88,7 +105,7 @@ def check_pool_fits_server(app_configs=None, databases=None, **kwargs):
 
 def check_pgbouncer_compatibility(app_configs=None, **kwargs):
     """Behind PgBouncer in transaction mode: no server-side cursors, prepared statements or startup options."""
-    mode = settings.DBOPS.database.pgbouncer_mode if settings.DBOPS.database else ""
+    mode = get_config().database.pgbouncer_mode if get_config().database else ""
     if mode not in ("transaction", "statement"):
         return []
     errors = []

@@ -1,4 +1,10 @@
-"""Process entry points (manage.py, WSGI, ASGI) share this: bad settings print one line, not a traceback."""
+"""Process entry points: bad settings print one line (`ImproperlyConfigured: ...`) and exit 1, not a traceback.
+
+A site uses them in place of Django's own in manage.py, wsgi.py and asgi.py (docs/adopting.md):
+`from dbops.entrypoints import execute_from_command_line` (likewise `get_wsgi_application`, `get_asgi_application`).
+"""
+
+from __future__ import annotations
 
 import sys
 
@@ -6,11 +12,37 @@ from django.core.exceptions import ImproperlyConfigured
 
 
 def load_settings_or_exit() -> None:
-    """Load Django settings now; on `ImproperlyConfigured` print one line to stderr and exit 1."""
+    """Load Django settings and the apps now; on `ImproperlyConfigured` print one line to stderr and exit 1."""
+    import django
     from django.conf import settings
 
     try:
         settings.INSTALLED_APPS  # noqa: B018 - forces the settings module to load
+        django.setup()
     except ImproperlyConfigured as exc:
         sys.stderr.write(f"ImproperlyConfigured: {exc}\n")
         raise SystemExit(1) from None
+
+
+def execute_from_command_line(argv: list[str] | None = None) -> None:
+    """Run a management command like Django's own, with the one-line settings error."""
+    from django.core import management
+
+    load_settings_or_exit()
+    management.execute_from_command_line(argv or sys.argv)
+
+
+def get_wsgi_application():
+    """Return Django's WSGI application once the settings loaded, or stop the worker with one line."""
+    from django.core.wsgi import get_wsgi_application as django_wsgi_application
+
+    load_settings_or_exit()
+    return django_wsgi_application()
+
+
+def get_asgi_application():
+    """Return Django's ASGI application once the settings loaded, or stop the server with one line."""
+    from django.core.asgi import get_asgi_application as django_asgi_application
+
+    load_settings_or_exit()
+    return django_asgi_application()

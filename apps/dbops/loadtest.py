@@ -23,13 +23,13 @@ from collections import Counter
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
-from django.conf import settings
 from django.db import connections, transaction
 from psycopg import sql
 
-from .exceptions import DbopsError
-from .pool import direct_connection, pool_max_size, pool_stats
-from .window import percentile
+from dbops.conf import get_config
+from dbops.database.pool import direct_connection, pool_max_size, pool_stats
+from dbops.exceptions import DbopsError
+from dbops.monitoring.window import percentile
 
 WORKLOADS = ("mixed", "read", "sleep")
 MONITOR_APPLICATION_NAME = "dbops-loadtest-monitor"
@@ -294,7 +294,7 @@ def _settled_pool(alias: str, application_name: str) -> dict:
 def run_load(plan: LoadPlan, *, progress: Progress | None = None) -> dict:
     """Run the plan and return the report (see `passed` for the verdict against the latency budget)."""
     plan.validate()
-    threshold = settings.DBOPS.performance_threshold_ms
+    threshold = get_config().performance_threshold_ms
     recorder = _Recorder(plan.max_requests)
     stop = threading.Event()
     scratch = contextlib.nullcontext() if plan.url else _ScratchSchema(plan.alias, plan.rows)

@@ -26,7 +26,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from .exceptions import LocalDbError
+from dbops.exceptions import LocalDbError
 
 SERVER_USER = "postgres"
 SUPERUSER = "postgres"

@@ -13,17 +13,16 @@ import dataclasses
 import time
 from collections.abc import Callable
 
-from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connections
 
-from .breaker import State, get_breaker
-from .config import enforce_postgresql, mask_url
-from .health.backups import backup_findings
-from .loadtest import LoadPlan, run_load
-from .migration_status import pending_migrations
-from .pool import direct_connection, pool_max_size, server_connection_limit
-from .window import percentile
+from dbops.breaker.state import State, get_breaker
+from dbops.conf import enforce_postgresql, get_config, mask_url
+from dbops.database.pool import direct_connection, pool_max_size, server_connection_limit
+from dbops.health.backups import backup_findings
+from dbops.loadtest import LoadPlan, run_load
+from dbops.migrations_safety.status import pending_migrations
+from dbops.monitoring.window import percentile
 
 # The seed's budget for establishing a new database connection.
 CONNECTION_BUDGET_MS = 50
@@ -59,14 +58,14 @@ def _enforcement(options: SelftestOptions) -> SelftestLine:
 
 
 def _connectivity(options: SelftestOptions) -> SelftestLine:
-    timeout = float(settings.DBOPS.health.probe_timeout)
+    timeout = float(get_config().health.probe_timeout)
     with direct_connection(options.alias, timeout=timeout) as conn:
         version = conn.execute("SHOW server_version").fetchone()[0]
     return SelftestLine("connectivity", PASS, f"PostgreSQL {version}", {"server_version": version})
 
 
 def _connection_time(options: SelftestOptions) -> SelftestLine:
-    timeout = float(settings.DBOPS.health.probe_timeout)
+    timeout = float(get_config().health.probe_timeout)
     samples = []
     for _ in range(options.connect_samples):
         started = time.perf_counter()
@@ -80,7 +79,7 @@ def _connection_time(options: SelftestOptions) -> SelftestLine:
 
 
 def _query_latency(options: SelftestOptions) -> SelftestLine:
-    budget = settings.DBOPS.performance_threshold_ms
+    budget = get_config().performance_threshold_ms
     connection = connections[options.alias]
     samples = []
     try:
@@ -99,7 +98,7 @@ def _query_latency(options: SelftestOptions) -> SelftestLine:
 
 
 def _pool_sizing(options: SelftestOptions) -> SelftestLine:
-    config = settings.DBOPS
+    config = get_config()
     max_size = pool_max_size(options.alias)
     if max_size is None:
         return SelftestLine("pool sizing", FAIL, "no connection pool configured")
@@ -133,9 +132,9 @@ def _load(options: SelftestOptions) -> SelftestLine:
 
 
 def _backups(options: SelftestOptions) -> SelftestLine:
-    if not settings.DBOPS.backup_enabled:
+    if not get_config().backup_enabled:
         return SelftestLine("backups", WARN, "backups are disabled (DATABASE_BACKUP_ENABLED=false)")
-    findings = backup_findings(alias=options.alias, timeout=float(settings.DBOPS.health.probe_timeout))
+    findings = backup_findings(alias=options.alias, timeout=float(get_config().health.probe_timeout))
     if not findings:
         return SelftestLine("backups", PASS, "a fresh, successful backup exists")
     worst = FAIL if any(f.level == "failure" for f in findings) else WARN
@@ -143,7 +142,7 @@ def _backups(options: SelftestOptions) -> SelftestLine:
 
 
 def _migrations(options: SelftestOptions) -> SelftestLine:
-    pending = pending_migrations(options.alias, timeout=float(settings.DBOPS.health.probe_timeout))
+    pending = pending_migrations(options.alias, timeout=float(get_config().health.probe_timeout))
     if pending:
         names = ", ".join(f"{app}.{name}" for app, name in pending[:5])
         return SelftestLine("migrations", FAIL, f"{len(pending)} unapplied: {names}", {"pending": len(pending)})

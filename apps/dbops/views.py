@@ -6,16 +6,22 @@ import asyncio
 import threading
 import time
 
-from django.conf import settings
 from django.http import HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
 from django_prometheus.exports import ExportToDjangoView
 from health_check.exceptions import ServiceWarning
 from health_check.views import HealthCheckView
 
-from . import backups, reports
-from .access import arefusal, metrics_refusal, staff_or_token_required
-from .monitoring import performance_report, refresh_history_metrics, refresh_pool_metrics, refresh_server_metrics
+from dbops.access import arefusal, metrics_refusal, staff_or_token_required
+from dbops.backups import logical as backups
+from dbops.conf import get_config
+from dbops.health import reports
+from dbops.monitoring.queries import (
+    performance_report,
+    refresh_history_metrics,
+    refresh_pool_metrics,
+    refresh_server_metrics,
+)
 
 
 @never_cache
@@ -74,7 +80,7 @@ class ReadinessView(DbopsHealthView):
     """Public readiness for load balancers: status only, 503 when not ready, within a hard time budget."""
 
     async def get(self, request, *args, **kwargs):
-        health = settings.DBOPS.health
+        health = get_config().health
         cached = ready_cache.get(health.ready_cache_seconds)
         if cached is None:
             cached = await self._evaluate(budget=float(health.probe_timeout))

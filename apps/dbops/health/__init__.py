@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from django.conf import settings
 
-from .backups import BackupFreshness
-from .breaker import BreakerClosed
-from .database import DatabaseLatency
-from .migrations import PendingMigrations
-from .pgbouncer import PgBouncerPools
-from .pitr import PitrWindow
-from .pool import PoolUsage
-from .replica import ReplicaLag
-from .server import PostgresServer
+from dbops.conf import get_config
+from dbops.health.backups import BackupFreshness
+from dbops.health.breaker import BreakerClosed
+from dbops.health.database import DatabaseLatency
+from dbops.health.migrations import PendingMigrations
+from dbops.health.pgbouncer import PgBouncerPools
+from dbops.health.pitr import PitrWindow
+from dbops.health.pool import PoolUsage
+from dbops.health.replica import ReplicaLag
+from dbops.health.server import PostgresServer
 
 
 def readiness_checks() -> list:
@@ -23,7 +24,7 @@ def readiness_checks() -> list:
         *[(DatabaseLatency, {"alias": alias}) for alias in aliases],
         *[(PoolUsage, {"alias": alias}) for alias in aliases],
         (PendingMigrations, {"alias": "default"}),
-        *([(BreakerClosed, {"alias": settings.DBOPS.breaker.alias})] if settings.DBOPS.breaker.enabled else []),
+        *([(BreakerClosed, {"alias": get_config().breaker.alias})] if get_config().breaker.enabled else []),
     ]
 
 
@@ -33,7 +34,7 @@ def all_checks() -> list:
         *readiness_checks(),
         *[(PostgresServer, {"alias": alias}) for alias in settings.DATABASES if alias != "replica"],
         (BackupFreshness, {"alias": "default"}),
-        *([(PitrWindow, {"alias": "default"})] if settings.DBOPS.pitr.enabled else []),
-        *([(ReplicaLag, {"alias": "replica"})] if settings.DBOPS.replica is not None else []),
-        *([(PgBouncerPools, {"alias": "default"})] if settings.DBOPS.pgbouncer_admin_url else []),
+        *([(PitrWindow, {"alias": "default"})] if get_config().pitr.enabled else []),
+        *([(ReplicaLag, {"alias": "replica"})] if get_config().replica is not None else []),
+        *([(PgBouncerPools, {"alias": "default"})] if get_config().pgbouncer_admin_url else []),
     ]

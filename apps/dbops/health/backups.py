@@ -2,15 +2,15 @@ from __future__ import annotations
 
 import dataclasses
 
-from django.conf import settings
 from django.utils import timezone
 from health_check.exceptions import ServiceUnavailable
 from psycopg import sql
 
-from ..models import BackupRecord
-from ..pool import probe_connection
-from ..server import Finding
-from .base import DbopsCheck
+from dbops.conf import get_config
+from dbops.database.pool import probe_connection
+from dbops.database.server import Finding
+from dbops.health.base import DbopsCheck
+from dbops.models import BackupRecord
 
 
 def _last_backups(alias: str, timeout: float) -> tuple[BackupRecord | None, BackupRecord | None]:
@@ -37,7 +37,7 @@ def _last_backups(alias: str, timeout: float) -> tuple[BackupRecord | None, Back
 
 def backup_findings(*, alias: str = "default", timeout: float = 2.0, now=None) -> list[Finding]:
     """Grade backups; empty when fresh and verified."""
-    config = settings.DBOPS
+    config = get_config()
     if not config.backup_enabled:
         return []
     now = now or timezone.now()

@@ -5,11 +5,11 @@ from __future__ import annotations
 import dataclasses
 import datetime
 
-from django.conf import settings
 from health_check import HealthCheck
 from health_check.exceptions import ServiceUnavailable, ServiceWarning
 
-from ..server import Finding
+from dbops.conf import get_config
+from dbops.database.server import Finding
 
 
 @dataclasses.dataclass
@@ -22,7 +22,7 @@ class DbopsCheck(HealthCheck):
     def budget(self) -> float:
         # Checkouts and statements get 80 % of the probe budget, so a check reports its own failure
         # before the view's overall deadline cuts it off.
-        return 0.8 * settings.DBOPS.health.probe_timeout
+        return 0.8 * get_config().health.probe_timeout
 
     @property
     def timeout(self) -> datetime.timedelta:  # read by django-health-check's runner

@@ -4,8 +4,8 @@ import dataclasses
 
 from health_check.exceptions import ServiceUnavailable, ServiceWarning
 
-from ..breaker import State, get_breaker
-from .base import DbopsCheck
+from dbops.breaker.state import State, get_breaker
+from dbops.health.base import DbopsCheck
 
 
 @dataclasses.dataclass

@@ -3,11 +3,11 @@ from __future__ import annotations
 import dataclasses
 import time
 
-from django.conf import settings
 from health_check.exceptions import ServiceUnavailable, ServiceWarning
 
-from ..pool import probe_connection
-from .base import DbopsCheck
+from dbops.conf import get_config
+from dbops.database.pool import probe_connection
+from dbops.health.base import DbopsCheck
 
 
 def select_one_latency_ms(alias: str, timeout: float) -> float:
@@ -28,6 +28,6 @@ class DatabaseLatency(DbopsCheck):
         except Exception as exc:
             # psycopg messages can name host and port: report the kind of failure only.
             raise ServiceUnavailable(f"database unreachable ({type(exc).__name__})") from exc
-        threshold = settings.DBOPS.performance_threshold_ms
+        threshold = get_config().performance_threshold_ms
         if latency > threshold:
             raise ServiceWarning(f"SELECT 1 took {latency:.0f} ms, above the {threshold} ms budget")

@@ -4,8 +4,8 @@ import dataclasses
 
 from health_check.exceptions import ServiceUnavailable
 
-from ..migration_status import pending_migrations
-from .base import DbopsCheck
+from dbops.health.base import DbopsCheck
+from dbops.migrations_safety.status import pending_migrations
 
 
 @dataclasses.dataclass

@@ -4,8 +4,8 @@ import dataclasses
 
 from health_check.exceptions import ServiceUnavailable, ServiceWarning
 
-from ..pgbouncer import pgbouncer_report
-from .base import DbopsCheck
+from dbops.health.base import DbopsCheck
+from dbops.replication.pgbouncer import pgbouncer_report
 
 
 @dataclasses.dataclass

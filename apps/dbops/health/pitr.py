@@ -3,13 +3,13 @@ from __future__ import annotations
 import dataclasses
 import datetime
 
-from django.conf import settings
 from django.utils import timezone
 from health_check.exceptions import ServiceUnavailable
 
-from ..pitr import PitrTarget, status
-from ..server import Finding
-from .base import DbopsCheck
+from dbops.backups.pitr import PitrTarget, status
+from dbops.conf import get_config
+from dbops.database.server import Finding
+from dbops.health.base import DbopsCheck
 
 
 def pitr_findings(target: PitrTarget, *, max_age: int, now: datetime.datetime | None = None) -> list[Finding]:
@@ -38,7 +38,7 @@ class PitrWindow(DbopsCheck):
 
     def run(self) -> None:
         try:
-            findings = pitr_findings(PitrTarget.from_settings(self.alias), max_age=settings.DBOPS.pitr.max_archive_age)
+            findings = pitr_findings(PitrTarget.from_settings(self.alias), max_age=get_config().pitr.max_archive_age)
         except Exception as exc:
             raise ServiceUnavailable(f"cannot read the pgBackRest repository ({type(exc).__name__})") from exc
         self.raise_findings(findings)

@@ -3,11 +3,10 @@ from __future__ import annotations
 import dataclasses
 import threading
 
-from django.conf import settings
-
-from ..pool import pool_stats
-from ..server import Finding
-from .base import DbopsCheck
+from dbops.conf import get_config
+from dbops.database.pool import pool_stats
+from dbops.database.server import Finding
+from dbops.health.base import DbopsCheck
 
 _last_seen: dict[str, dict[str, int]] = {}
 _last_seen_lock = threading.Lock()
@@ -23,7 +22,7 @@ def pool_findings(alias: str, stats: dict[str, int], previous: dict[str, int] | 
             Finding(
                 "failure",
                 f"{timeouts} checkout(s) waited longer than the pool timeout "
-                f"({settings.DBOPS.database.pool.timeout} s) and failed: the pool is exhausted or the server is down",
+                f"({get_config().database.pool.timeout} s) and failed: the pool is exhausted or the server is down",
             )
         )
     errors = stats.get("connections_errors", 0) - previous.get("connections_errors", 0)

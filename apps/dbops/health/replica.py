@@ -2,11 +2,11 @@ from __future__ import annotations
 
 import dataclasses
 
-from django.conf import settings
 from health_check.exceptions import ServiceWarning
 
-from ..replicas import replica_lag_ms
-from .base import DbopsCheck
+from dbops.conf import get_config
+from dbops.health.base import DbopsCheck
+from dbops.replication.router import replica_lag_ms
 
 
 @dataclasses.dataclass
@@ -17,7 +17,7 @@ class ReplicaLag(DbopsCheck):
 
     def run(self) -> None:
         lag = replica_lag_ms(force=True)
-        limit = settings.DBOPS.replica_max_lag_ms
+        limit = get_config().replica_max_lag_ms
         if lag is None:
             raise ServiceWarning("replica unreachable (or not a standby): reads go to the primary")
         if lag > limit:

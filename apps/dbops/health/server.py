@@ -2,11 +2,11 @@ from __future__ import annotations
 
 import dataclasses
 
-from django.conf import settings
 from health_check.exceptions import ServiceUnavailable
 
-from ..server import server_status
-from .base import DbopsCheck
+from dbops.conf import get_config
+from dbops.database.server import server_status
+from dbops.health.base import DbopsCheck
 
 
 @dataclasses.dataclass
@@ -15,7 +15,7 @@ class PostgresServer(DbopsCheck):
 
     def run(self) -> None:
         try:
-            status = server_status(self.alias, thresholds=settings.DBOPS.health, timeout=self.budget)
+            status = server_status(self.alias, thresholds=get_config().health, timeout=self.budget)
         except Exception as exc:
             raise ServiceUnavailable(f"server unreachable ({type(exc).__name__})") from exc
         self.raise_findings(status.findings)

@@ -4,9 +4,9 @@ import json
 
 from django.core.management.base import CommandError
 
-from apps.dbops.exceptions import MigrationFailed, MigrationRefused, MigrationSelectionError
-from apps.dbops.migration_analysis import SafetyReport
-from apps.dbops.migration_rules import Severity
+from dbops.exceptions import MigrationFailed, MigrationRefused, MigrationSelectionError
+from dbops.migrations_safety.analysis import SafetyReport
+from dbops.migrations_safety.rules import Severity
 
 STYLE_BY_SEVERITY = {Severity.BLOCK: "ERROR", Severity.WARN: "WARNING", Severity.INFO: "HTTP_INFO"}
 

@@ -2,11 +2,11 @@ import getpass
 import json
 import time
 
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from apps.dbops.alerts import acknowledge, evaluate
-from apps.dbops.models import Alert
+from dbops.alerting.lifecycle import acknowledge, evaluate
+from dbops.conf import get_config
+from dbops.models import Alert
 
 
 class Command(BaseCommand):
@@ -43,7 +43,7 @@ class Command(BaseCommand):
             self.stdout.write(f"{count} alert(s) acknowledged.")
 
     def _evaluate(self, options):
-        interval = options["interval"] or settings.DBOPS.alerts.evaluate_interval
+        interval = options["interval"] or get_config().alerts.evaluate_interval
         while True:
             started = time.monotonic()
             result = evaluate(send=not options["no_notify"])

@@ -1,11 +1,10 @@
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from apps.dbops.backups import backup_due, backup_summary, take_backup
-from apps.dbops.exceptions import BackupError, BackupInProgress
-from apps.dbops.models import BackupRecord
-
-from ._backup_output import backup_line, render
+from dbops.backups.logical import backup_due, backup_summary, take_backup
+from dbops.conf import get_config
+from dbops.exceptions import BackupError, BackupInProgress
+from dbops.management.commands._backup_output import backup_line, render
+from dbops.models import BackupRecord
 
 
 class Command(BaseCommand):
@@ -33,7 +32,7 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="Print the backup record as JSON.")
 
     def handle(self, *args, **options):
-        config = settings.DBOPS
+        config = get_config()
         if not config.backup_enabled and not options["force"]:
             if options["if_due"]:
                 self.stdout.write("Backups are disabled (DATABASE_BACKUP_ENABLED=false): nothing to do.")

@@ -1,8 +1,7 @@
 from django.core.management.base import BaseCommand
 
-from apps.dbops.backups import backup_status
-
-from ._backup_output import backup_line, render
+from dbops.backups.logical import backup_status
+from dbops.management.commands._backup_output import backup_line, render
 
 
 class Command(BaseCommand):

@@ -1,9 +1,8 @@
-from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from apps.dbops.backups import backup_summary, prune_backups
-
-from ._backup_output import backup_line, render
+from dbops.backups.logical import backup_summary, prune_backups
+from dbops.conf import get_config
+from dbops.management.commands._backup_output import backup_line, render
 
 
 class Command(BaseCommand):
@@ -22,7 +21,7 @@ class Command(BaseCommand):
         render(self, {"dry_run": options["dry_run"], "backups": summaries}, as_json=options["json"])
         if not options["json"]:
             verb = "Would delete" if options["dry_run"] else "Deleted"
-            config = settings.DBOPS
+            config = get_config()
             self.stdout.write(
                 f"{verb} {len(doomed)} backup file(s) older than {config.backup_retention_days} days "
                 f"(keeping the newest {config.backup_keep_verified} verified)."

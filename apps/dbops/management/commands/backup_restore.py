@@ -1,9 +1,9 @@
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connections
 
-from apps.dbops.backups import restore_backup
-from apps.dbops.exceptions import BackupError, RestoreRefused
-from apps.dbops.models import BackupRecord
+from dbops.backups.logical import restore_backup
+from dbops.exceptions import BackupError, RestoreRefused
+from dbops.models import BackupRecord
 
 
 class Command(BaseCommand):

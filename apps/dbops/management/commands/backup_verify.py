@@ -1,9 +1,8 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from apps.dbops.backups import backup_summary, verify_backup
-from apps.dbops.models import BackupRecord
-
-from ._backup_output import backup_line, render
+from dbops.backups.logical import backup_summary, verify_backup
+from dbops.management.commands._backup_output import backup_line, render
+from dbops.models import BackupRecord
 
 
 class Command(BaseCommand):

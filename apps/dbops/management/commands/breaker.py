@@ -2,7 +2,7 @@ import json
 
 from django.core.management.base import BaseCommand
 
-from apps.dbops.breaker import State, get_breaker
+from dbops.breaker.state import State, get_breaker
 
 
 class Command(BaseCommand):

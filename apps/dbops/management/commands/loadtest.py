@@ -3,7 +3,7 @@ import sys
 
 from django.core.management.base import BaseCommand, CommandError
 
-from apps.dbops.loadtest import WORKLOADS, LoadPlan, LoadTestError, run_load
+from dbops.loadtest import WORKLOADS, LoadPlan, LoadTestError, run_load
 
 
 class Command(BaseCommand):

@@ -1,10 +1,10 @@
 import json
 
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from apps.dbops.exceptions import LocalDbError
-from apps.dbops.localdb import LocalCluster
+from dbops.conf import get_config
+from dbops.exceptions import LocalDbError
+from dbops.localdb import LocalCluster
 
 
 class Command(BaseCommand):
@@ -23,7 +23,7 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="Print the result as JSON.")
 
     def handle(self, *args, action, **options):
-        local = settings.DBOPS.localdb
+        local = get_config().localdb
         try:
             cluster = LocalCluster.from_config(local.data_dir, local.port, local.bindir)
             dbname = "dbops"
@@ -32,6 +32,9 @@ class Command(BaseCommand):
                 cluster.init()
                 cluster.start()
                 cluster.ensure_database(dbname)
+                # Later commands find this cluster again without DBOPS_LOCALDB_PORT.
+                local.port_file.parent.mkdir(parents=True, exist_ok=True)
+                local.port_file.write_text(f"{cluster.port}\n")
                 message = f"{'Created and started' if created else 'Started'} the cluster in {cluster.data_dir}"
             elif action == "stop":
                 cluster.stop()

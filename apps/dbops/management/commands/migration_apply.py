@@ -1,8 +1,7 @@
 from django.core.management.base import BaseCommand
 
-from apps.dbops.migration_runner import apply_migrations
-
-from ._migration_output import run_guarded
+from dbops.management.commands._migration_output import run_guarded
+from dbops.migrations_safety.runner import apply_migrations
 
 
 class Command(BaseCommand):

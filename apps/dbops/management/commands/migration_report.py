@@ -1,11 +1,10 @@
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError
 
-from apps.dbops.exceptions import MigrationError
-from apps.dbops.migration_analysis import analyze
-from apps.dbops.migration_rules import Severity
-
-from ._migration_output import write_json, write_report
+from dbops.exceptions import MigrationError
+from dbops.management.commands._migration_output import write_json, write_report
+from dbops.migrations_safety.analysis import analyze
+from dbops.migrations_safety.rules import Severity
 
 
 class Command(BaseCommand):

@@ -4,7 +4,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from apps.dbops.pitr import (
+from dbops.backups.pitr import (
     BACKUP_TYPES,
     PitrError,
     PitrRefused,

@@ -2,7 +2,7 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
-from apps.dbops.selftest import FAIL, PASS, SelftestOptions, run_selftest
+from dbops.selftest import FAIL, PASS, SelftestOptions, run_selftest
 
 
 class Command(BaseCommand):

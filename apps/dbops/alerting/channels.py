@@ -1,0 +1,95 @@
+"""Where alerts go: the log (always), e-mail to ADMINS, a webhook. A failing channel is logged, never raised."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import urllib.error
+import urllib.request
+
+from django.conf import settings
+from django.core.mail import mail_admins
+
+from dbops.conf import get_config
+
+logger = logging.getLogger("dbops.alerts")
+
+
+def alert_payload(alert) -> dict:
+    """Return the JSON body of a notification (webhook) and the fields of the log line."""
+    return {
+        "id": alert.pk,
+        "rule": alert.rule,
+        "subject": alert.subject,
+        "severity": alert.severity,
+        "state": alert.state,
+        "message": alert.message,
+        "value": alert.value,
+        "threshold": alert.threshold,
+        "fired_at": alert.fired_at.isoformat() if alert.fired_at else None,
+        "resolved_at": alert.resolved_at.isoformat() if alert.resolved_at else None,
+        "site": (settings.ALLOWED_HOSTS or ["dbops"])[0],
+    }
+
+
+def _title(payload: dict) -> str:
+    return f"[{payload['severity'].upper()}] {payload['rule']} {payload['state']} ({payload['subject']})"
+
+
+def _log(payload: dict) -> None:
+    level = logging.INFO if payload["state"] == "resolved" else logging.WARNING
+    logger.log(level, json.dumps({"event": "alert", **payload}, sort_keys=True, default=str))
+
+
+def _email(payload: dict) -> None:
+    if not settings.ADMINS:
+        return
+    mail_admins(_title(payload), f"{payload['message']}\n\n{json.dumps(payload, indent=2, default=str)}")
+
+
+def _webhook(payload: dict) -> None:
+    config = get_config().alerts
+    if not config.webhook_url:
+        return
+    body = {"text": f"{_title(payload)}: {payload['message']}"} if config.webhook_format == "slack" else payload
+    data = json.dumps(body, default=str).encode()
+    last_error: Exception | None = None
+    for attempt in range(config.webhook_retries + 1):
+        if attempt:
+            time.sleep(min(0.5 * 2 ** (attempt - 1), 5.0))
+        request = urllib.request.Request(  # noqa: S310 - http(s) validated by the settings
+            config.webhook_url, data=data, headers={"Content-Type": "application/json"}, method="POST"
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=config.webhook_timeout) as response:  # noqa: S310
+                response.read()
+            return
+        except urllib.error.HTTPError as exc:
+            last_error = exc
+            if exc.code < 500 and exc.code != 429:
+                break  # the receiver refuses this body: retrying will not help
+        except OSError as exc:
+            last_error = exc
+    raise RuntimeError(f"webhook failed after {attempt + 1} attempt(s): {last_error}")
+
+
+CHANNELS = (("log", _log), ("email", _email), ("webhook", _webhook))
+
+
+def notify(alert) -> list[str]:
+    """Send `alert` to every configured channel; return the names of the channels that failed."""
+    payload = alert_payload(alert)
+    failed = []
+    for name, send in CHANNELS:
+        try:
+            send(payload)
+        except Exception as exc:
+            failed.append(name)
+            logger.error(
+                json.dumps(
+                    {"event": "alert_channel_failed", "channel": name, "rule": alert.rule, "error": str(exc)[:300]},
+                    sort_keys=True,
+                )
+            )
+    return failed

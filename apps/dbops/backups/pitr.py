@@ -1,0 +1,446 @@
+"""Point-in-time recovery driven through pgBackRest (an existing engine: dbops configures, checks and records it).
+
+pgBackRest runs on the database host as the server's OS user: full/diff/incr backups, WAL archiving
+(`archive_command` = `pgbackrest ... archive-push %p`), `verify`, `info --output=json` and
+`restore --type=time`. dbops writes its configuration file, tells exactly which server settings are missing,
+computes the recoverable window (the oldest backup's end .. the server's last archived WAL), refuses a
+restore outside it, and records every run (`PitrRun`). Managed databases (RDS, Cloud SQL, Azure) do PITR
+themselves: dbops detects their host names and says so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime
+import getpass
+import json
+import os
+import pwd
+import shutil
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import psycopg
+from django.db import DatabaseError, connections
+from django.utils import timezone
+
+from dbops.conf import PitrConfig, get_config, mask_url
+from dbops.exceptions import DbopsError
+from dbops.models import PitrRun
+
+MANAGED_HOST_SUFFIXES = {
+    ".rds.amazonaws.com": "Amazon RDS / Aurora",
+    ".postgres.database.azure.com": "Azure Database for PostgreSQL",
+    ".cloudsql": "Google Cloud SQL",
+    ".supabase.co": "Supabase",
+    ".neon.tech": "Neon",
+}
+BACKUP_TYPES = ("full", "diff", "incr")
+
+Progress = Callable[[str], None]
+
+
+def _quiet(message: str) -> None:
+    """Progress sink that prints nothing."""
+
+
+class PitrError(DbopsError):
+    """A PITR operation could not run or failed."""
+
+
+class PitrRefused(PitrError):
+    """Refused before touching anything (outside the window, server running, not configured)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class PitrTarget:
+    """One server and its pgBackRest repository."""
+
+    stanza: str
+    repo_path: Path
+    pg_path: Path
+    pg_port: int
+    socket_path: str
+    pg_user: str
+    conninfo: dict
+    retention_full: int = 2
+    run_as: str = ""
+
+    @classmethod
+    def from_settings(cls, alias: str = "default") -> PitrTarget:
+        config: PitrConfig = get_config().pitr
+        if not config.enabled:
+            raise PitrRefused("point-in-time recovery is not configured: set DATABASE_PITR_ENGINE=pgbackrest")
+        params = connections[alias].get_connection_params()
+        conninfo = {k: v for k, v in params.items() if k in ("host", "port", "user", "password", "dbname")}
+        return cls(
+            stanza=config.stanza,
+            repo_path=config.repo_path,
+            pg_path=Path(config.pg_path),
+            pg_port=int(params.get("port") or 5432),
+            socket_path=config.socket_path,
+            pg_user=params.get("user") or "postgres",
+            conninfo=conninfo,
+            retention_full=config.retention_full,
+            run_as=config.run_as,
+        )
+
+    @property
+    def config_file(self) -> Path:
+        return self.repo_path / "pgbackrest.conf"
+
+    @property
+    def os_user(self) -> str:
+        """The OS user pgBackRest runs as: DATABASE_PITR_RUN_AS, else postgres when root, else this user."""
+        if self.run_as:
+            return self.run_as
+        return "postgres" if os.geteuid() == 0 else getpass.getuser()
+
+    def archive_command(self) -> str:
+        return f"pgbackrest --config={self.config_file} --stanza={self.stanza} archive-push %p"
+
+    def config_text(self) -> str:
+        repo = self.repo_path
+        return "\n".join(
+            [
+                "# Written by dbops (manage.py pitr setup-check --fix). pgBackRest reads it; dbops passes --config.",
+                "[global]",
+                f"repo1-path={repo / 'repo'}",
+                f"repo1-retention-full={self.retention_full}",
+                f"log-path={repo / 'log'}",
+                f"lock-path={repo / 'lock'}",
+                f"spool-path={repo / 'spool'}",
+                "log-level-console=warn",
+                "log-level-file=info",
+                "start-fast=y",
+                "",
+                f"[{self.stanza}]",
+                f"pg1-path={self.pg_path}",
+                f"pg1-port={self.pg_port}",
+                f"pg1-socket-path={self.socket_path}",
+                f"pg1-user={self.pg_user}",
+                "",
+            ]
+        )
+
+    def connect(self, timeout: float = 5.0) -> psycopg.Connection:
+        return psycopg.connect(**self.conninfo, connect_timeout=max(2, int(timeout)), autocommit=True)
+
+
+def _run_pgbackrest(target: PitrTarget, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    binary = shutil.which("pgbackrest")
+    if binary is None:
+        raise PitrError("pgbackrest is not installed: install it on the database host (Debian: apt install pgbackrest)")
+    command = [binary, f"--config={target.config_file}", f"--stanza={target.stanza}", *args]
+    user = target.os_user
+    if user != getpass.getuser():
+        command = (["runuser", "-u", user, "--"] if os.geteuid() == 0 else ["sudo", "-n", "-u", user, "--"]) + command
+    try:
+        return subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)  # noqa: S603
+    except subprocess.TimeoutExpired:
+        raise PitrError(f"pgbackrest {args[0]} did not finish within {timeout:g} s") from None
+
+
+def _failure(result: subprocess.CompletedProcess[str]) -> str:
+    text = (result.stderr or result.stdout or "").strip().splitlines()
+    return mask_url(text[-1] if text else f"exit {result.returncode}")[:500]
+
+
+def managed_provider(target: PitrTarget) -> str | None:
+    """Name the managed service behind the database host, if it is one (they do PITR themselves)."""
+    host = str(target.conninfo.get("host") or "").lower()
+    return next((name for suffix, name in MANAGED_HOST_SUFFIXES.items() if suffix in host), None)
+
+
+@dataclasses.dataclass(frozen=True)
+class SetupLine:
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _owned_folders(target: PitrTarget) -> None:
+    for folder in (target.repo_path, *(target.repo_path / name for name in ("repo", "log", "lock", "spool"))):
+        folder.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0:
+            entry = pwd.getpwnam(target.os_user)
+            os.chown(folder, entry.pw_uid, entry.pw_gid)
+        folder.chmod(0o750)
+
+
+def _stanza_info(target: PitrTarget) -> dict | None:
+    result = _run_pgbackrest(target, "info", "--output=json", timeout=60)
+    if result.returncode != 0:
+        return None
+    stanzas = json.loads(result.stdout or "[]")
+    return next((s for s in stanzas if s.get("name") == target.stanza), None)
+
+
+def setup_check(target: PitrTarget, *, fix: bool = False, progress: Progress = _quiet) -> list[SetupLine]:
+    """Check (and with `fix`, do what dbops may do) everything PITR needs; each missing item says its fix."""
+    provider = managed_provider(target)
+    if provider:
+        return [SetupLine("managed database", True, f"{provider} does point-in-time recovery itself: use its console")]
+    lines = []
+    binary = shutil.which("pgbackrest")
+    version = ""
+    if binary:
+        version = subprocess.run([binary, "version"], capture_output=True, text=True, check=False).stdout  # noqa: S603
+    lines.append(SetupLine("pgbackrest", bool(binary), version.strip() or "not found", "apt install pgbackrest"))
+    if not binary:
+        return lines
+    expected = target.config_text()
+    current = target.config_file.read_text() if target.config_file.exists() else None
+    if current != expected and fix:
+        _owned_folders(target)
+        target.config_file.write_text(expected)
+        current = expected
+    lines.append(
+        SetupLine(
+            "configuration file",
+            current == expected,
+            str(target.config_file) if current == expected else f"{target.config_file} missing or different",
+            "manage.py pitr setup-check --fix (writes it)",
+        )
+    )
+    with target.connect() as conn:
+        wal_level, archive_mode, archive_command = conn.execute(
+            "SELECT current_setting('wal_level'), current_setting('archive_mode'), current_setting('archive_command')"
+        ).fetchone()
+        pending_restart = conn.execute(
+            "SELECT coalesce(string_agg(name, ', '), '') FROM pg_settings WHERE pending_restart"
+        ).fetchone()[0]
+    quoted = target.archive_command().replace("'", "''")
+    lines += [
+        SetupLine(
+            "wal_level",
+            wal_level in ("replica", "logical"),
+            wal_level,
+            "ALTER SYSTEM SET wal_level = 'replica'; restart",
+        ),
+        SetupLine(
+            "archive_mode",
+            archive_mode in ("on", "always"),
+            archive_mode,
+            "ALTER SYSTEM SET archive_mode = 'on'; restart",
+        ),
+        SetupLine(
+            "archive_command",
+            archive_command == target.archive_command(),
+            archive_command or "(empty)",
+            f"ALTER SYSTEM SET archive_command = '{quoted}'; SELECT pg_reload_conf();",
+        ),
+        SetupLine("restart", not pending_restart, pending_restart or "none pending", "restart the server"),
+    ]
+    if not all(line.ok for line in lines):
+        return lines
+    info = _stanza_info(target)
+    if info is None or info.get("status", {}).get("code") == 1:  # 1: missing stanza path
+        if fix:
+            progress(f"creating stanza {target.stanza}")
+            result = _run_pgbackrest(target, "stanza-create", timeout=120)
+            if result.returncode != 0:
+                lines.append(SetupLine("stanza", False, _failure(result), "see the pgBackRest log"))
+                return lines
+        else:
+            lines.append(SetupLine("stanza", False, f"{target.stanza} not created", "manage.py pitr setup-check --fix"))
+            return lines
+    lines.append(SetupLine("stanza", True, target.stanza))
+    progress("pgbackrest check (switches WAL and waits for it to be archived)")
+    result = _run_pgbackrest(target, "check", timeout=180)
+    lines.append(
+        SetupLine(
+            "archiving works",
+            result.returncode == 0,
+            "a WAL segment was archived" if result.returncode == 0 else _failure(result),
+            "see the server log for archive_command failures",
+        )
+    )
+    return lines
+
+
+def _epoch(value: float | None) -> datetime.datetime | None:
+    return datetime.datetime.fromtimestamp(value, tz=datetime.UTC) if value else None
+
+
+def _newest_archived_segment(target: PitrTarget) -> datetime.datetime | None:
+    """When the newest WAL segment reached the repository (its file time): readable with the server stopped."""
+    newest = 0.0
+    for folder, _dirs, files in os.walk(target.repo_path / "repo" / "archive" / target.stanza):
+        for name in files:
+            if len(name) > 24 and all(c in "0123456789ABCDEF" for c in name[:24]):
+                with contextlib.suppress(OSError):
+                    newest = max(newest, os.stat(os.path.join(folder, name)).st_mtime)
+    return _epoch(newest)
+
+
+def status(target: PitrTarget) -> dict:
+    """Report backups, WAL range and the recoverable window (earliest .. latest restorable time)."""
+    info = _stanza_info(target)
+    if info is None:
+        raise PitrError(f"pgbackrest info failed for stanza {target.stanza}: run manage.py pitr setup-check")
+    backups = [
+        {
+            "label": b["label"],
+            "type": b["type"],
+            "start": _epoch(b["timestamp"]["start"]),
+            "stop": _epoch(b["timestamp"]["stop"]),
+            "size_bytes": b.get("info", {}).get("size"),
+            "repository_bytes": b.get("info", {}).get("repository", {}).get("delta"),
+            "wal_start": b.get("archive", {}).get("start"),
+            "wal_stop": b.get("archive", {}).get("stop"),
+        }
+        for b in info.get("backup", [])
+    ]
+    archive = info.get("archive") or [{}]
+    last_archived = failing = None
+    try:
+        with target.connect() as conn:
+            last_archived, last_failed, last_failed_wal = conn.execute(
+                "SELECT last_archived_time, last_failed_time, last_failed_wal FROM pg_stat_archiver"
+            ).fetchone()
+        if last_failed and (last_archived is None or last_failed > last_archived):
+            failing = f"archiving of {last_failed_wal} failed at {last_failed:%Y-%m-%d %H:%M:%S}"
+    except psycopg.Error:
+        pass
+    earliest = min((b["stop"] for b in backups), default=None)
+    newest_stop = max((b["stop"] for b in backups), default=None)
+    latest = max(filter(None, (last_archived, newest_stop, _newest_archived_segment(target))), default=None)
+    return {
+        "stanza": target.stanza,
+        "status": info.get("status", {}).get("message"),
+        "backups": backups,
+        "wal_min": archive[-1].get("min"),
+        "wal_max": archive[-1].get("max"),
+        "earliest_restorable": earliest,
+        "latest_restorable": latest,
+        "archiver_failing": failing,
+    }
+
+
+def _record(kind: str, target: PitrTarget, **fields) -> PitrRun:
+    run = PitrRun(kind=kind, started_at=timezone.now(), stanza=target.stanza, **fields)
+    with contextlib.suppress(KeyError, OSError):
+        run.requested_by = getpass.getuser()
+    with contextlib.suppress(DatabaseError):
+        run.save()
+    return run
+
+
+def _finish(run: PitrRun, status_: str, started: float, error: str = "", **details) -> PitrRun:
+    run.status, run.error = status_, error
+    run.finished_at = timezone.now()
+    run.duration_seconds = round(time.monotonic() - started, 3)
+    run.details = {**run.details, **details}
+    with contextlib.suppress(DatabaseError):
+        run.save()
+    return run
+
+
+def backup(target: PitrTarget, *, backup_type: str = "full", progress: Progress = _quiet) -> PitrRun:
+    """Take a pgBackRest backup (full, diff or incr) and record it with its label."""
+    if backup_type not in BACKUP_TYPES:
+        raise PitrRefused(f"backup type must be one of {', '.join(BACKUP_TYPES)}")
+    started = time.monotonic()
+    run = _record(PitrRun.Kind.BACKUP, target, backup_type=backup_type)
+    progress(f"pgbackrest backup --type={backup_type}")
+    result = _run_pgbackrest(target, "backup", f"--type={backup_type}", timeout=6 * 3600)
+    if result.returncode != 0:
+        _finish(run, PitrRun.Status.FAILED, started, _failure(result))
+        raise PitrError(f"pgbackrest backup failed: {_failure(result)}")
+    newest = (status(target)["backups"] or [{}])[-1]
+    run.label = newest.get("label", "")
+    return _finish(run, PitrRun.Status.SUCCEEDED, started, size_bytes=newest.get("size_bytes"))
+
+
+def verify(target: PitrTarget, *, progress: Progress = _quiet) -> PitrRun:
+    """Run `pgbackrest verify` (checksums of every backup file and archived WAL segment) and record it."""
+    started = time.monotonic()
+    run = _record(PitrRun.Kind.VERIFY, target)
+    progress("pgbackrest verify")
+    result = _run_pgbackrest(target, "verify", "--log-level-console=info", timeout=6 * 3600)
+    if result.returncode != 0:
+        _finish(run, PitrRun.Status.FAILED, started, _failure(result))
+        raise PitrError(f"pgbackrest verify failed: {_failure(result)}")
+    return _finish(run, PitrRun.Status.SUCCEEDED, started, output=result.stdout.strip()[-2000:])
+
+
+def _server_running(target: PitrTarget) -> bool:
+    try:
+        with target.connect(timeout=2):
+            return True
+    except psycopg.OperationalError:
+        return False
+
+
+def restore(
+    target: PitrTarget,
+    target_time: datetime.datetime,
+    *,
+    data_dir: Path | None = None,
+    progress: Progress = _quiet,
+) -> PitrRun:
+    """Restore to `target_time`: into a new `data_dir`, or in place (`--delta`, the server must be stopped).
+
+    Refused, before anything is written, when the time is outside the recoverable window or the server still
+    runs on the data directory being replaced.
+    """
+    if target_time.tzinfo is None:
+        raise PitrRefused("the target time needs a time zone (e.g. 2026-11-27T10:15:00+00:00)")
+    window = status(target)
+    earliest, latest = window["earliest_restorable"], window["latest_restorable"]
+    started = time.monotonic()
+    run = _record(PitrRun.Kind.RESTORE, target, target_time=target_time, data_dir=str(data_dir or target.pg_path))
+
+    def refuse(reason: str) -> PitrRefused:
+        _finish(run, PitrRun.Status.REFUSED, started, reason)
+        return PitrRefused(reason)
+
+    if earliest is None or not (earliest <= target_time <= latest):
+        shown = f"{earliest:%Y-%m-%d %H:%M:%S%z} .. {latest:%Y-%m-%d %H:%M:%S%z}" if earliest else "empty (no backup)"
+        raise refuse(f"refused: {target_time.isoformat()} is outside the recoverable window {shown}")
+    args = ["restore", "--type=time", f"--target={target_time.isoformat(sep=' ')}", "--target-action=promote"]
+    if data_dir is None:
+        if _server_running(target):
+            raise refuse(f"refused: the server on {target.pg_path} is running: stop it before an in-place restore")
+        args.append("--delta")
+    else:
+        if data_dir.exists() and any(data_dir.iterdir()):
+            raise refuse(f"refused: {data_dir} is not empty")
+        data_dir.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0:
+            entry = pwd.getpwnam(target.os_user)
+            os.chown(data_dir, entry.pw_uid, entry.pw_gid)
+        data_dir.chmod(0o700)
+        args.append(f"--pg1-path={data_dir}")
+    progress(f"pgbackrest {' '.join(args)}")
+    result = _run_pgbackrest(target, *args, timeout=6 * 3600)
+    if result.returncode != 0:
+        _finish(run, PitrRun.Status.FAILED, started, _failure(result))
+        raise PitrError(f"pgbackrest restore failed: {_failure(result)}")
+    folder = data_dir or target.pg_path
+    start = f"pg_ctl -D {folder} -l {folder}/server.log start" + ("" if data_dir is None else ' -o "-p <free port>"')
+    return _finish(run, PitrRun.Status.SUCCEEDED, started, start_with=start)
+
+
+def window_summary() -> dict | None:
+    """Return the recoverable window for the dashboard and health (None when PITR is not configured)."""
+    if not get_config().pitr.enabled:
+        return None
+    try:
+        report = status(PitrTarget.from_settings())
+    except DbopsError as exc:
+        return {"error": str(exc)}
+    return {
+        "earliest": report["earliest_restorable"],
+        "latest": report["latest_restorable"],
+        "backups": len(report["backups"]),
+        "archiver_failing": report["archiver_failing"],
+    }

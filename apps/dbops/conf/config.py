@@ -1,0 +1,263 @@
+"""The typed, frozen configuration every part of dbops reads (`get_config()`), and its settings helpers."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from django.core.exceptions import ImproperlyConfigured
+
+ENVIRONMENTS = ("development", "test", "staging", "production")
+ENVIRONMENT_ALIASES = {"prod": "production"}
+STRICT_ENVIRONMENTS = ("staging", "production")
+REPLICA_ALIAS = "replica"
+
+
+@dataclasses.dataclass(frozen=True)
+class PoolConfig:
+    """The seed's SQLAlchemy-style pool numbers, and their psycopg_pool translation."""
+
+    enabled: bool
+    size: int
+    max_overflow: int
+    timeout: int
+    recycle: int
+
+    def psycopg_pool_options(self, name: str) -> dict[str, Any]:
+        """Translate to `psycopg_pool.ConnectionPool` arguments.
+
+        psycopg_pool has no "overflow": it grows from min_size to max_size under load and closes connections
+        above min_size after they sit idle for `max_idle` (600 s), which is what an overflow is.
+        """
+        return {
+            "name": name,
+            "min_size": self.size,
+            "max_size": self.size + self.max_overflow,
+            "timeout": float(self.timeout),
+            "max_lifetime": float(self.recycle),
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class DatabaseConfig:
+    """One database alias: its Django settings (from a URL or a `DATABASES` entry) plus pool and timeouts."""
+
+    masked_url: str
+    engine: str
+    pool: PoolConfig
+    query_timeout: int
+    connect_timeout: int
+    application_name: str
+    is_postgresql: bool
+    # The Django settings entry holds the password: keep it out of reprs.
+    entry: Mapping[str, Any] = dataclasses.field(repr=False)
+    # "transaction"/"statement": PgBouncer pools server connections per transaction in front of the server.
+    pgbouncer_mode: str = ""
+
+    def django_settings(self, alias: str = "default") -> dict[str, Any]:
+        """Build the `DATABASES[alias]` entry: the given one with dbops' pool and timeouts applied."""
+        settings = dict(self.entry)
+        settings["ENGINE"] = self.engine
+        settings["OPTIONS"] = dict(settings.get("OPTIONS") or {})
+        if self.is_postgresql:
+            # The native pool requires CONN_MAX_AGE=0; the pool itself decides connection lifetime.
+            settings["CONN_MAX_AGE"] = 0
+            options = settings["OPTIONS"]
+            options.setdefault("application_name", self.application_name)
+            options["connect_timeout"] = self.connect_timeout
+            if self.pgbouncer_mode in ("transaction", "statement"):
+                # Server connections change hands between transactions: no server-side cursors, no prepared
+                # statements, no startup options (PgBouncer refuses them): set statement_timeout on the role.
+                settings["DISABLE_SERVER_SIDE_CURSORS"] = True
+                options["prepare_threshold"] = None
+            else:
+                statement_timeout = f"-c statement_timeout={self.query_timeout * 1000}"
+                options["options"] = (
+                    f"{options['options']} {statement_timeout}" if options.get("options") else statement_timeout
+                )
+            if self.pool.enabled:
+                options["pool"] = self.pool.psycopg_pool_options(name=f"dbops-{alias}")
+            else:
+                options.pop("pool", None)
+        return settings
+
+
+@dataclasses.dataclass(frozen=True)
+class LocalDbConfig:
+    """The project-local PostgreSQL cluster used when DATABASE_URL is unset outside staging/production."""
+
+    data_dir: Path
+    port: int
+    bindir: str | None = None
+
+    @property
+    def url(self) -> str:
+        return f"postgres://postgres@127.0.0.1:{self.port}/dbops"
+
+    @property
+    def port_file(self) -> Path:
+        """Where `localdb start` records the port, so later commands find the cluster without the variable."""
+        return self.data_dir.with_name(f"{self.data_dir.name}.port")
+
+
+@dataclasses.dataclass(frozen=True)
+class HealthConfig:
+    """Budgets and thresholds of the health checks."""
+
+    probe_timeout: int = 2
+    ready_cache_seconds: int = 3
+    connections_warn_percent: int = 80
+    long_transaction_seconds: int = 300
+    idle_in_transaction_seconds: int = 60
+    lock_wait_seconds: int = 10
+    replication_lag_seconds: int = 30
+    database_size_warn_mb: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class BreakerConfig:
+    """The circuit breaker in front of the database."""
+
+    enabled: bool = True
+    failure_threshold: int = 5
+    failure_window: int = 30
+    probe_interval: int = 1
+    reset_timeout: int = 30
+    count_statement_timeouts: bool = False
+    # Empty: dbops' own health and metrics URLs and STATIC_URL, wherever the site mounts them.
+    exempt_paths: tuple[str, ...] = ()
+    cache_alias: str = "default"
+    alias: str = "default"
+
+
+@dataclasses.dataclass(frozen=True)
+class MigrationSafetyConfig:
+    """How migrations are graded and guarded."""
+
+    warn_rows: int = 10_000
+    block_rows: int = 1_000_000
+    warn_mb: int = 100
+    block_mb: int = 1024
+    lock_timeout_ms: int = 5000
+    statement_timeout: int = 1800
+    lock_retries: int = 3
+    lock_retry_delay_ms: int = 2000
+    backup: bool = True
+    # "app.migration" -> {rule code: reason}
+    suppressions: Mapping[str, Mapping[str, str]] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class AlertConfig:
+    """Alert thresholds, lifecycle and channels."""
+
+    cooldown_seconds: int = 900
+    pool_utilization_percent: int = 80
+    slow_queries_per_minute: int = 10
+    min_queries: int = 20
+    evaluate_interval: int = 60
+    emails: tuple[str, ...] = ()
+    webhook_url: str = dataclasses.field(default="", repr=False)
+    webhook_format: str = "json"
+    webhook_timeout: int = 5
+    webhook_retries: int = 2
+    sample_retention_days: int = 7
+    events: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class PitrConfig:
+    """Point-in-time recovery through pgBackRest, run on the database host."""
+
+    engine: str = "none"
+    stanza: str = "dbops"
+    repo_path: Path = Path("var/pgbackrest")
+    pg_path: str = ""
+    socket_path: str = "/var/run/postgresql"
+    retention_full: int = 2
+    run_as: str = ""
+    max_archive_age: int = 3600
+
+    @property
+    def enabled(self) -> bool:
+        return self.engine == "pgbackrest"
+
+
+@dataclasses.dataclass(frozen=True)
+class DbopsConfig:
+    """Every dbops setting, validated. Build it with `from_env()` or `configure()`, never by hand in settings."""
+
+    environment: str
+    database: DatabaseConfig
+    enforce_postgresql: bool = True
+    enforcement_applies: bool = True
+    database_url_from_env: bool = True
+    localdb: LocalDbConfig | None = None
+    performance_threshold_ms: int = 100
+    slow_query_threshold_ms: int = 200
+    health_check_interval: int = 30
+    backup_enabled: bool = True
+    backup_interval_hours: int = 6
+    backup_retention_days: int = 30
+    health_token: str = dataclasses.field(default="", repr=False)
+    web_workers: int = 2
+    web_threads: int = 4
+    health: HealthConfig = HealthConfig()
+    query_monitoring: bool = True
+    prometheus_request_metrics: bool = False
+    metrics_public: bool = False
+    metrics_allow_loopback: bool = True
+    prometheus_multiproc_dir: str = ""
+    cache: dict[str, Any] = dataclasses.field(default_factory=dict, repr=False)
+    breaker: BreakerConfig = BreakerConfig()
+    backup_dir: Path = Path("var/backups")
+    backup_keep_verified: int = 3
+    migrations: MigrationSafetyConfig = MigrationSafetyConfig()
+    alerts: AlertConfig = AlertConfig()
+    pitr: PitrConfig = PitrConfig()
+    replica: DatabaseConfig | None = None
+    replica_max_lag_ms: int = 1000
+    pgbouncer_admin_url: str = dataclasses.field(default="", repr=False)
+    # A site's own aliases that dbops does not manage, passed through `databases()` unchanged.
+    other_databases: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict, repr=False)
+
+    @property
+    def is_strict(self) -> bool:
+        """Staging and production: PostgreSQL with the pool is mandatory."""
+        return self.environment in STRICT_ENVIRONMENTS
+
+    def databases(self) -> dict[str, dict[str, Any]]:
+        """Return the `DATABASES` setting: dbops' pool and timeouts on default (and the replica)."""
+        databases = {alias: dict(entry) for alias, entry in self.other_databases.items()}
+        databases["default"] = self.database.django_settings("default")
+        if self.replica is not None:
+            # Tests mirror the replica onto the default database.
+            databases[REPLICA_ALIAS] = {**self.replica.django_settings(REPLICA_ALIAS), "TEST": {"MIRROR": "default"}}
+        return databases
+
+    def database_routers(self) -> list[str]:
+        """Return the `DATABASE_ROUTERS` dbops needs: the replica router when a replica is configured."""
+        return ["dbops.replication.router.ReplicaRouter"] if self.replica is not None else []
+
+    def middleware(self) -> list[str]:
+        """Return dbops' middleware, to put first in `MIDDLEWARE` (the breaker must see every database failure)."""
+        return [
+            *(["dbops.monitoring.middleware.QueryMonitoringMiddleware"] if self.query_monitoring else []),
+            *(["dbops.breaker.middleware.CircuitBreakerMiddleware"] if self.breaker.enabled else []),
+            *(["dbops.replication.middleware.ReplicaRoutingMiddleware"] if self.replica is not None else []),
+        ]
+
+
+def get_config() -> DbopsConfig:
+    """Return `settings.DBOPS`, the one validated configuration; a site without it gets one line saying how."""
+    from django.conf import settings
+
+    config = getattr(settings, "DBOPS", None)
+    if not isinstance(config, DbopsConfig):
+        raise ImproperlyConfigured(
+            "settings.DBOPS is not a dbops configuration: add DBOPS = dbops.conf.from_env(base_dir=BASE_DIR) "
+            "or dbops.conf.configure(...) to the settings (docs/adopting.md)."
+        )
+    return config

@@ -1,0 +1,88 @@
+"""The operator dashboard's data, from the same services the health endpoints and alerts use.
+
+Pool, breaker, latency (now and over the last hour), slow queries, backups, migrations and open alerts.
+"""
+
+from __future__ import annotations
+
+import datetime
+
+from django.db import connections
+from django.utils import timezone
+
+from dbops.backups.logical import backup_summary
+from dbops.backups.pitr import window_summary
+from dbops.breaker.state import get_breaker
+from dbops.conf import get_config
+from dbops.dashboard.charts import line_chart
+from dbops.migrations_safety.runner import last_run
+from dbops.migrations_safety.status import pending_migrations
+from dbops.models import Alert, BackupRecord, OperationsSample
+from dbops.monitoring.snapshots import fleet_snapshots
+
+CHART_WINDOW = datetime.timedelta(hours=1)
+
+
+def _merged_slow_queries(snapshots: list[dict], limit: int = 10) -> list[dict]:
+    merged: dict[tuple[str, str], dict] = {}
+    for snapshot in snapshots:
+        for entry in snapshot.get("top_slow_queries", []):
+            key = (entry["alias"], entry["sql"])
+            row = merged.setdefault(key, {**entry, "count": 0, "total_ms": 0.0, "max_ms": 0.0})
+            row["count"] += entry["count"]
+            row["total_ms"] += entry["total_ms"]
+            row["max_ms"] = max(row["max_ms"], entry["max_ms"])
+    rows = sorted(merged.values(), key=lambda r: r["total_ms"], reverse=True)[:limit]
+    for row in rows:
+        row["mean_ms"] = row["total_ms"] / row["count"] if row["count"] else 0.0
+    return rows
+
+
+def _database(alias: str, snapshots: list[dict], now: datetime.datetime) -> dict:
+    entries = [s["databases"][alias] for s in snapshots if alias in s.get("databases", {})]
+    judged = [e["queries"] for e in entries if e["queries"]["count"]]
+    pools = [e["pool"] for e in entries if e.get("pool")]
+    in_use, pool_max = sum(p.get("in_use", 0) for p in pools), sum(p.get("pool_max", 0) for p in pools)
+    samples = list(OperationsSample.objects.filter(alias=alias, at__gte=now - CHART_WINDOW).order_by("at"))
+    series = {
+        name: [(s.at, getattr(s, field)) for s in samples if getattr(s, field) is not None]
+        for name, field in (("p50", "p50_ms"), ("p95", "p95_ms"), ("p99", "p99_ms"))
+    }
+    return {
+        "alias": alias,
+        "processes": len(entries),
+        "queries": sum(q["count"] for q in judged),
+        "p50_ms": max((q["p50_ms"] for q in judged), default=None),
+        "p95_ms": max((q["p95_ms"] for q in judged), default=None),
+        "p99_ms": max((q["p99_ms"] for q in judged), default=None),
+        "pool_in_use": in_use,
+        "pool_max": pool_max,
+        "pool_waiting": sum(p.get("requests_waiting", 0) for p in pools),
+        "pool_percent": round(100 * in_use / pool_max, 1) if pool_max else None,
+        "chart": line_chart(series, start=now - CHART_WINDOW, end=now, budget=get_config().performance_threshold_ms),
+        "samples": len(samples),
+    }
+
+
+def dashboard_data() -> dict:
+    """Everything the dashboard shows; each part that cannot be read says so instead of failing the page."""
+    now = timezone.now()
+    snapshots = fleet_snapshots()
+    breaker = get_breaker().current(force=True)
+    try:
+        pending = [f"{app}.{name}" for app, name in pending_migrations("default", timeout=2.0)]
+    except Exception as exc:
+        pending = [f"cannot read ({type(exc).__name__})"]
+    backups = [backup_summary(record, now=now) for record in BackupRecord.objects.order_by("-started_at")[:5]]
+    return {
+        "now": now,
+        "budget_ms": get_config().performance_threshold_ms,
+        "breaker": {"state": str(breaker.state), "enabled": get_config().breaker.enabled},
+        "databases": [_database(alias, snapshots, now) for alias in connections],
+        "slow_queries": _merged_slow_queries(snapshots),
+        "backups": backups,
+        "pending_migrations": pending,
+        "last_migration_run": last_run(),
+        "pitr": window_summary(),
+        "alerts": list(Alert.objects.filter(state=Alert.State.FIRING).order_by("-severity", "-fired_at")[:20]),
+    }

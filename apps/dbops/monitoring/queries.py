@@ -1,0 +1,228 @@
+"""Per-query timing through Django's `execute_wrapper`, slow-query logging, rolling windows, pool gauges.
+
+One `QueryTimer` is attached to each `DatabaseWrapper` when it connects (`connection_created`). Django's
+wrappers are per thread, so timers never cross threads; the origin of a query (the view or command that ran it)
+is a context variable the middleware sets per request, so it never leaks across requests.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextvars
+import json
+import logging
+import re
+import sys
+import threading
+import time
+
+from django.db import connections
+
+from dbops.conf import get_config
+from dbops.database.pool import pool_stats, probe_connection
+from dbops.models import BackupRecord, MigrationRun
+from dbops.monitoring import metrics
+from dbops.monitoring.window import RollingWindow
+
+logger = logging.getLogger("dbops.slow_query")
+
+
+def _process_origin() -> str:
+    argv = sys.argv
+    if len(argv) > 1 and argv[0].endswith("manage.py"):
+        return f"command:{argv[1]}"
+    return "process"
+
+
+current_origin: contextvars.ContextVar[str] = contextvars.ContextVar("dbops_origin", default=_process_origin())
+
+query_windows: dict[str, RollingWindow] = collections.defaultdict(RollingWindow)
+request_window = RollingWindow()
+
+
+_STRING = re.compile(r"'(?:''|[^'])*'")
+_DOLLAR = re.compile(r"\$(\w*)\$.*?\$\1\$", re.DOTALL)
+_NUMBER = re.compile(r"(?<![\w.$])-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?\b")
+_PLACEHOLDER = re.compile(r"%s|%\(\w+\)s|\$\d+")
+_LIST = re.compile(r"\(\s*\?(?:\s*,\s*\?)+\s*\)")
+_SPACE = re.compile(r"\s+")
+
+
+def normalize_sql(sql: str) -> str:
+    """Strip every literal and parameter from `sql`, so the text can be logged without user data."""
+    sql = sql.replace("%%", "%")  # Django's escaping of a literal percent sign
+    sql = _DOLLAR.sub("?", sql)
+    sql = _STRING.sub("?", sql)
+    sql = _PLACEHOLDER.sub("?", sql)
+    sql = _NUMBER.sub("?", sql)
+    sql = _LIST.sub("(...)", sql)
+    return _SPACE.sub(" ", sql).strip()
+
+
+class SlowQueryStats:
+    """The slowest statements of this process by normalized SQL (bounded: the least seen are dropped)."""
+
+    def __init__(self, max_entries: int = 200) -> None:
+        self.max_entries = max_entries
+        self._lock = threading.Lock()
+        self._entries: dict[tuple[str, str], dict] = {}
+
+    def add(self, alias: str, sql: str, duration_ms: float) -> None:
+        with self._lock:
+            entry = self._entries.get((alias, sql))
+            if entry is None:
+                if len(self._entries) >= self.max_entries:
+                    del self._entries[min(self._entries, key=lambda k: self._entries[k]["count"])]
+                entry = self._entries[(alias, sql)] = {"alias": alias, "sql": sql, "count": 0, "total_ms": 0.0}
+                entry["max_ms"] = 0.0
+            entry["count"] += 1
+            entry["total_ms"] += duration_ms
+            entry["max_ms"] = max(entry["max_ms"], duration_ms)
+
+    def top(self, limit: int = 10) -> list[dict]:
+        with self._lock:
+            rows = [dict(e) for e in self._entries.values()]
+        return sorted(rows, key=lambda e: e["total_ms"], reverse=True)[:limit]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+slow_queries = SlowQueryStats()
+
+
+class QueryTimer:
+    """An `execute_wrapper`: time every query of one alias, record it, log it when slow."""
+
+    def __init__(self, alias: str) -> None:
+        config = get_config()
+        self.alias = alias
+        self.slow_ms = config.slow_query_threshold_ms
+        self.budget_ms = config.performance_threshold_ms
+        self.window = query_windows[alias]
+        # Label lookups resolved once: they are the expensive part of prometheus_client on a hot path.
+        self.histogram = metrics.QUERY_DURATION.labels(alias)
+        self.slow_counter = metrics.SLOW_QUERIES.labels(alias)
+        self.budget_counter = metrics.BUDGET_VIOLATIONS.labels(alias)
+
+    def __call__(self, execute, sql, params, many, context):
+        started = time.perf_counter()
+        try:
+            return execute(sql, params, many, context)
+        finally:
+            seconds = time.perf_counter() - started
+            self.histogram.observe(seconds)
+            duration_ms = seconds * 1000
+            self.window.add(duration_ms)
+            if duration_ms > self.budget_ms:
+                self.budget_counter.inc()
+                if duration_ms > self.slow_ms:
+                    self._slow(sql, duration_ms)
+
+    def _slow(self, sql: str, duration_ms: float) -> None:
+        self.slow_counter.inc()
+        normalized = normalize_sql(sql)
+        slow_queries.add(self.alias, normalized, duration_ms)
+        logger.warning(
+            json.dumps(
+                {
+                    "event": "slow_query",
+                    "alias": self.alias,
+                    "duration_ms": round(duration_ms, 1),
+                    "threshold_ms": self.slow_ms,
+                    "origin": current_origin.get(),
+                    "sql": normalized,
+                },
+                sort_keys=True,
+            )
+        )
+
+
+def attach_query_timer(sender, connection, **kwargs) -> None:
+    """`connection_created` receiver: give this DatabaseWrapper one timer (it keeps it across checkouts)."""
+    if not any(isinstance(wrapper, QueryTimer) for wrapper in connection.execute_wrappers):
+        connection.execute_wrappers.append(QueryTimer(connection.alias))
+
+
+def refresh_pool_metrics() -> None:
+    """Copy each alias' pool statistics into the pool gauges of this process."""
+    for alias in connections:
+        stats = pool_stats(alias)
+        if stats is None:
+            continue
+        for key, gauge in metrics.POOL_STATS.items():
+            gauge.labels(alias).set(stats.get(key, 0))
+        metrics.POOL_WAIT_SECONDS.labels(alias).set(stats.get("requests_wait_ms", 0) / 1000)
+
+
+def refresh_server_metrics(timeout: float = 1.0) -> None:
+    """Count the server's connections for our application_name (the truth, unlike pool checkouts)."""
+    for alias in connections:
+        options = connections[alias].settings_dict.get("OPTIONS") or {}
+        name = options.get("application_name")
+        if not name or "pool" not in options:
+            continue
+        try:
+            with probe_connection(alias, timeout) as conn:
+                count, limit = conn.execute(
+                    "SELECT count(*), current_setting('max_connections')::int FROM pg_stat_activity"
+                    " WHERE application_name = %s",
+                    [name],
+                ).fetchone()
+        except Exception:  # an unreachable server is reported by health and dbops_database_up, not a scrape error
+            metrics.DATABASE_UP.labels(alias).set(0)
+            continue
+        metrics.DATABASE_UP.labels(alias).set(1)
+        metrics.SERVER_CONNECTIONS.labels(alias).set(count)
+        metrics.SERVER_MAX_CONNECTIONS.labels(alias).set(limit)
+
+
+def refresh_history_metrics(timeout: float = 1.0) -> None:
+    """Export the backup and migration history facts the Prometheus alerting rules use.
+
+    Read through a probe connection, like the server metrics: a scrape's own queries stay out of the query
+    statistics it reports.
+    """
+    backups, runs = BackupRecord._meta.db_table, MigrationRun._meta.db_table
+    query = f"""
+        SELECT
+          (SELECT extract(epoch FROM started_at) FROM {backups} WHERE status = 'succeeded'
+            ORDER BY started_at DESC LIMIT 1),
+          (SELECT status FROM {backups} WHERE status <> 'running' ORDER BY started_at DESC LIMIT 1),
+          (SELECT verification FROM {backups} WHERE status = 'succeeded' ORDER BY started_at DESC LIMIT 1),
+          (SELECT status FROM {runs} WHERE status <> 'running' ORDER BY started_at DESC LIMIT 1)
+    """  # noqa: S608 - table names from the models, no input
+    try:
+        with probe_connection("default", timeout) as conn:
+            success_at, last_status, verification, run_status = conn.execute(query).fetchone()
+    except Exception:  # noqa: S110 - unreachable or not migrated yet: the gauges keep their last values
+        return
+    metrics.BACKUP_LAST_SUCCESS.set(float(success_at or 0))
+    metrics.BACKUP_LAST_FAILED.set(int(last_status == BackupRecord.Status.FAILED))
+    metrics.BACKUP_VERIFICATION_FAILED.set(int(verification == BackupRecord.Verification.FAILED))
+    metrics.MIGRATION_LAST_RUN_FAILED.set(int(run_status == MigrationRun.Status.FAILED))
+
+
+def performance_report() -> dict:
+    """Report this process' latency percentiles, slow queries, pool statistics and budget compliance."""
+    config = get_config()
+    aliases = {}
+    for alias in connections:
+        values = query_windows[alias].values()
+        aliases[alias] = {
+            "queries": query_windows[alias].summary(budget_ms=config.performance_threshold_ms),
+            "slow_queries": sum(v > config.slow_query_threshold_ms for v in values),
+            "budget_violations": sum(v > config.performance_threshold_ms for v in values),
+            "pool": pool_stats(alias),
+        }
+    return {
+        "scope": "this worker process",
+        "window_seconds": request_window.max_age,
+        "slow_query_threshold_ms": config.slow_query_threshold_ms,
+        "performance_threshold_ms": config.performance_threshold_ms,
+        "requests": request_window.summary(),
+        "databases": aliases,
+        "top_slow_queries": slow_queries.top(10),
+        "within_budget": all(a["queries"]["within_budget"] for a in aliases.values()),
+    }
