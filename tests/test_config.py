@@ -7,7 +7,7 @@ import traceback
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from dbops.conf import INSECURE_SECRET_KEY, from_env, mask_url, site_from_env
+from dbops.conf import INSECURE_SECRET_KEY, configure, from_env, mask_url, site_from_env
 from tests import PROJECT_DIR
 from tests.conftest import SECRET_PASSWORD
 
@@ -280,3 +280,74 @@ def test_config_repr__holds_no_secret():
 )
 def test_mask_url__hides_the_password(url, masked):
     assert mask_url(url) == masked
+
+
+SITE_DATABASES = {
+    "default": {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": "shop",
+        "USER": "shop",
+        "PASSWORD": SECRET_PASSWORD,
+        "HOST": "db.internal",
+        "PORT": 5432,
+        "OPTIONS": {"sslmode": "require"},
+    },
+    "analytics": {"ENGINE": "django.db.backends.sqlite3", "NAME": "/srv/analytics.sqlite3"},
+}
+
+
+def test_configure__python_settings_give_the_same_pool_and_pass_other_aliases_through(tmp_path):
+    config = configure(
+        databases=SITE_DATABASES,
+        base_dir=tmp_path,
+        environment="production",
+        settings={"DATABASE_POOL_SIZE": 8, "DBOPS_BREAKER_ENABLED": False, "DATABASE_BACKUP_DIR": tmp_path / "dumps"},
+    )
+    databases = config.databases()
+
+    assert databases["default"]["OPTIONS"]["pool"]["min_size"] == 8
+    assert databases["default"]["OPTIONS"]["sslmode"] == "require"
+    assert databases["default"]["CONN_MAX_AGE"] == 0
+    assert databases["analytics"] == SITE_DATABASES["analytics"]
+    assert config.middleware() == ["dbops.monitoring.middleware.QueryMonitoringMiddleware"]
+    assert (config.backup_dir, config.localdb.data_dir) == (tmp_path / "dumps", tmp_path / "var" / "postgres")
+    assert config.database.masked_url == "postgresql://shop:***@db.internal:5432/shop"
+    assert SECRET_PASSWORD not in repr(config)
+
+
+@pytest.mark.parametrize(
+    ("databases", "options", "expected"),
+    [
+        ({"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": "x"}}, {}, "DATABASES['default'] uses engine"),
+        (
+            {"default": {**SITE_DATABASES["default"], "OPTIONS": {"pool": {"min_size": 2}}}},
+            {},
+            "DATABASES['default']['OPTIONS']['pool'] is set",
+        ),
+        (SITE_DATABASES, {"DATABASE_URL": f"postgres://u:{SECRET_PASSWORD}@h/d"}, "DATABASE_URL is given"),
+        (SITE_DATABASES, {"DATABASE_POOL_SIZE": -1}, "DATABASE_POOL_SIZE=-1 is negative"),
+        ({"other": SITE_DATABASES["default"]}, {}, "DATABASES has no 'default'"),
+    ],
+)
+def test_configure__enforces_at_settings_load_in_one_line(tmp_path, databases, options, expected):
+    with pytest.raises(ImproperlyConfigured) as info:
+        configure(databases=databases, base_dir=tmp_path, environment="production", settings=options)
+    message = str(info.value)
+    assert message.startswith(expected), message
+    assert "\n" not in message and SECRET_PASSWORD not in "".join(traceback.format_exception(info.value))
+
+
+def test_configure__development_allows_another_engine(tmp_path):
+    config = configure(databases={"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": "x"}}, base_dir=tmp_path)
+    assert (config.enforcement_applies, config.database.is_postgresql) == (False, False)
+    assert "pool" not in config.databases()["default"]["OPTIONS"]
+
+
+def test_get_config__without_dbops_settings_says_what_to_add(settings):
+    from dbops.checks import E000, check_config_present
+    from dbops.conf import get_config
+
+    del settings.DBOPS
+    with pytest.raises(ImproperlyConfigured, match=r"add DBOPS = dbops.conf.from_env"):
+        get_config()
+    assert check_config_present() == [E000]

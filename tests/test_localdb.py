@@ -60,3 +60,63 @@ def test_localdb_command__status_json_of_a_stopped_cluster(settings, tmp_path, c
     report = json.loads(capsys.readouterr().out)
     assert report["running"] is False
     assert report["url"].endswith("/dbops")
+
+
+@pytest.fixture
+def project_copy(tmp_path):
+    """Yield a runner of manage.py in a copy of the reference project, with a clean environment."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    from tests import PROJECT_DIR
+
+    site = tmp_path / "site"
+    site.mkdir()
+    shutil.copy(PROJECT_DIR / "manage.py", site / "manage.py")
+    shutil.copytree(PROJECT_DIR / "project", site / "project", ignore=shutil.ignore_patterns("__pycache__"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "DJANGO_", "DBOPS_", "ENFORCE_"))}
+
+    def manage(*args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "manage.py", *args],
+            cwd=site,
+            env={**env, **extra},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    manage.site = site
+    return manage
+
+
+def last_line(result) -> str:
+    """Return the command's last output line (Django's shell may first say what it imported)."""
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip().splitlines()[-1]
+
+
+def test_reference_project__reads_a_dotenv_file_and_the_environment_wins(project_copy):
+    (project_copy.site / ".env").write_text("DBOPS_LOCALDB_PORT=55111\nDATABASE_POOL_SIZE=7\n")
+    show = "from django.conf import settings as s; print(s.DBOPS.localdb.port, s.DBOPS.database.pool.size)"
+
+    assert last_line(project_copy("shell", "-c", show)) == "55111 7"
+    assert last_line(project_copy("shell", "-c", show, DATABASE_POOL_SIZE="9")) == "55111 9"
+
+
+def test_localdb_command__a_cluster_on_another_port_is_found_again_without_the_variable(project_copy):
+    port = str(free_port())
+    started = project_copy("localdb", "start", DBOPS_LOCALDB_PORT=port)
+    try:
+        assert started.returncode == 0, started.stderr
+        status = project_copy("localdb", "status", "--json")
+        report = json.loads(status.stdout)
+        assert (status.returncode, report["running"], report["port"]) == (0, True, int(port))
+        url = project_copy("shell", "-c", "from django.conf import settings; print(settings.DBOPS.database.masked_url)")
+        assert last_line(url).endswith(f"127.0.0.1:{port}/dbops")
+    finally:
+        project_copy("localdb", "stop")
+    assert json.loads(project_copy("localdb", "status", "--json").stdout)["running"] is False

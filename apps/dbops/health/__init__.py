@@ -1,4 +1,4 @@
-"""django-health-check 4.x checks for dbops, one module per family, and the check lists of each URL tier."""
+"""Health: django-health-check 4.x checks (one module per family), the URL tiers, and the detail status reports."""
 
 from __future__ import annotations
 

@@ -1,0 +1,1 @@
+"""Management commands: one thin file per command over the services; shared output helpers beside them."""
