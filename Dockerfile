@@ -17,11 +17,15 @@ WORKDIR /app
 COPY requirements.txt .
 RUN pip install --no-deps -r requirements.txt
 
-COPY --chown=dbops:dbops . .
+# The code stays owned by root (the runtime user cannot change it); dbops itself installs as the django-dbops
+# distribution, exactly as a site that adopts it would install it.
+COPY . .
+RUN pip install --no-deps . \
+    && rm -rf build apps/*.egg-info
 # Build-time values only let the settings load for collectstatic; nothing connects to this database.
 RUN DATABASE_URL=postgres://build@localhost/build SECRET_KEY=collectstatic-only ALLOWED_HOSTS=build \
     python manage.py collectstatic --noinput \
-    && chown -R dbops:dbops /app/var
+    && mkdir -p /app/var/backups && chown -R dbops:dbops /app/var
 
 USER dbops
 EXPOSE 8000

@@ -104,10 +104,7 @@ STATIC_ROOT = SITE.static_root
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     # django-dbbackup's storage: any Django storage (e.g. S3 through django-storages) can replace it.
-    "dbbackup": {
-        "BACKEND": "django.core.files.storage.FileSystemStorage",
-        "OPTIONS": {"location": str(DBOPS.backup_dir)},
-    },
+    "dbbackup": DBOPS.backup_storage(),
     "staticfiles": {
         "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
         if DBOPS.is_strict

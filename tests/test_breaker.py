@@ -8,7 +8,8 @@ import time
 import psycopg
 import pytest
 from django.db import OperationalError, connection
-from django.test import Client
+from django.test import Client, override_settings
+from django.urls import include, path
 
 from bench.servers import Traffic
 from dbops.breaker import state as breaker_module
@@ -62,7 +63,6 @@ def test_breaker__real_outage_gives_fast_503s_then_heals_with_no_500(tmp_path, p
 
 def test_breaker__application_errors_never_trip_it():
     client = Client(raise_request_exception=False)
-    from django.test import override_settings
 
     with override_settings(ROOT_URLCONF="bench.urls"):
         statuses = [client.get("/bench/integrity-error").status_code for _ in range(100)]
@@ -72,7 +72,6 @@ def test_breaker__application_errors_never_trip_it():
 
 def test_breaker__a_connection_failure_before_the_breaker_opens_is_a_503(pg_cluster):
     client = Client(raise_request_exception=False)
-    from django.test import override_settings
 
     pg_cluster.stop(mode="immediate")
     connection.close()
@@ -281,3 +280,13 @@ def test_breaker_command__status_and_reset(capsys):
     assert json.loads(capsys.readouterr().out)["state"] == "open"
     call_command("breaker", "reset")
     assert capsys.readouterr().out.strip() == "circuit breaker closed"
+
+
+urlpatterns = [path("ops/", include("dbops.urls"))]
+
+
+def test_breaker_middleware__exempts_dbops_urls_wherever_the_site_mounts_them():
+    from dbops.breaker.middleware import default_exempt_paths
+
+    with override_settings(ROOT_URLCONF=__name__):
+        assert default_exempt_paths() == ("/ops/health/", "/ops/metrics", "/static/")

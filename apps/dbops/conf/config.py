@@ -241,6 +241,10 @@ class DbopsConfig:
         """Return the `DATABASE_ROUTERS` dbops needs: the replica router when a replica is configured."""
         return ["dbops.replication.router.ReplicaRouter"] if self.replica is not None else []
 
+    def backup_storage(self) -> dict[str, Any]:
+        """Return the `STORAGES["dbbackup"]` entry: the folder DATABASE_BACKUP_DIR (any storage may replace it)."""
+        return {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": str(self.backup_dir)}}
+
     def middleware(self) -> list[str]:
         """Return dbops' middleware, to put first in `MIDDLEWARE` (the breaker must see every database failure)."""
         return [
