@@ -1,11 +1,17 @@
-"""The circuit breaker during an outage and a recovery, and its cost while healthy (issue: circuit breaker).
+"""The circuit breaker under real faults, and its cost while healthy (issues: circuit breaker; faults).
 
-Two gunicorn servers (production settings, 1 worker x 4 gthreads, pool timeout 5 s) side by side, one with the
-breaker and one without, against the same throwaway cluster:
-  healthy   throughput ratio with/without the breaker (wrk, interleaved rounds)      target >= 0.98
-  down      p99 response time while the cluster is stopped (immediate)              target <= 10 ms with
-  back      time from the server accepting connections to the first 200 and to
-            all-fast (1 s of only 200s, p95 < 100 ms)                               target <= 1 s / <= 2 s
+Two gunicorn servers side by side against the same throwaway cluster, production settings, 2 workers x 4
+gthreads each, pool 4 + 2 overflow, pool timeout 5 s: one with the breaker (state shared through a redis-server
+this benchmark starts), one without. Each has its own application_name, so the server's own count of each one's
+connections is sampled from pg_stat_activity every 20 ms throughout.
+  healthy     throughput ratio with/without the breaker (interleaved rounds)           target >= 0.98
+  down        p99 response time while the cluster is stopped (immediate)              target <= 10 ms with
+  back        from the server accepting connections: first 200, every worker serving
+              again, /health/ready 200                                                 target <= 2 s
+  exhausted   every pooled connection held by slow queries: worst 503 latency          target <= pool timeout + 0.5 s
+  connections peak server connections of each server against its budget
+              (2 workers x pool max 6 + a probe connection each = 14)                  target never above
+  log lines   per outage: breaker transitions, Django's request errors, psycopg_pool warnings
 Always uses its own cluster (it stops it). Run: .venv/bin/python bench/breaker.py [--rounds 6] [--smoke]
 """
 
@@ -13,70 +19,204 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
+import shutil
+import subprocess
+import threading
 import time
 
+import psycopg
 from harness import median, parser, percentile, postgres_cluster, server_environ, setup_django
-from servers import Traffic, gunicorn, load
+from servers import Traffic, free_port, gunicorn, http_get, load
+
+POOL_TIMEOUT = 5
+POOL_MAX = 6
+WORKERS = 2
+BUDGET = WORKERS * POOL_MAX + WORKERS
 
 
-def recovery(records, accepting_at: float) -> tuple[float, float]:
-    """Seconds from `accepting_at` to the first 200, and to the start of 1 s of only fast 200s."""
-    after = sorted(r for r in records if r[0] >= accepting_at)
-    first_ok = next((r[0] for r in after if r[1] == 200), float("nan"))
-    for i, (start, *_) in enumerate(after):
-        window = [r for r in after[i:] if r[0] < start + 1.0]
-        full = window and window[-1][0] > start + 0.8
-        if full and all(r[1] == 200 for r in window) and percentile([r[2] for r in window], 95) < 0.1:
-            return first_ok - accepting_at, start - accepting_at
-    return first_ok - accepting_at, float("nan")
+@contextlib.contextmanager
+def redis():
+    """Yield a redis:// URL of a throwaway redis-server, or None when none is installed."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        yield None
+        return
+    port = free_port()
+    process = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        time.sleep(0.3)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+class Sampler:
+    """The server's count of connections per application_name, sampled every 20 ms, across restarts."""
+
+    def __init__(self, url: str, names: list[str]) -> None:
+        self.url, self.peak = url, dict.fromkeys(names, 0)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        query = "SELECT application_name, count(*) FROM pg_stat_activity GROUP BY 1"
+        while not self.stop.is_set():
+            try:
+                with psycopg.connect(self.url, autocommit=True, connect_timeout=2) as conn:
+                    while not self.stop.is_set():
+                        for name, count in conn.execute(query):
+                            if name in self.peak:
+                                self.peak[name] = max(self.peak[name], count)
+                        time.sleep(0.02)
+            except psycopg.Error:
+                time.sleep(0.05)
+
+    def __enter__(self) -> Sampler:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.thread.join(timeout=10)
+
+
+class ReadinessWatch:
+    """Poll /health/ready every 50 ms, recording (time, status)."""
+
+    def __init__(self, base: str) -> None:
+        self.base, self.records = base, []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self.stop.is_set():
+            started = time.monotonic()
+            try:
+                status = http_get(self.base + "/health/ready", timeout=5)[0]
+            except OSError:
+                status = 0
+            self.records.append((started, status))
+            time.sleep(0.05)
+
+    def __enter__(self) -> ReadinessWatch:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.thread.join(timeout=10)
+
+
+def since(accepting_at: float, moments: list[float]) -> float:
+    later = [m for m in moments if m >= accepting_at]
+    return min(later) - accepting_at if later else float("nan")
+
+
+def every_worker_back(records, accepting_at: float) -> float:
+    """Seconds from `accepting_at` until each worker (pid in the body) has served a 200."""
+    workers = {r[4] for r in records if r[1] == 200 and r[0] < accepting_at}
+    firsts = [since(accepting_at, [r[0] for r in records if r[1] == 200 and r[4] == pid]) for pid in workers]
+    return max(firsts) if firsts else float("nan")
+
+
+def log_counts(lines: list[bytes], start: int) -> dict[str, int]:
+    text = b"".join(lines[start:]).decode(errors="replace")
+    return {
+        "transitions": len(re.findall(r'"event": "breaker_transition"', text)),
+        "request errors": len(re.findall(r"ERROR django\.request", text)),
+        "pool warnings": len(re.findall(r"psycopg\.pool", text)),
+    }
 
 
 def main() -> None:
     args = parser(__doc__).parse_args()
     rounds, seconds, down_seconds = (1, 1, 2) if args.smoke else (args.rounds, 4, 8)
     os.environ.pop("BENCH_DATABASE_URL", None)  # this benchmark stops the server: never someone else's
-    with postgres_cluster() as (url, cluster):
+    with postgres_cluster() as (url, cluster), redis() as cache_url:
         setup_django()
-        common = {"DJANGO_ROOT_URLCONF": "bench.urls", "WEB_CONCURRENCY": "1", "GUNICORN_THREADS": "4"}
+        names = {"breaker": "bench-breaker", "no breaker": "bench-no-breaker"}
+        common = {
+            "DJANGO_ROOT_URLCONF": "bench.urls",
+            "WEB_CONCURRENCY": str(WORKERS),
+            "GUNICORN_THREADS": "4",
+            "DATABASE_POOL_SIZE": "4",
+            "DATABASE_POOL_MAX_OVERFLOW": str(POOL_MAX - 4),
+            "DATABASE_POOL_TIMEOUT": str(POOL_TIMEOUT),
+        }
+        logs: dict[str, list[bytes]] = {name: [] for name in names}
         with contextlib.ExitStack() as stack:
-            servers = {
-                name: stack.enter_context(gunicorn(server_environ(url, DBOPS_BREAKER_ENABLED=flag, **common)))
-                for name, flag in (("breaker", "true"), ("no breaker", "false"))
-            }
-            endpoint = "/bench/select-one"
+            servers = {}
+            for name, flag in (("breaker", "true"), ("no breaker", "false")):
+                extra = {"CACHE_URL": cache_url} if cache_url and flag == "true" else {}
+                env = server_environ(
+                    url, DBOPS_BREAKER_ENABLED=flag, DATABASE_APPLICATION_NAME=names[name], **common, **extra
+                )
+                servers[name] = stack.enter_context(gunicorn(env, log=logs[name]))
+            sampler = stack.enter_context(Sampler(url, list(names.values())))
             for base in servers.values():
-                load(base + endpoint, seconds=1)
+                load(base + "/bench/select-one", seconds=1)
             rps = {name: [] for name in servers}
             for r in range(rounds):
                 for name in list(servers) if r % 2 == 0 else list(reversed(servers)):
-                    rps[name].append(load(servers[name] + endpoint, seconds=seconds)["rps"])
+                    rps[name].append(load(servers[name] + "/bench/select-one", seconds=seconds)["rps"])
 
-            traffic = {name: stack.enter_context(Traffic(base + endpoint)) for name, base in servers.items()}
-            time.sleep(1)
+            log_start = {name: len(lines) for name, lines in logs.items()}
+            traffic = {
+                name: stack.enter_context(Traffic(base + "/bench/worker", threads=8)) for name, base in servers.items()
+            }
+            ready = {name: stack.enter_context(ReadinessWatch(base)) for name, base in servers.items()}
+            time.sleep(2)
             cluster.stop(mode="immediate")
             stopped_at = time.monotonic()
             time.sleep(down_seconds)
             cluster.start()  # pg_ctl -w: returns when the server accepts connections
             accepting_at = time.monotonic()
-            time.sleep(4 if args.smoke else 15)
-            for t in traffic.values():
+            time.sleep(4 if args.smoke else 10)
+            for watcher in [*traffic.values(), *ready.values()]:
+                watcher.stop.set()
+            outage_logs = {name: log_counts(lines, log_start[name]) for name, lines in logs.items()}
+
+            # Every pooled connection busy for longer than the pool timeout, and twice as many requests.
+            hold_ms = (POOL_TIMEOUT + 2) * 1000
+            held = {
+                name: stack.enter_context(
+                    Traffic(base + f"/bench/sleep?ms={hold_ms}", threads=4 * WORKERS * POOL_MAX // 2)
+                )
+                for name, base in servers.items()
+            }
+            time.sleep(6 if args.smoke else 15)
+            for t in held.values():
                 t.stop.set()
 
-    print(f"circuit breaker: {rounds} interleaved healthy rounds x {seconds} s; outage {down_seconds} s")
+    print(
+        f"circuit breaker: {rounds} interleaved healthy rounds x {seconds} s; outage {down_seconds} s; "
+        f"{WORKERS} workers each; shared state: {'redis' if cache_url else 'per process (no redis-server)'}"
+    )
     ratios = [on / off for on, off in zip(rps["breaker"], rps["no breaker"], strict=True)]
     print(
         f"  healthy throughput: breaker {median(rps['breaker']):.0f} req/s vs {median(rps['no breaker']):.0f}:"
         f" ratio {median(ratios):.3f}x (per round: {' '.join(f'{r:.2f}' for r in ratios)})"
     )
     for name, t in traffic.items():
-        # Requests started during the outage (after the first second), timed to their end.
-        down = [r[2] * 1000 for r in t.records if stopped_at + 1 < r[0] < accepting_at]
-        statuses = sorted({r[1] for r in t.records})
-        first, fast = recovery(t.records, accepting_at)
+        records = list(t.records)
+        down = [r[2] * 1000 for r in records if stopped_at + 1 < r[0] < accepting_at]
+        statuses = sorted({r[1] for r in records + list(held[name].records)})
+        first = since(accepting_at, [r[0] for r in records if r[1] == 200])
+        ready_at = since(accepting_at, [m for m, status in ready[name].records if status == 200])
+        exhausted = [r[2] for r in held[name].records if r[1] == 503]
         print(
-            f"  {name:<10}: down p50 {percentile(down, 50):7.1f} ms  p99 {percentile(down, 99):7.1f} ms"
-            f" ({len(down)} requests)  back: first 200 after {first:5.2f} s, all fast after {fast:5.2f} s"
-            f"  statuses seen {statuses}"
+            f"  {name:<10}: down p99 {percentile(down, 99):7.1f} ms ({len(down)} requests)"
+            f" | back: first 200 {first:5.2f} s, every worker {every_worker_back(records, accepting_at):5.2f} s,"
+            f" ready {ready_at:5.2f} s"
+            f" | exhausted: worst 503 {max(exhausted, default=float('nan')):5.2f} s (target <= {POOL_TIMEOUT + 0.5} s)"
+            f" | peak connections {sampler.peak[names[name]]} of budget {BUDGET}"
+            f" | log lines per outage {outage_logs[name]} | statuses {statuses}"
         )
 
 

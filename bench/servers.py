@@ -42,15 +42,20 @@ def http_get(url: str, timeout: float = 5, headers: dict[str, str] | None = None
 
 
 @contextlib.contextmanager
-def gunicorn(environ: dict[str, str], *, ready_path: str = "/health/live", timeout: float = 30):
-    """Run the Dockerfile's CMD on a free loopback port; yield the base URL; stop it afterwards."""
+def gunicorn(
+    environ: dict[str, str], *, ready_path: str = "/health/live", timeout: float = 30, log: list[bytes] | None = None
+):
+    """Run the Dockerfile's CMD on a free loopback port; yield the base URL; stop it afterwards.
+
+    Its output lines are collected into `log` when a list is given.
+    """
     port = free_port()
     command = dockerfile_command()
     command = [sys.executable, "-m", command[0], *command[1:], "--bind", f"127.0.0.1:{port}"]
     env = {**environ, "PORT": str(port)}
     process = subprocess.Popen(command, cwd=PROJECT_DIR, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     # Drain the log so a chatty server never blocks on a full pipe.
-    log: list[bytes] = []
+    log = [] if log is None else log
     drain = threading.Thread(target=lambda: log.extend(iter(process.stdout.readline, b"")), daemon=True)
     drain.start()
     base = f"http://127.0.0.1:{port}"

@@ -3,6 +3,8 @@
 Never the production urlconf: these endpoints are public and hit the database.
 """
 
+import os
+
 from django.db import connection
 from django.http import HttpResponse
 from django.urls import include, path
@@ -14,6 +16,14 @@ def select_one(request):
         cursor.execute("SELECT 1")
         cursor.fetchone()
     return HttpResponse("1", content_type="text/plain")
+
+
+def worker(request):
+    """`SELECT 1` through the pool, answered with this process' pid: which worker served it."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+        cursor.fetchone()
+    return HttpResponse(str(os.getpid()), content_type="text/plain")
 
 
 def sleep(request):
@@ -41,6 +51,7 @@ def read(request):
 
 urlpatterns = [
     path("bench/select-one", select_one),
+    path("bench/worker", worker),
     path("bench/read", read),
     path("bench/write", write),
     path("bench/sleep", sleep),

@@ -121,6 +121,8 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    # psycopg_pool warns once per failed reconnection attempt of every pooled connection: hundreds per outage.
+    "filters": {"repeats": {"()": "dbops.monitoring.log_filters.RepeatedMessageFilter", "interval": 60}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": "WARNING"},
     "loggers": {
@@ -132,5 +134,6 @@ LOGGING = {
         # django-dbbackup logs each pg_dump/pg_restore command line at DEBUG.
         "dbbackup": {"handlers": ["console"], "level": "WARNING", "propagate": False},
         "dbbackup.command": {"handlers": ["console"], "level": "WARNING", "propagate": False},
+        "psycopg.pool": {"handlers": ["console"], "level": "WARNING", "filters": ["repeats"], "propagate": False},
     },
 }

@@ -250,7 +250,6 @@ def test_adoption__python_settings_site_refuses_sqlite_then_runs_on_postgresql(a
     deploy = manage(site, adopted_venv, env, "check", "--deploy")
     assert "dbops." not in deploy.stdout + deploy.stderr  # the site's own warnings (DEBUG, SECRET_KEY) are its own
     manage(site, adopted_venv, env, "health_check", "dbops:health_ready", "--no-http")
-    pool = manage(
-        site, adopted_venv, env, "shell", "-c", "from django.db import connection as c; print(c.pool.max_size)"
-    )
+    show = "from dbops.database.pool import pool_max_size as m; print(m('default'))"  # the web processes' pool
+    pool = manage(site, adopted_venv, env, "shell", "-c", show)
     assert pool.stdout.strip().splitlines()[-1] == "30"  # the guide's DATABASE_POOL_SIZE 20 + overflow 10

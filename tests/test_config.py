@@ -40,7 +40,7 @@ def test_load_config__seed_defaults_map_onto_the_native_pool():
     config = load_config({"DJANGO_ENV": "production", **STRICT_OK})
     database = config.database.django_settings()
 
-    assert database["ENGINE"] == "django.db.backends.postgresql"
+    assert database["ENGINE"] == "dbops.database.postgresql"
     assert database["CONN_MAX_AGE"] == 0
     assert database["OPTIONS"]["pool"] == {
         "name": "dbops-default",

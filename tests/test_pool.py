@@ -48,7 +48,9 @@ def test_pool__server_never_sees_more_than_max_size(hold_connections):
             waiters = [threading.Thread(target=_one_query) for _ in range(6)]
             for thread in waiters:
                 thread.start()
-            time.sleep(0.5)
+            deadline = time.monotonic() + 30  # however slow this machine, all six get to queue
+            while pool_stats("default")["requests_waiting"] < 6 and time.monotonic() < deadline:
+                time.sleep(0.02)
             seen.append(server_connections())
             seen.append(pool_stats("default")["requests_waiting"])
         for thread in waiters:

@@ -7,7 +7,7 @@ from django.core.checks import Error, Warning
 from django.db import DatabaseError, connections
 
 from dbops.conf import DbopsConfig, get_config
-from dbops.database.pool import pool_max_size, server_connection_limit
+from dbops.database.pool import connection_budget, pool_max_size, server_connection_limit
 
 W001 = Warning(
     "psycopg is using its pure-Python implementation.",
@@ -81,20 +81,22 @@ def check_pool_fits_server(app_configs=None, databases=None, **kwargs):
     if databases is None:
         return []
     errors = []
-    workers = get_config().web_workers
+    config = get_config()
     for alias in databases:
-        max_size = pool_max_size(alias)
-        if max_size is None:
+        budget = connection_budget(alias, web_workers=config.web_workers, command_processes=config.command_processes)
+        if budget is None:
             continue
         try:
-            available = server_connection_limit(alias, timeout=float(get_config().health.probe_timeout))
+            available = server_connection_limit(alias, timeout=float(config.health.probe_timeout))
         except (DatabaseError, psycopg.Error):
             continue  # Unreachable: the health checks report that; this check is about sizing.
-        if max_size * workers > available:
+        if budget["needed"] > available:
             errors.append(
                 Error(
-                    f"Database {alias!r}: pool max size {max_size} x WEB_CONCURRENCY={workers} workers = "
-                    f"{max_size * workers} connections, but the server allows {available}.",
+                    f"Database {alias!r}: pool max size {budget['pool_max']} x WEB_CONCURRENCY={config.web_workers} "
+                    f"workers + {budget['probes']} probe(s) + {budget['commands']} for "
+                    f"DBOPS_COMMAND_PROCESSES={config.command_processes} = "
+                    f"{budget['needed']} connections, but the server allows {available}.",
                     hint="Lower DATABASE_POOL_SIZE/DATABASE_POOL_MAX_OVERFLOW or WEB_CONCURRENCY, "
                     "or raise max_connections on the server.",
                     id=E002_ID,

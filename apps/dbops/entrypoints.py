@@ -24,12 +24,23 @@ def load_settings_or_exit() -> None:
         raise SystemExit(1) from None
 
 
-def execute_from_command_line(argv: list[str] | None = None) -> None:
-    """Run a management command like Django's own, with the one-line settings error."""
-    from django.core import management
+# Commands that serve or load-test need the pool as configured; every other command gets a small one.
+SERVING_COMMANDS = ("runserver", "testserver", "loadtest")
 
+
+def execute_from_command_line(argv: list[str] | None = None) -> None:
+    """Run a management command like Django's own, with the one-line settings error and a command-sized pool."""
+    from django.core import management
+    from django.db import connections
+
+    from dbops.database.pool import use_command_pool
+
+    argv = argv or sys.argv
     load_settings_or_exit()
-    management.execute_from_command_line(argv or sys.argv)
+    if len(argv) > 1 and argv[1] not in SERVING_COMMANDS:
+        for alias in connections:
+            use_command_pool(alias)
+    management.execute_from_command_line(argv)
 
 
 def get_wsgi_application():

@@ -5,6 +5,10 @@ class DbopsError(Exception):
     """Base class for failures a user can act on."""
 
 
+class DatabaseUnreachable(DbopsError):
+    """The database of an alias cannot be reached: the message names the alias, host:port and the fix."""
+
+
 class LocalDbError(DbopsError):
     """The project-local PostgreSQL cluster cannot be created, started or reached."""
 

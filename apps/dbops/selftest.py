@@ -18,7 +18,7 @@ from django.db import connections
 
 from dbops.breaker.state import State, get_breaker
 from dbops.conf import enforce_postgresql, get_config, mask_url
-from dbops.database.pool import direct_connection, pool_max_size, server_connection_limit
+from dbops.database.pool import connection_budget, direct_connection, server_connection_limit
 from dbops.health.backups import backup_findings
 from dbops.loadtest import LoadPlan, run_load
 from dbops.migrations_safety.status import pending_migrations
@@ -47,6 +47,7 @@ class SelftestOptions:
     query_samples: int = 200
     load_users: int = 50
     load_seconds: float = 3.0
+    connect_budget_ms: float = CONNECTION_BUDGET_MS
 
 
 def _enforcement(options: SelftestOptions) -> SelftestLine:
@@ -73,8 +74,8 @@ def _connection_time(options: SelftestOptions) -> SelftestLine:
             conn.execute("SELECT 1")
             samples.append((time.perf_counter() - started) * 1000)
     p95 = percentile(samples, 95)
-    status = PASS if p95 <= CONNECTION_BUDGET_MS else FAIL
-    detail = f"new connection p95 {p95:.1f} ms over {len(samples)} (budget {CONNECTION_BUDGET_MS} ms)"
+    status = PASS if p95 <= options.connect_budget_ms else FAIL
+    detail = f"new connection p95 {p95:.1f} ms over {len(samples)} (budget {options.connect_budget_ms:g} ms)"
     return SelftestLine("connection establishment", status, detail, {"p95_ms": round(p95, 2)})
 
 
@@ -99,13 +100,18 @@ def _query_latency(options: SelftestOptions) -> SelftestLine:
 
 def _pool_sizing(options: SelftestOptions) -> SelftestLine:
     config = get_config()
-    max_size = pool_max_size(options.alias)
-    if max_size is None:
+    budget = connection_budget(
+        options.alias, web_workers=config.web_workers, command_processes=config.command_processes
+    )
+    if budget is None:
         return SelftestLine("pool sizing", FAIL, "no connection pool configured")
     available = server_connection_limit(options.alias, timeout=float(config.health.probe_timeout))
-    needed = max_size * config.web_workers
-    measured = {"pool_max": max_size, "workers": config.web_workers, "needed": needed, "server_allows": available}
-    summary = f"pool max {max_size} x {config.web_workers} worker(s) = {needed} of {available} server connections"
+    max_size, needed = budget["pool_max"], budget["needed"]
+    measured = {**budget, "server_allows": available}
+    summary = (
+        f"pool max {max_size} x {config.web_workers} worker(s) + {budget['probes']} probe(s) + {budget['commands']} "
+        f"for {config.command_processes} command process(es) = {needed} of {available} server connections"
+    )
     if needed > available:
         return SelftestLine("pool sizing", FAIL, f"{summary}: lower the pool or WEB_CONCURRENCY", measured)
     if max_size < config.web_threads:

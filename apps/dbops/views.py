@@ -62,10 +62,16 @@ class _ReadyCache:
         self._lock = threading.Lock()
         self._value: tuple[float, int, dict] | None = None
 
+    # A failure is kept at most this long: readiness must turn 200 as soon as the database is back.
+    FAILURE_MAX_AGE = 0.5
+
     def get(self, max_age: float) -> tuple[int, dict] | None:
         with self._lock:
-            if self._value and time.monotonic() - self._value[0] < max_age:
-                return self._value[1], self._value[2]
+            if self._value is None:
+                return None
+            stored_at, status, payload = self._value
+            if time.monotonic() - stored_at < (max_age if status == 200 else min(max_age, self.FAILURE_MAX_AGE)):
+                return status, payload
         return None
 
     def put(self, status: int, payload: dict) -> None:

@@ -2,13 +2,15 @@
 
 - One open alert per rule and subject (a partial unique index enforces it under concurrent evaluators).
 - A signal that fires again within DBOPS_ALERT_COOLDOWN_SECONDS of its resolution reopens the same alert
-  (counted as a flap) instead of starting a new one, and the channels hear of it again only once the cooldown
-  since their last notification has passed: a flapping signal does not spam.
+  (counted as a flap) instead of starting a new one. Channels hear of a flapping warning again only once the
+  cooldown since their last notification has passed; a critical alert they were told had resolved is sent again
+  whenever it fires (a second outage is news).
 - Resolution is sent only to channels that were told it was firing. Acknowledged alerts are not re-sent.
 - Evaluation runs out of the request path (`manage.py alerts evaluate`, one-shot or looping); breaker
   transitions, backup outcomes and migration runs raise their rules at once, in a background thread so a
   request never waits for a channel. When the database itself is down, alerts cannot be stored: they are
-  sent anyway (at most once per cooldown, tracked in the cache) and recorded by a later evaluation.
+  sent anyway (once per episode, tracked in the cache until the signal is seen clear) and recorded by a later
+  evaluation.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from django.db import DatabaseError, IntegrityError, connections, transaction
 from django.utils import timezone
 
 from dbops.alerting.channels import notify
-from dbops.alerting.rules import RULE_BY_NAME, RULES, Context, Signal
+from dbops.alerting.rules import CRITICAL, RULE_BY_NAME, RULES, Context, Signal
 from dbops.conf import get_config
 from dbops.database.pool import direct_connection
 from dbops.models import Alert, OperationsSample
@@ -77,7 +79,15 @@ def process_signal(signal: Signal, *, now: datetime.datetime | None = None, send
     if signal.firing:
         alert = _open_alert(signal, now)
         cooled = alert.notified_at is None or now - alert.notified_at >= _cooldown()
-        if send and alert.notified_state != Alert.State.FIRING and alert.acknowledged_at is None and cooled:
+        # Channels told a critical alert resolved must hear that it fires again (a second outage is news);
+        # a flapping warning waits out the cooldown.
+        told_resolved = signal.severity == CRITICAL and alert.notified_state == Alert.State.RESOLVED
+        if (
+            send
+            and alert.notified_state != Alert.State.FIRING
+            and alert.acknowledged_at is None
+            and (cooled or told_resolved)
+        ):
             _send(alert, now)
         alert.save()
         return alert
@@ -91,13 +101,21 @@ def process_signal(signal: Signal, *, now: datetime.datetime | None = None, send
     return alert
 
 
+def _unrecorded_key(signal: Signal) -> str:
+    return f"dbops:alert-unrecorded:{signal.rule}:{signal.subject}"
+
+
 def notify_unrecorded(signal: Signal) -> bool:
-    """Send a firing signal the database cannot store (it is down), at most once per cooldown; True if sent."""
+    """Send a firing signal the database cannot store (it is down), once per episode; True if sent.
+
+    The episode ends when the signal is seen clear again (`forget_unrecorded`), so the next outage is sent
+    again however soon it follows; while it lasts, the cooldown bounds repeats.
+    """
     if not signal.firing:
         return False
-    key = f"dbops:alert-unrecorded:{signal.rule}:{signal.subject}"
     try:
-        if not caches[get_config().breaker.cache_alias].add(key, 1, timeout=max(1, int(_cooldown().total_seconds()))):
+        cache = caches[get_config().breaker.cache_alias]
+        if not cache.add(_unrecorded_key(signal), 1, timeout=max(1, int(_cooldown().total_seconds()))):
             return False
     except Exception:  # noqa: S110 - no cache either: send, better twice than never
         pass
@@ -117,10 +135,18 @@ def notify_unrecorded(signal: Signal) -> bool:
     return True
 
 
+def forget_unrecorded(signal: Signal) -> None:
+    """End the episode of an unrecorded firing signal: it is clear now."""
+    with contextlib.suppress(Exception):
+        caches[get_config().breaker.cache_alias].delete(_unrecorded_key(signal))
+
+
 def apply_signals(signals: Iterable[Signal], *, send: bool = True) -> list[Alert]:
     """Process signals in order; a database that fails mid-way still gets the firing ones sent."""
     touched = []
     for signal in signals:
+        if not signal.firing:
+            forget_unrecorded(signal)
         try:
             alert = process_signal(signal, send=send)
         except DatabaseError:

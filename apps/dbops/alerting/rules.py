@@ -145,12 +145,13 @@ def _breaker(ctx: Context) -> Iterator[Signal]:
     if not config.enabled:
         return
     state = get_breaker().current(force=True)
+    # Half-open means a probe reached the server: recovery is being confirmed, not a new failure.
     yield Signal(
         "breaker_open",
         config.alias,
-        state.state != State.CLOSED,
+        state.state == State.OPEN,
         CRITICAL,
-        f"the circuit breaker for {config.alias} is {state.state}: the database is failing and requests get 503; "
+        f"the circuit breaker for {config.alias} is open: the database is failing and requests get 503; "
         "check the server, then `manage.py breaker status`",
     )
 

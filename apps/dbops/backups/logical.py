@@ -30,7 +30,7 @@ from django.db import DatabaseError, connections, transaction
 from django.utils import timezone
 from psycopg import sql
 
-from dbops.conf import get_config, mask_url
+from dbops.conf import DBOPS_POSTGRES_ENGINE, get_config, mask_url
 from dbops.database.pool import direct_connection
 from dbops.exceptions import BackupError, BackupInProgress, RestoreRefused, VerificationFailed
 from dbops.models import BackupRecord, MigrationRun, RestoreRecord
@@ -41,6 +41,7 @@ logger = logging.getLogger("dbops.backups")
 # pg_advisory_lock key shared by every dbops backup of a database ("dbops" in ASCII, then 1).
 BACKUP_LOCK_KEY = 0x64626F707301
 STORAGE_ALIAS = "dbbackup"
+PG_DUMP_CONNECTOR = "dbbackup.db.postgresql.PgDumpBinaryConnector"
 CHUNK = 1024 * 1024
 
 Progress = Callable[[str], None]
@@ -48,6 +49,15 @@ Progress = Callable[[str], None]
 
 def _quiet(stage: str) -> None:
     """Progress sink that prints nothing."""
+
+
+def dump_connector(alias: str):
+    """Return django-dbbackup's connector for `alias`; pg_dump's for dbops' engine.
+
+    django-dbbackup maps engines to connectors by name and falls back to dumpdata for names it does not know.
+    """
+    engine = connections[alias].settings_dict["ENGINE"]
+    return get_connector(alias, connector_path=PG_DUMP_CONNECTOR if engine == DBOPS_POSTGRES_ENGINE else None)
 
 
 def backup_storage():
@@ -218,7 +228,7 @@ def _dump_and_store(record: BackupRecord, alias: str, *, compress: bool, progres
         # One snapshot for the counts and the dump: the counts describe exactly what the file holds.
         conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         snapshot = conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
-        connector = get_connector(alias)
+        connector = dump_connector(alias)
         connector.dump_suffix = f"--snapshot={snapshot}"
         progress("dumping (pg_dump --format=custom) while counting rows in the same snapshot")
         # pg_dump works in its own process: count rows meanwhile instead of before it.
@@ -288,7 +298,7 @@ def _open_verified_copy(record: BackupRecord) -> SpooledTemporaryFile:
 
 
 def _restore_into(alias: str, dbname: str, dump) -> None:
-    connector = get_connector(alias)
+    connector = dump_connector(alias)
     connector._settings = {**connector.settings, "NAME": dbname}
     dump.seek(0)
     try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import psycopg
 from psycopg import errors as pg_errors
-from psycopg_pool import PoolTimeout
+from psycopg_pool import PoolClosed, PoolTimeout
 
 # SQLSTATEs of a server that is going away or cannot take us: connection exceptions (class 08),
 # admin/crash shutdown and "cannot connect now" (57P0x), too many connections (53300).
@@ -22,8 +22,8 @@ def _chain(exc: BaseException):
 def is_database_outage(exc: BaseException, *, count_statement_timeouts: bool = False) -> bool:
     """Tell whether `exc` (or what caused it) says the database is unreachable, rather than the query is wrong."""
     for error in _chain(exc):
-        if isinstance(error, PoolTimeout):
-            return True
+        if isinstance(error, PoolTimeout | PoolClosed):
+            return True  # no connection to be had (a pool replaced after an outage is closed to late callers)
         if isinstance(error, pg_errors.QueryCanceled):
             return count_statement_timeouts
         if isinstance(error, psycopg.InterfaceError):

@@ -21,4 +21,7 @@ def database_unavailable_response(request, retry_after: int, breaker_state: str)
     response["Retry-After"] = str(retry_after)
     response["X-Dbops-Breaker"] = breaker_state
     response["Cache-Control"] = "no-store"
+    # Django logs every 4xx/5xx as an ERROR of django.request: under an outage that is thousands of lines a
+    # minute. The breaker logs each transition once and counts rejections in dbops_breaker_rejections_total.
+    response._has_been_logged = True
     return response

@@ -22,10 +22,9 @@ import threading
 import time
 
 from django.core.cache import caches
-from django.db import connections
 
 from dbops.conf import BreakerConfig, get_config
-from dbops.database.pool import direct_connection
+from dbops.database.pool import direct_connection, refresh_pool
 from dbops.monitoring import metrics
 from dbops.signals import breaker_transition
 
@@ -48,6 +47,9 @@ class BreakerState:
     opened_at: float = 0.0
     next_probe_at: float = 0.0
     generation: int = 0  # bumped on every transition, so processes notice transitions they did not make
+    # Bumped when the server is back after an outage: every process drains its pool once per bump, including
+    # one whose threads were all stuck in the pool while the breaker was open and never saw it open.
+    pool_generation: int = 0
 
 
 class StateStore(abc.ABC):
@@ -207,22 +209,6 @@ class Decision:
     state: State = State.CLOSED
 
 
-def reset_pool(alias: str) -> None:
-    """Replace `alias`' pool with a fresh one that connects at once.
-
-    After an outage the old pool holds connections that died with the server and retries with a backoff
-    that was measured at 7-11 s; a new pool has neither. Connections still checked out of the old pool are
-    closed when they are returned to it.
-    """
-    wrapper = connections[alias]
-    pools = type(wrapper)._connection_pools
-    old = pools.pop(alias, None)
-    if old is not None:
-        threading.Thread(target=old.close, kwargs={"timeout": 1.0}, daemon=True, name="dbops-old-pool").start()
-    if wrapper.pool is not None:
-        wrapper.pool.open()
-
-
 ALLOW = Decision(allow=True)
 
 
@@ -237,6 +223,7 @@ class CircuitBreaker:
         self._cached = BreakerState()
         self._synced_at = 0.0
         self._failures_seen = 0
+        self._pool_generation = 0
         self._prober: threading.Thread | None = None
         metrics.BREAKER_STATE.labels(State.CLOSED).set(1)
 
@@ -252,21 +239,31 @@ class CircuitBreaker:
             previous, state = self._cached, self.store.load()
             self._cached, self._synced_at = state, now
         if state.generation != previous.generation:
-            self._observe(previous, state)
+            self._observe(state)
         return state
 
-    def _observe(self, previous: BreakerState, state: BreakerState) -> None:
-        """React to a transition made by another process."""
+    def _observe(self, state: BreakerState) -> None:
+        """React to transitions made by other processes, including ones this process never saw happen."""
         self._set_state_gauge(state.state)
         if state.state == State.OPEN:
             self._ensure_prober()
-        elif previous.state == State.OPEN:
-            reset_pool(self.config.alias)
+        self._follow_pool_generation(state)
 
-    def _transition(self, new: State, reason: str, *, expected: State | None = None) -> BreakerState:
+    def _follow_pool_generation(self, state: BreakerState) -> None:
+        if state.pool_generation != self._pool_generation:
+            self._pool_generation = state.pool_generation
+            refresh_pool(self.config.alias)
+
+    def _transition(
+        self, new: State, reason: str, *, expected: State | None = None, server_back: bool = False
+    ) -> BreakerState:
         with self._lock:
             state = self.store.load()
-            if expected is not None and state.state != expected:
+            # One process makes each transition, however many workers and hosts saw the same failures: the
+            # lease on the current generation is taken once (an atomic `add` in a shared cache).
+            if expected is not None and (
+                state.state != expected or not self.store.acquire(f"transition:{state.generation}", 60)
+            ):
                 self._cached, self._synced_at = state, time.monotonic()
                 return state  # somebody else moved it first
             old = state.state
@@ -276,6 +273,7 @@ class CircuitBreaker:
                 opened_at=now if new == State.OPEN else state.opened_at,
                 next_probe_at=now + self.config.probe_interval if new == State.OPEN else 0.0,
                 generation=state.generation + 1,
+                pool_generation=state.pool_generation + (1 if server_back else 0),
             )
             self.store.save(state)
             if new != State.OPEN:
@@ -288,6 +286,7 @@ class CircuitBreaker:
         breaker_transition.send(sender=type(self), old=old, new=new, reason=reason)
         if new == State.OPEN:
             self._ensure_prober()
+        self._follow_pool_generation(state)
         return state
 
     @staticmethod
@@ -371,8 +370,7 @@ class CircuitBreaker:
                 time.sleep(interval / 4)
                 continue
             if self._probe():
-                reset_pool(self.config.alias)
-                self._transition(State.HALF_OPEN, "probe succeeded", expected=State.OPEN)
+                self._transition(State.HALF_OPEN, "probe succeeded", expected=State.OPEN, server_back=True)
                 return
             with self._lock:
                 latest = self.store.load()

@@ -23,12 +23,13 @@ from dbops.conf.config import (
     PoolConfig,
     get_config,
 )
-from dbops.conf.databases import enforce_postgresql, parse_database_url
+from dbops.conf.databases import DBOPS_POSTGRES_ENGINE, enforce_postgresql, parse_database_url
 from dbops.conf.loading import configure, from_env, parse_cache_url, read_dotenv
 from dbops.conf.masking import mask_url
 from dbops.conf.site import INSECURE_SECRET_KEY, SiteConfig, site_from_env
 
 __all__ = [
+    "DBOPS_POSTGRES_ENGINE",
     "INSECURE_SECRET_KEY",
     "STRICT_ENVIRONMENTS",
     "AlertConfig",

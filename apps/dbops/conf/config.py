@@ -204,6 +204,8 @@ class DbopsConfig:
     health_token: str = dataclasses.field(default="", repr=False)
     web_workers: int = 2
     web_threads: int = 4
+    # Command processes connected at once besides the web workers (the alert evaluator, a backup): budgeted too.
+    command_processes: int = 2
     health: HealthConfig = HealthConfig()
     query_monitoring: bool = True
     prometheus_request_metrics: bool = False

@@ -13,6 +13,10 @@ from django.core.exceptions import ImproperlyConfigured
 from dbops.conf.masking import mask_url
 
 POSTGRES_SCHEMES = ("postgres", "postgresql", "pgsql", "postgis")
+DJANGO_POSTGRES_ENGINE = "django.db.backends.postgresql"
+# Django's PostgreSQL backend whose pool discards dead connections (dbops.database.postgresql): it replaces
+# Django's own engine; an explicitly chosen other engine (a PostgreSQL subclass) is kept as it is.
+DBOPS_POSTGRES_ENGINE = "dbops.database.postgresql"
 TARGET_SESSION_ATTRS = ("any", "read-write", "read-only", "primary", "standby", "prefer-standby")
 
 

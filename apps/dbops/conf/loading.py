@@ -34,6 +34,8 @@ from dbops.conf.config import (
     PoolConfig,
 )
 from dbops.conf.databases import (
+    DBOPS_POSTGRES_ENGINE,
+    DJANGO_POSTGRES_ENGINE,
     describe_entry,
     enforce_postgresql,
     is_postgresql_engine,
@@ -168,9 +170,10 @@ def _database(reader: SettingsReader, entry: Mapping[str, Any], masked: str, is_
     mode = reader.str("DATABASE_PGBOUNCER_MODE", "").lower()
     if mode not in ("", "session", "transaction", "statement"):
         raise ImproperlyConfigured(f"DATABASE_PGBOUNCER_MODE={mode!r} is not session, transaction or statement.")
+    engine = reader.str("DATABASE_ENGINE", entry.get("ENGINE", ""))
     return DatabaseConfig(
         masked_url=masked,
-        engine=reader.str("DATABASE_ENGINE", entry.get("ENGINE", "")),
+        engine=DBOPS_POSTGRES_ENGINE if engine == DJANGO_POSTGRES_ENGINE else engine,
         pool=_pool(reader),
         query_timeout=reader.int("DATABASE_QUERY_TIMEOUT", 30, unit=" seconds"),
         # libpq treats 1 as 2: the smallest useful connect timeout is 2 s.
@@ -342,6 +345,7 @@ def _build(
         health_token=reader.raw("DBOPS_HEALTH_TOKEN") or "",
         web_workers=reader.int("WEB_CONCURRENCY", 2),
         web_threads=reader.int("GUNICORN_THREADS", 4),
+        command_processes=reader.int("DBOPS_COMMAND_PROCESSES", 2, minimum=0),
         query_monitoring=reader.bool("DBOPS_QUERY_MONITORING", True),
         prometheus_request_metrics=reader.bool("DBOPS_PROMETHEUS_REQUEST_METRICS", False),
         metrics_public=reader.bool("DBOPS_METRICS_PUBLIC", False),

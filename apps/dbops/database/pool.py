@@ -8,6 +8,13 @@ from collections.abc import Iterator
 import psycopg
 from django.db import connections
 
+from dbops.exceptions import DatabaseUnreachable
+
+# A management command (a backup, the alert evaluator, a shell) needs a connection or two, not the web pool's
+# minimum: every `manage.py` opened 20 before, so a web server plus one shell held 42.
+COMMAND_POOL_MIN_SIZE = 1
+COMMAND_POOL_MAX_SIZE = 2
+
 
 def pool_options(alias: str) -> dict | None:
     """Return the `OPTIONS["pool"]` dict of `alias`, or None when the alias does not pool."""
@@ -16,9 +23,13 @@ def pool_options(alias: str) -> dict | None:
     return pool if isinstance(pool, dict) else ({} if pool else None)
 
 
+# The web processes' pool options of each alias a command process shrank (sizing checks budget those).
+_web_pool_options: dict[str, dict] = {}
+
+
 def pool_max_size(alias: str) -> int | None:
-    """Return the configured maximum connections of `alias`' pool, or None without a pool."""
-    options = pool_options(alias)
+    """Return the maximum connections of `alias`' pool as web processes have it, or None without a pool."""
+    options = _web_pool_options.get(alias) or pool_options(alias)
     if options is None:
         return None
     return options.get("max_size") or options.get("min_size") or 4  # psycopg_pool's default min_size is 4
@@ -88,3 +99,84 @@ def server_connection_limit(alias: str, *, timeout: float) -> int:
         return conn.execute(
             "SELECT current_setting('max_connections')::int - current_setting('superuser_reserved_connections')::int"
         ).fetchone()[0]
+
+
+def refresh_pool(alias: str) -> None:
+    """Bring `alias`' pool back after an outage, never holding more than its max_size at the server.
+
+    With nothing checked out, the pool is replaced: the old one is closed first (its idle connections died with
+    the server, and its reconnection attempts wait out a backoff measured at 7-11 s) and the new one connects at
+    once. With connections in use (a busy pool rather than a dead server) it is drained instead: psycopg_pool
+    replaces idle connections now and busy ones when they come back, one for one. Replacing a busy pool had the
+    server count old and new connections together (101 for a budget of 60).
+    """
+    pools = type(connections[alias])._connection_pools
+    pool = pools.get(alias)
+    if pool is None or pool.closed:
+        return
+    if getattr(pool, "checked_out", None) != 0:
+        pool.drain()
+        return
+    if pools.get(alias) is pool:
+        pools.pop(alias)
+    pool.close(timeout=1.0)
+    new = connections[alias].pool
+    if new is not None:
+        new.open()
+
+
+def use_command_pool(alias: str) -> None:
+    """Give this process (a management command run from the shell) a small pool for `alias`."""
+    options = pool_options(alias)
+    if options is None:
+        return
+    wrapper = connections[alias]
+    if alias in type(wrapper)._connection_pools:
+        wrapper.close_pool()
+    max_size = max(COMMAND_POOL_MIN_SIZE, min(COMMAND_POOL_MAX_SIZE, pool_max_size(alias)))
+    _web_pool_options.setdefault(alias, dict(options))
+    wrapper.settings_dict["OPTIONS"]["pool"] = {**options, "min_size": COMMAND_POOL_MIN_SIZE, "max_size": max_size}
+
+
+def connection_budget(alias: str, *, web_workers: int, command_processes: int) -> dict[str, int] | None:
+    """Return the connections `alias` may use at once.
+
+    Every web worker's pool at max, one short-lived probe connection per worker (the breaker's probe, or a
+    health probe while the pool is full: they never queue behind requests), and each command process' pool.
+    """
+    max_size = pool_max_size(alias)
+    if max_size is None:
+        return None
+    web = max_size * web_workers
+    commands = min(COMMAND_POOL_MAX_SIZE, max_size) * command_processes
+    return {
+        "pool_max": max_size,
+        "workers": web_workers,
+        "web": web,
+        "probes": web_workers,
+        "commands": commands,
+        "needed": web + web_workers + commands,
+    }
+
+
+def server_address(alias: str) -> str:
+    """Return host:port of `alias` as configured (no credentials), for messages."""
+    settings = connections[alias].settings_dict
+    return f"{settings.get('HOST') or 'localhost'}:{settings.get('PORT') or 5432}"
+
+
+def require_reachable(alias: str, *, timeout: float) -> None:
+    """Connect once outside the pool within `timeout`; raise `DatabaseUnreachable` with one line when that fails."""
+    try:
+        with direct_connection(alias, timeout) as conn:
+            conn.execute("SELECT 1").fetchone()
+    except psycopg.OperationalError as exc:
+        raise DatabaseUnreachable(unreachable_message(alias, exc)) from None
+
+
+def unreachable_message(alias: str, exc: BaseException) -> str:
+    """Say which database cannot be reached and what to do (psycopg's own text can quote the password: not used)."""
+    return (
+        f"database {alias!r} at {server_address(alias)} is unreachable ({type(exc).__name__}): start the server "
+        "or fix DATABASE_URL, then run the command again"
+    )

@@ -2,14 +2,15 @@ import getpass
 import json
 import time
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from dbops.alerting.lifecycle import acknowledge, evaluate
 from dbops.conf import get_config
+from dbops.management.commands._database import DatabaseCommand
 from dbops.models import Alert
 
 
-class Command(BaseCommand):
+class Command(DatabaseCommand):
     help = (
         "Alerts. evaluate: run every rule once (or --loop every --interval seconds; for cron, systemd or a "
         "Kubernetes Deployment) and notify the channels; list: open alerts (exit 1 when any is firing); "

@@ -1,13 +1,14 @@
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from dbops.backups.logical import backup_due, backup_summary, take_backup
 from dbops.conf import get_config
 from dbops.exceptions import BackupError, BackupInProgress
 from dbops.management.commands._backup_output import backup_line, render
+from dbops.management.commands._database import DatabaseCommand
 from dbops.models import BackupRecord
 
 
-class Command(BaseCommand):
+class Command(DatabaseCommand):
     help = (
         "Take a verified-ready backup of the database (pg_dump --format=custom through django-dbbackup) "
         "with its sha256 and per-table row counts. Exit 0 done or nothing due, 1 refused (another backup "

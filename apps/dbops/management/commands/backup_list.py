@@ -1,10 +1,9 @@
-from django.core.management.base import BaseCommand
-
 from dbops.backups.logical import backup_status
 from dbops.management.commands._backup_output import backup_line, render
+from dbops.management.commands._database import DatabaseCommand
 
 
-class Command(BaseCommand):
+class Command(DatabaseCommand):
     help = "List recent backups with age, size and verification, and whether a backup is due. Exit 1 when due."
 
     def add_arguments(self, parser):

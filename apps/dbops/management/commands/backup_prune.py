@@ -1,11 +1,10 @@
-from django.core.management.base import BaseCommand
-
 from dbops.backups.logical import backup_summary, prune_backups
 from dbops.conf import get_config
 from dbops.management.commands._backup_output import backup_line, render
+from dbops.management.commands._database import DatabaseCommand
 
 
-class Command(BaseCommand):
+class Command(DatabaseCommand):
     help = (
         "Delete backup files older than DATABASE_BACKUP_RETENTION_DAYS, always keeping the newest "
         "DATABASE_BACKUP_KEEP_VERIFIED verified successful backups. Records stay as history."

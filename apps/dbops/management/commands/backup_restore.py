@@ -1,12 +1,13 @@
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 from django.db import connections
 
 from dbops.backups.logical import restore_backup
 from dbops.exceptions import BackupError, RestoreRefused
+from dbops.management.commands._database import DatabaseCommand
 from dbops.models import BackupRecord
 
 
-class Command(BaseCommand):
+class Command(DatabaseCommand):
     help = (
         "Restore a backup into the live database. Verifies it first (refusing anything unverifiable), takes a "
         "safety backup of the current database, then restores; dbops' own history is kept. Undo with "

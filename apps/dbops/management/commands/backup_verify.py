@@ -1,11 +1,12 @@
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from dbops.backups.logical import backup_summary, verify_backup
 from dbops.management.commands._backup_output import backup_line, render
+from dbops.management.commands._database import DatabaseCommand
 from dbops.models import BackupRecord
 
 
-class Command(BaseCommand):
+class Command(DatabaseCommand):
     help = (
         "Verify a backup: sha256 and size, restore into a scratch database (created and dropped), compare "
         "per-table row counts. Exit 0 passed, 1 failed verification, 2 no such backup."

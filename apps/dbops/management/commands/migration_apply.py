@@ -1,10 +1,9 @@
-from django.core.management.base import BaseCommand
-
+from dbops.management.commands._database import DatabaseCommand
 from dbops.management.commands._migration_output import run_guarded
 from dbops.migrations_safety.runner import apply_migrations
 
 
-class Command(BaseCommand):
+class Command(DatabaseCommand):
     help = (
         "Guarded migrate: analyze the plan, refuse blocking findings, take a pre-migration backup, then run Django's "
         "migrate with lock_timeout/statement_timeout, retries on lock timeouts and an advisory lock, recording a "

@@ -1,13 +1,14 @@
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 from django.db import DatabaseError
 
 from dbops.exceptions import MigrationError
+from dbops.management.commands._database import DatabaseCommand
 from dbops.management.commands._migration_output import write_json, write_report
 from dbops.migrations_safety.analysis import analyze
 from dbops.migrations_safety.rules import Severity
 
 
-class Command(BaseCommand):
+class Command(DatabaseCommand):
     help = (
         "Grade migrations before they run: what each operation locks, rewrites or breaks, weighed by the live size "
         "of its table. Default: every pending migration. Exit 0 clean, 1 findings at or above --fail-on, 2 error."

@@ -1,10 +1,9 @@
-from django.core.management.base import BaseCommand
-
+from dbops.management.commands._database import DatabaseCommand
 from dbops.management.commands._migration_output import run_guarded
 from dbops.migrations_safety.runner import rollback_migrations
 
 
-class Command(BaseCommand):
+class Command(DatabaseCommand):
     help = (
         "Roll an app back to a migration (or zero): show the plan, refuse when a step is irreversible (naming it), "
         "take a backup first, run under the same guards as migration_apply, record a MigrationRun. "

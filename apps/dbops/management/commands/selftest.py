@@ -2,7 +2,7 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
-from dbops.selftest import FAIL, PASS, SelftestOptions, run_selftest
+from dbops.selftest import CONNECTION_BUDGET_MS, FAIL, PASS, SelftestOptions, run_selftest
 
 
 class Command(BaseCommand):
@@ -18,6 +18,12 @@ class Command(BaseCommand):
         parser.add_argument("--query-samples", type=int, default=200, help="SELECT 1 round trips to time.")
         parser.add_argument("--load-users", type=int, default=50, help="Users in the short load run (0: skip).")
         parser.add_argument("--load-seconds", type=float, default=3.0, help="Length of the short load run.")
+        parser.add_argument(
+            "--connect-budget-ms",
+            type=float,
+            default=CONNECTION_BUDGET_MS,
+            help=f"Budget for a new connection's p95 (default {CONNECTION_BUDGET_MS} ms, the seed's).",
+        )
         parser.add_argument("--json", action="store_true", help="Print the result as JSON.")
 
     def handle(self, *args, **options):
@@ -27,6 +33,7 @@ class Command(BaseCommand):
             query_samples=options["query_samples"],
             load_users=options["load_users"],
             load_seconds=options["load_seconds"],
+            connect_budget_ms=options["connect_budget_ms"],
         )
         result = run_selftest(selftest_options, progress=None if options["json"] else self._line)
         if options["json"]:

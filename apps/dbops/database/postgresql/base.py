@@ -1,0 +1,83 @@
+"""Django's PostgreSQL backend with one change: its psycopg pool checks connections when they are handed out.
+
+After the server restarts, every idle pooled connection is dead, but nothing notices until it is used: Django's
+stock pool handed them to requests (which failed) and to readiness probes (503 for about 45 s). Django's own
+`CONN_HEALTH_CHECKS` pays a round trip per checkout and, with many dead connections, backs off between them
+(0, 1, 2, 4 s...). `DeadConnectionCheck` costs nothing while the socket is quiet; once a connection turns out
+dead, the whole pool is drained, since every connection older than a server restart died with it.
+"""
+
+from __future__ import annotations
+
+import select
+import threading
+import weakref
+
+from django.db.backends.postgresql import base
+from psycopg_pool import ConnectionPool
+
+
+class DeadConnectionCheck:
+    """psycopg_pool `check` callback: reject a dead connection and drain its pool; free while nothing arrived."""
+
+    def __init__(self) -> None:
+        self.pool: weakref.ref[ConnectionPool] | None = None
+
+    def __call__(self, conn) -> None:
+        # An idle connection's socket stays quiet; anything readable (the server's goodbye, EOF) means look closer.
+        readable, _, _ = select.select([conn.pgconn.socket], [], [], 0)
+        if not readable:
+            return
+        try:
+            ConnectionPool.check_connection(conn)
+        except Exception:
+            pool = self.pool() if self.pool is not None else None
+            if pool is not None:
+                pool.drain()
+            raise
+
+
+class DbopsConnectionPool(ConnectionPool):
+    """psycopg's pool, counting the connections its clients hold (`checked_out`) so a refresh can respect it."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        self._checkout_lock = threading.Lock()
+        self._checked_out = 0
+        super().__init__(*args, **kwargs)
+
+    @property
+    def checked_out(self) -> int:
+        return self._checked_out
+
+    def getconn(self, timeout: float | None = None):
+        conn = super().getconn(timeout)
+        with self._checkout_lock:
+            self._checked_out += 1
+        return conn
+
+    def putconn(self, conn) -> None:
+        with self._checkout_lock:
+            self._checked_out -= 1
+        super().putconn(conn)
+
+
+class DatabaseWrapper(base.DatabaseWrapper):
+    @property
+    def pool(self):
+        pool_options = self.settings_dict["OPTIONS"].get("pool")
+        if self.alias != base.NO_DB_ALIAS and pool_options and self.alias not in self._connection_pools:
+            if self.settings_dict.get("CONN_MAX_AGE", 0) != 0:
+                return super().pool  # Django raises its own error for this
+            check = DeadConnectionCheck()
+            connect_kwargs = self.get_connection_params()
+            connect_kwargs["autocommit"] = True  # as Django does: it sets autocommit properly later on
+            pool = DbopsConnectionPool(
+                kwargs=connect_kwargs,
+                open=False,
+                configure=self._configure_connection,
+                check=check,
+                **({} if pool_options is True else pool_options),
+            )
+            check.pool = weakref.ref(pool)
+            self._connection_pools.setdefault(self.alias, pool)
+        return super().pool

@@ -1,0 +1,47 @@
+"""The shell every dbops command that needs its database shares: one line and exit 3 when it is unreachable."""
+
+from __future__ import annotations
+
+from django.core.management.base import BaseCommand, CommandError
+from django.db import DEFAULT_DB_ALIAS
+
+from dbops.breaker.outages import is_database_outage
+from dbops.conf import get_config
+from dbops.database.pool import require_reachable, unreachable_message
+from dbops.exceptions import DatabaseUnreachable
+
+EXIT_DATABASE_UNREACHABLE = 3
+
+
+class DatabaseCommand(BaseCommand):
+    """Fail within the connect timeout with one line naming the alias, host:port and the fix (exit 3).
+
+    From the shell the database is tried once outside the pool before any work (no pool warnings, no 5 s pool
+    timeout); a database that goes away mid-command ends the same way instead of in a traceback.
+    """
+
+    def create_parser(self, prog_name, subcommand, **kwargs):
+        parser = super().create_parser(prog_name, subcommand, **kwargs)
+        parser.epilog = (
+            f"Exit {EXIT_DATABASE_UNREACHABLE}: the database is unreachable (one line says which and how to fix)."
+        )
+        return parser
+
+    def run_from_argv(self, argv):
+        self._preflight = True
+        return super().run_from_argv(argv)
+
+    def execute(self, *args, **options):
+        alias = options.get("database") or options.get("alias") or DEFAULT_DB_ALIAS
+        try:
+            if getattr(self, "_preflight", False):
+                require_reachable(alias, timeout=float(get_config().database.connect_timeout))
+            return super().execute(*args, **options)
+        except DatabaseUnreachable as exc:
+            raise CommandError(str(exc), returncode=EXIT_DATABASE_UNREACHABLE) from None
+        except CommandError:
+            raise
+        except Exception as exc:
+            if is_database_outage(exc):
+                raise CommandError(unreachable_message(alias, exc), returncode=EXIT_DATABASE_UNREACHABLE) from None
+            raise
