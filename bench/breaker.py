@@ -1,6 +1,6 @@
 """The circuit breaker under real faults, and its cost while healthy (issues: circuit breaker; faults).
 
-Two gunicorn servers side by side against the same throwaway cluster, production settings, 2 workers x 4
+Two gunicorn servers side by side against the same throwaway cluster, production settings, 2 workers x 8
 gthreads each, pool 4 + 2 overflow, pool timeout 5 s: one with the breaker (state shared through a redis-server
 this benchmark starts), one without. Each has its own application_name, so the server's own count of each one's
 connections is sampled from pg_stat_activity every 20 ms throughout.
@@ -32,6 +32,7 @@ from servers import Traffic, free_port, gunicorn, http_get, load
 POOL_TIMEOUT = 5
 POOL_MAX = 6
 WORKERS = 2
+THREADS = 8  # more threads than pooled connections: slow requests can hold every one of them
 BUDGET = WORKERS * POOL_MAX + WORKERS
 
 
@@ -144,7 +145,7 @@ def main() -> None:
         common = {
             "DJANGO_ROOT_URLCONF": "bench.urls",
             "WEB_CONCURRENCY": str(WORKERS),
-            "GUNICORN_THREADS": "4",
+            "GUNICORN_THREADS": str(THREADS),
             "DATABASE_POOL_SIZE": "4",
             "DATABASE_POOL_MAX_OVERFLOW": str(POOL_MAX - 4),
             "DATABASE_POOL_TIMEOUT": str(POOL_TIMEOUT),
@@ -182,12 +183,10 @@ def main() -> None:
                 watcher.stop.set()
             outage_logs = {name: log_counts(lines, log_start[name]) for name, lines in logs.items()}
 
-            # Every pooled connection busy for longer than the pool timeout, and twice as many requests.
+            # Every pooled connection busy for longer than the pool timeout; a request for every server thread.
             hold_ms = (POOL_TIMEOUT + 2) * 1000
             held = {
-                name: stack.enter_context(
-                    Traffic(base + f"/bench/sleep?ms={hold_ms}", threads=4 * WORKERS * POOL_MAX // 2)
-                )
+                name: stack.enter_context(Traffic(base + f"/bench/sleep?ms={hold_ms}", threads=WORKERS * THREADS))
                 for name, base in servers.items()
             }
             time.sleep(6 if args.smoke else 15)

@@ -223,7 +223,7 @@ def test_breaker__two_workers_through_outages_and_a_full_pool(tmp_path, pg_clust
         tmp_path / "static",
         DJANGO_ROOT_URLCONF="bench.urls",
         WEB_CONCURRENCY="2",
-        GUNICORN_THREADS="4",
+        GUNICORN_THREADS="6",  # more threads than pooled connections: slow requests can hold every one
         DATABASE_POOL_SIZE="2",
         DATABASE_POOL_MAX_OVERFLOW="2",
         DATABASE_POOL_TIMEOUT="2",
@@ -252,12 +252,13 @@ def test_breaker__two_workers_through_outages_and_a_full_pool(tmp_path, pg_clust
             time.sleep(1.5)
             records = list(traffic.records)
         # Every pooled connection held by slow requests, and more requests queueing behind them.
-        with Traffic(base + "/bench/sleep?ms=3000", threads=12) as held:
+        with Traffic(base + "/bench/sleep?ms=3000", threads=16) as held:
             time.sleep(6)
         held_records = list(held.records)
     log = b"".join(lines).decode(errors="replace")
 
     assert {r[1] for r in records + held_records} <= {200, 503}, "never a 500"
+    assert any(r[1] == 503 for r in held_records), "the pool was never exhausted"
     assert sampler.samples > 100 and sampler.peak <= budget, f"{sampler.peak} server connections, budget {budget}"
 
     transitions = re.findall(r'"event": "breaker_transition", "from": "(\w+)", "to": "(\w+)"', log)

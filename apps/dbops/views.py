@@ -14,6 +14,7 @@ from health_check.views import HealthCheckView
 
 from dbops.access import arefusal, metrics_refusal, staff_or_token_required
 from dbops.backups import logical as backups
+from dbops.breaker.responses import without_request_log
 from dbops.conf import get_config
 from dbops.health import reports
 from dbops.monitoring.queries import (
@@ -52,7 +53,7 @@ class FullHealthView(DbopsHealthView):
         response = await super().get(request, *args, **kwargs)
         if response.status_code == 500:
             response.status_code = 503 if self.failing() else 200
-        return response
+        return without_request_log(response) if response.status_code == 503 else response
 
 
 class _ReadyCache:
@@ -92,7 +93,8 @@ class ReadinessView(DbopsHealthView):
             cached = await self._evaluate(budget=float(health.probe_timeout))
             ready_cache.put(*cached)
         status, payload = cached
-        return JsonResponse(payload, status=status)
+        response = JsonResponse(payload, status=status)
+        return without_request_log(response) if status == 503 else response
 
     async def _evaluate(self, budget: float) -> tuple[int, dict]:
         try:

@@ -21,7 +21,14 @@ def database_unavailable_response(request, retry_after: int, breaker_state: str)
     response["Retry-After"] = str(retry_after)
     response["X-Dbops-Breaker"] = breaker_state
     response["Cache-Control"] = "no-store"
-    # Django logs every 4xx/5xx as an ERROR of django.request: under an outage that is thousands of lines a
-    # minute. The breaker logs each transition once and counts rejections in dbops_breaker_rejections_total.
+    return without_request_log(response)
+
+
+def without_request_log(response: HttpResponse) -> HttpResponse:
+    """Keep Django from logging this 5xx as an ERROR of django.request.
+
+    Under an outage that is thousands of lines a minute (every request, every load-balancer probe). The breaker
+    logs each transition once, and metrics count the rejections and failing checks.
+    """
     response._has_been_logged = True
     return response

@@ -18,7 +18,12 @@ from psycopg_pool import ConnectionPool
 
 
 class DeadConnectionCheck:
-    """psycopg_pool `check` callback: reject a dead connection and drain its pool; free while nothing arrived."""
+    """psycopg_pool `check` callback: reject a dead connection and drain its pool; free while nothing arrived.
+
+    A dead connection is handed out all the same (and the pool left as it is) when the server cannot be reached
+    right now: the request then fails at once, and the circuit breaker counts it, instead of waiting out the pool
+    timeout for a connection that cannot be made.
+    """
 
     def __init__(self) -> None:
         self.pool: weakref.ref[ConnectionPool] | None = None
@@ -32,9 +37,20 @@ class DeadConnectionCheck:
             ConnectionPool.check_connection(conn)
         except Exception:
             pool = self.pool() if self.pool is not None else None
-            if pool is not None:
-                pool.drain()
-            raise
+            if pool is None:
+                raise
+            if not self._server_answers(pool):
+                return  # the server is down: the request fails now, rather than after the pool timeout
+            pool.drain()  # every idle connection older than the restart died with this one
+            raise  # the pool hands out a new connection instead
+
+    @staticmethod
+    def _server_answers(pool: ConnectionPool) -> bool:
+        try:
+            pool.connection_class.connect(pool.conninfo, **pool.kwargs).close()
+        except Exception:
+            return False
+        return True
 
 
 class DbopsConnectionPool(ConnectionPool):
