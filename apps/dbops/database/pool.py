@@ -43,7 +43,12 @@ def pool_stats(alias: str) -> dict[str, int] | None:
     stats = dict(pool.get_stats())
     stats.setdefault("pool_min", pool.min_size)
     stats.setdefault("pool_max", pool.max_size)
-    stats["in_use"] = stats.get("pool_size", 0) - stats.get("pool_available", 0)
+    # pool_size also counts connections still being opened: "in use" means checked out by a client, which dbops'
+    # pool counts exactly (another engine's pool: the difference is the best there is).
+    checked_out = getattr(pool, "checked_out", None)
+    stats["in_use"] = (
+        checked_out if checked_out is not None else stats.get("pool_size", 0) - stats.get("pool_available", 0)
+    )
     return stats
 
 
