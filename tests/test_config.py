@@ -351,3 +351,35 @@ def test_get_config__without_dbops_settings_says_what_to_add(settings):
     with pytest.raises(ImproperlyConfigured, match=r"add DBOPS = dbops.conf.from_env"):
         get_config()
     assert check_config_present() == [E000]
+
+
+URL_VARIABLES = {
+    "DATABASE_URL": "postgres://app:{password}@db.internal:5432/app",
+    "DATABASE_REPLICA_URL": "postgres://app:{password}@replica.internal:5432/app",
+    "DATABASE_PGBOUNCER_ADMIN_URL": "postgres://pgbouncer:{password}@127.0.0.1:6432/pgbouncer",
+    "CACHE_URL": "redis://:{password}@cache.internal:6379/0",
+    "EMAIL_URL": "smtp://alerts:{password}@mail.internal:587",
+    "DBOPS_ALERT_WEBHOOK_URL": "https://hook:{password}@hooks.internal/T0",
+}
+
+
+@pytest.mark.parametrize("char", ["/", "@", ":", "%", "#", "?"])
+@pytest.mark.parametrize("variable", sorted(URL_VARIABLES))
+def test_url_variables__a_password_never_shows_whatever_characters_it_holds(variable, char):
+    head, tail = "S3cretHead", "Tail9pw"  # each half must stay hidden too, wherever a parser cuts the password
+    environ = {
+        "DJANGO_ENV": "production",
+        **STRICT_OK,
+        variable: URL_VARIABLES[variable].format(password=head + char + tail),
+    }
+    try:
+        shown = repr(load_config(environ)) + repr(site_config(environ)) + load_config(environ).database.masked_url
+    except ImproperlyConfigured as error:
+        shown = "".join(traceback.format_exception(error))
+        assert str(error).startswith(variable) and "\n" not in str(error)
+    assert head not in shown and tail not in shown, shown
+
+
+def test_database_url__a_broken_ipv6_host_is_one_line():
+    message = config_error({"DJANGO_ENV": "production", **STRICT_OK, "DATABASE_URL": "postgres://app:pw@[::1/app"})
+    assert message.startswith("DATABASE_URL='postgres://app:***@[::1/app' cannot be parsed")

@@ -65,7 +65,7 @@ class PitrTarget:
     pg_port: int
     socket_path: str
     pg_user: str
-    conninfo: dict
+    conninfo: dict = dataclasses.field(repr=False)  # holds the password
     retention_full: int = 2
     run_as: str = ""
 

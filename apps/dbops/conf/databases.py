@@ -10,7 +10,7 @@ from urllib.parse import parse_qsl, urlsplit
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
-from dbops.conf.masking import mask_url
+from dbops.conf.masking import credentials_need_encoding, encoding_hint, mask_url
 
 POSTGRES_SCHEMES = ("postgres", "postgresql", "pgsql", "postgis")
 DJANGO_POSTGRES_ENGINE = "django.db.backends.postgresql"
@@ -23,12 +23,19 @@ TARGET_SESSION_ATTRS = ("any", "read-write", "read-only", "primary", "standby", 
 def parse_database_url(url: str, *, variable: str = "DATABASE_URL") -> dict[str, Any]:
     """Parse a database URL into a `DATABASES` entry, turning each of django-environ's silent failures into a line."""
     masked = mask_url(url)
-    scheme = urlsplit(url).scheme if "://" in url else ""
+    scheme = url.partition("://")[0].lower() if "://" in url else ""
     if scheme not in environ.Env.DB_SCHEMES:
         raise ImproperlyConfigured(
             f"{variable}={masked!r} has no supported scheme: use postgres://USER:PASSWORD@HOST:PORT/NAME."
         )
-    query_keys = {key.lower() for key, _ in parse_qsl(urlsplit(url).query)}
+    if credentials_need_encoding(url):
+        raise ImproperlyConfigured(encoding_hint(variable, url))
+    try:
+        query_keys = {key.lower() for key, _ in parse_qsl(urlsplit(url).query)}
+    except ValueError:  # e.g. an unterminated IPv6 host: the message would quote the URL
+        raise ImproperlyConfigured(
+            f"{variable}={masked!r} cannot be parsed (check the host, the port number and any % escapes)."
+        ) from None
     if "pool" in query_keys:
         raise ImproperlyConfigured(
             f"{variable}={masked!r} sets ?pool=: remove it; the pool is configured by the DATABASE_POOL_* variables."
@@ -65,7 +72,7 @@ def _check_hosts(parsed: dict[str, Any], masked: str, variable: str) -> None:
 
 def is_postgresql_url(url: str) -> bool:
     """Tell whether a database URL names PostgreSQL."""
-    return (urlsplit(url).scheme if "://" in url else "") in POSTGRES_SCHEMES
+    return (url.partition("://")[0].lower() if "://" in url else "") in POSTGRES_SCHEMES
 
 
 def describe_entry(entry: Mapping[str, Any]) -> str:

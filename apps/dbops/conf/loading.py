@@ -13,7 +13,6 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
@@ -42,7 +41,7 @@ from dbops.conf.databases import (
     is_postgresql_url,
     parse_database_url,
 )
-from dbops.conf.masking import mask_url
+from dbops.conf.masking import credentials_need_encoding, encoding_hint, mask_url
 
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
@@ -144,9 +143,14 @@ class SettingsReader:
 
 def parse_cache_url(url: str, *, variable: str = "CACHE_URL") -> dict[str, Any]:
     """Build a `CACHES` entry: locmem:// or redis(s)://; Redis gets short timeouts (a cache must never hang)."""
-    scheme = urlsplit(url).scheme
+    if credentials_need_encoding(url):
+        raise ImproperlyConfigured(encoding_hint(variable, url))
+    scheme = url.partition("://")[0].lower()
     if scheme == "locmem":
-        return {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": urlsplit(url).netloc or "dbops"}
+        return {
+            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+            "LOCATION": url.partition("://")[2] or "dbops",
+        }
     if scheme in ("redis", "rediss"):
         return {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
@@ -202,7 +206,9 @@ def _database_from_entry(reader: SettingsReader, entry: Mapping[str, Any], alias
 
 def _alerts(reader: SettingsReader) -> AlertConfig:
     webhook = reader.raw("DBOPS_ALERT_WEBHOOK_URL") or ""
-    if webhook and urlsplit(webhook).scheme not in ("http", "https"):
+    if webhook and credentials_need_encoding(webhook):
+        raise ImproperlyConfigured(encoding_hint("DBOPS_ALERT_WEBHOOK_URL", webhook))
+    if webhook and webhook.partition("://")[0].lower() not in ("http", "https"):
         raise ImproperlyConfigured(
             f"DBOPS_ALERT_WEBHOOK_URL={mask_url(webhook)!r} is not an http(s) URL: set it to https://host/path."
         )
@@ -227,6 +233,13 @@ def _alerts(reader: SettingsReader) -> AlertConfig:
         sample_retention_days=reader.int("DBOPS_ALERT_SAMPLE_RETENTION_DAYS", 7, unit=" days"),
         events=reader.bool("DBOPS_ALERT_EVENTS", True),
     )
+
+
+def _pgbouncer_admin_url(reader: SettingsReader) -> str:
+    url = reader.raw("DATABASE_PGBOUNCER_ADMIN_URL") or ""
+    if url:
+        parse_database_url(url, variable="DATABASE_PGBOUNCER_ADMIN_URL")
+    return url
 
 
 def _pitr(reader: SettingsReader, var_dir: Path) -> PitrConfig:
@@ -358,7 +371,7 @@ def _build(
         pitr=_pitr(reader, var_dir),
         replica=replica,
         replica_max_lag_ms=reader.int("DATABASE_REPLICA_MAX_LAG_MS", 1000, unit=" ms"),
-        pgbouncer_admin_url=reader.raw("DATABASE_PGBOUNCER_ADMIN_URL") or "",
+        pgbouncer_admin_url=_pgbouncer_admin_url(reader),
         migrations=MigrationSafetyConfig(
             warn_rows=reader.int("MIGRATION_SAFETY_WARN_ROWS", 10_000, minimum=0, unit=" rows"),
             block_rows=reader.int("MIGRATION_SAFETY_BLOCK_ROWS", 1_000_000, minimum=0, unit=" rows"),

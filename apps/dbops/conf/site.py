@@ -17,7 +17,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from dbops.conf.config import STRICT_ENVIRONMENTS
 from dbops.conf.loading import SettingsReader
-from dbops.conf.masking import mask_url
+from dbops.conf.masking import credentials_need_encoding, encoding_hint, mask_url
 
 INSECURE_SECRET_KEY = "django-insecure-dbops-development-only"  # noqa: S105 - the known-bad default
 
@@ -39,6 +39,8 @@ def _email(reader: SettingsReader) -> dict[str, Any]:
     url = reader.raw("EMAIL_URL")
     if url is None:
         return {}
+    if credentials_need_encoding(url):
+        raise ImproperlyConfigured(encoding_hint("EMAIL_URL", url))
     try:
         parsed = environ.Env.email_url_config(url)
     except Exception:
