@@ -31,10 +31,8 @@ HISTORY_TABLES = {"public.dbops_backuprecord", "public.dbops_restorerecord", "pu
 def backup_dir(settings, tmp_path):
     """Each test writes backups to its own folder."""
     folder = tmp_path / "backups"
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "dbbackup": {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": str(folder)}},
-    }
+    settings.DBOPS = dataclasses.replace(settings.DBOPS, backup_dir=folder)
+    settings.STORAGES = {**settings.STORAGES, "dbbackup": settings.DBOPS.backup_storage()}
     return folder
 
 

@@ -83,6 +83,7 @@ class BackupRecordAdmin(HistoryAdmin):
         "trigger",
         "size",
         "verification_badge",
+        "encrypted",
         "database_name",
         "file",
     )

@@ -21,6 +21,10 @@ class BackupInProgress(BackupError):
     """Another backup of the same database holds the advisory lock."""
 
 
+class BackupKeyError(BackupError):
+    """An encrypted backup cannot be read: no identity, an unreadable one, or one it was not encrypted to."""
+
+
 class VerificationFailed(BackupError):
     """A backup file does not prove restorable: checksum, restore or row counts disagree."""
 

@@ -30,9 +30,10 @@ from django.db import DatabaseError, connections, transaction
 from django.utils import timezone
 from psycopg import sql
 
+from dbops.backups import encryption
 from dbops.conf import DBOPS_POSTGRES_ENGINE, get_config, mask_url
 from dbops.database.pool import direct_connection
-from dbops.exceptions import BackupError, BackupInProgress, RestoreRefused, VerificationFailed
+from dbops.exceptions import BackupError, BackupInProgress, BackupKeyError, RestoreRefused, VerificationFailed
 from dbops.models import BackupRecord, MigrationRun, RestoreRecord
 from dbops.signals import backup_finished
 
@@ -180,6 +181,7 @@ def take_backup(
             database_name=db_settings["NAME"],
             storage=type(backup_storage()).__name__,
             compressed=compress,
+            encrypted=bool(get_config().backup_encryption_recipients),
         )
         stored = None
         try:
@@ -243,6 +245,11 @@ def _dump_and_store(record: BackupRecord, alias: str, *, compress: bool, progres
         progress("compressing")
         dump, _ = compress_file(dump, "dump")
         extension = "dump.gz"
+    if record.encrypted:
+        recipients = get_config().backup_encryption_recipients
+        progress(f"encrypting to {len(recipients)} age recipient(s)")
+        dump = encryption.encrypt(dump, recipients)
+        extension += encryption.SUFFIX
     progress("hashing")
     sha256, size = _hash_file(dump)
     name = f"{record.database_name}-{record.started_at:%Y%m%d-%H%M%S}-{record.pk}.{extension}"
@@ -257,6 +264,7 @@ def _dump_and_store(record: BackupRecord, alias: str, *, compress: bool, progres
         "sha256": sha256,
         "size_bytes": size,
         "compressed": compress,
+        "encrypted": record.encrypted,
         "row_counts": counts,
         "started_at": record.started_at.isoformat(),
     }
@@ -291,6 +299,8 @@ def _open_verified_copy(record: BackupRecord) -> SpooledTemporaryFile:
             f"backup #{record.pk}: sha256 {sha256[:12]}… differs from the recorded {record.sha256[:12]}…: "
             "the file changed after the backup (corrupted or tampered with)"
         )
+    if record.encrypted:
+        copy = encryption.decrypt(copy, identity_file=get_config().backup_encryption_identity_file, backup_id=record.pk)
     if record.compressed:
         copy, _ = uncompress_file(copy, "dump.gz")
         copy.seek(0)
@@ -391,7 +401,10 @@ def restore_backup(record: BackupRecord, *, requested_by: str = "", progress: Pr
         return RestoreRefused(reason)
 
     progress("verifying the backup before touching the live database")
-    verify_backup(record, progress=progress)
+    try:
+        verify_backup(record, progress=progress)
+    except BackupKeyError as exc:
+        raise refuse(f"refused: {exc}") from None
     if record.verification != BackupRecord.Verification.PASSED:
         raise refuse(f"refused: {record.verification_details.get('error', 'verification failed')}")
     progress("taking the safety backup of the current database")

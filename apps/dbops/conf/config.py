@@ -216,6 +216,9 @@ class DbopsConfig:
     breaker: BreakerConfig = BreakerConfig()
     backup_dir: Path = Path("var/backups")
     backup_keep_verified: int = 3
+    # age public keys backups are encrypted to (empty: not encrypted), and where the key that reads them is.
+    backup_encryption_recipients: tuple[str, ...] = ()
+    backup_encryption_identity_file: Path | None = None
     migrations: MigrationSafetyConfig = MigrationSafetyConfig()
     alerts: AlertConfig = AlertConfig()
     pitr: PitrConfig = PitrConfig()
@@ -244,8 +247,19 @@ class DbopsConfig:
         return ["dbops.replication.router.ReplicaRouter"] if self.replica is not None else []
 
     def backup_storage(self) -> dict[str, Any]:
-        """Return the `STORAGES["dbbackup"]` entry: the folder DATABASE_BACKUP_DIR (any storage may replace it)."""
-        return {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": str(self.backup_dir)}}
+        """Return the `STORAGES["dbbackup"]` entry: the folder DATABASE_BACKUP_DIR (any storage may replace it).
+
+        Files 0600 and folders 0700 whatever the umask: dumps hold session keys and password hashes, and Django's
+        storage would otherwise chmod every saved file to FILE_UPLOAD_PERMISSIONS (0644).
+        """
+        return {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {
+                "location": str(self.backup_dir),
+                "file_permissions_mode": 0o600,
+                "directory_permissions_mode": 0o700,
+            },
+        }
 
     def middleware(self) -> list[str]:
         """Return dbops' middleware, to put first in `MIDDLEWARE` (the breaker must see every database failure)."""

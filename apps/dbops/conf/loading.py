@@ -17,6 +17,7 @@ from typing import Any
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from dbops.conf.age_keys import parse_recipient
 from dbops.conf.config import (
     ENVIRONMENT_ALIASES,
     ENVIRONMENTS,
@@ -235,6 +236,19 @@ def _alerts(reader: SettingsReader) -> AlertConfig:
     )
 
 
+def _encryption_recipients(reader: SettingsReader) -> tuple[str, ...]:
+    recipients = reader.list("DATABASE_BACKUP_ENCRYPTION_RECIPIENTS", ())
+    for position, recipient in enumerate(recipients, start=1):
+        try:
+            parse_recipient(recipient)
+        except ValueError as exc:
+            raise ImproperlyConfigured(
+                f"DATABASE_BACKUP_ENCRYPTION_RECIPIENTS: recipient {position} is {exc}: "
+                "give age public keys (age-keygen -y KEYFILE), comma-separated."
+            ) from None
+    return recipients
+
+
 def _pgbouncer_admin_url(reader: SettingsReader) -> str:
     url = reader.raw("DATABASE_PGBOUNCER_ADMIN_URL") or ""
     if url:
@@ -366,6 +380,12 @@ def _build(
         prometheus_multiproc_dir=reader.str("PROMETHEUS_MULTIPROC_DIR", ""),
         backup_dir=reader.path("DATABASE_BACKUP_DIR", var_dir / "backups"),
         backup_keep_verified=reader.int("DATABASE_BACKUP_KEEP_VERIFIED", 3, minimum=0),
+        backup_encryption_recipients=_encryption_recipients(reader),
+        backup_encryption_identity_file=(
+            reader.path("DATABASE_BACKUP_ENCRYPTION_IDENTITY_FILE", Path())
+            if reader.raw("DATABASE_BACKUP_ENCRYPTION_IDENTITY_FILE")
+            else None
+        ),
         cache=parse_cache_url(reader.str("CACHE_URL", "locmem://")),
         alerts=_alerts(reader),
         pitr=_pitr(reader, var_dir),
