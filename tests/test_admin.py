@@ -21,14 +21,27 @@ def backup_dir(settings, tmp_path):
     }
 
 
-@pytest.fixture
-def staff_client(client, django_user_model):
-    user = django_user_model.objects.create_user("staff", password="pw-staff-1234", is_staff=True)
+def staff_with(django_user_model, client, name: str, *codenames: str):
+    """Log in a staff user holding exactly these permissions."""
     from django.contrib.auth.models import Permission
 
-    user.user_permissions.add(Permission.objects.get(codename="view_backuprecord"))
+    user = django_user_model.objects.create_user(name, password="pw-staff-1234", is_staff=True)
+    user.user_permissions.add(*Permission.objects.filter(codename__in=codenames))
     client.force_login(user)
     return client
+
+
+@pytest.fixture
+def staff_client(client, django_user_model):
+    """Log in a staff user who may only view the backup history."""
+    return staff_with(django_user_model, client, "staff", "view_backuprecord")
+
+
+@pytest.fixture
+def verifier_client(django_user_model):
+    from django.test import Client
+
+    return staff_with(django_user_model, Client(), "verifier", "view_backuprecord", "verify_backuprecord")
 
 
 def test_backup_admin__read_only_history_with_badges_and_filters(admin_client):
@@ -46,22 +59,31 @@ def test_backup_admin__read_only_history_with_badges_and_filters(admin_client):
     assert change.status_code == 403 and record.status == "failed"
 
 
-def test_backup_admin__verify_action_and_superuser_download(admin_client, staff_client):
+def test_backup_admin__verify_needs_its_permission_and_is_logged(admin_client, staff_client, verifier_client):
+    from django.contrib.admin.models import LogEntry
+
     UserFactory.create_batch(3)
     record = backups.take_backup()
     changelist = reverse("admin:dbops_backuprecord_changelist")
-    response = staff_client.post(
-        changelist, {"action": "verify_selected", "_selected_action": [record.pk]}, follow=True
-    )
+    action = {"action": "verify_selected", "_selected_action": [record.pk]}
+    view_only = staff_client.post(changelist, action, follow=True).content.decode()
+    record.refresh_from_db()
+    assert "verify_selected" not in view_only and record.verification == "unverified"  # no such action for them
+
+    response = verifier_client.post(changelist, action, follow=True)
     assert f"Backup #{record.pk}: verification passed" in response.content.decode()
+    entry = LogEntry.objects.get(object_id=str(record.pk))
+    assert (entry.user.username, entry.get_change_message()) == ("verifier", "Verified: passed")
 
     download = reverse("admin:dbops_backuprecord_download", args=[record.pk])
     assert staff_client.get(download).status_code == 403
+    assert verifier_client.get(download).status_code == 403
     response = admin_client.get(download)
     assert response.status_code == 200
     import hashlib
 
     assert hashlib.sha256(b"".join(response.streaming_content)).hexdigest() == record.sha256
+    assert LogEntry.objects.filter(object_id=str(record.pk), change_message="Downloaded the backup file").exists()
 
 
 def test_backup_admin__restore_needs_confirmation_naming_the_database(admin_client, staff_client):

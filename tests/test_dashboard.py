@@ -64,17 +64,30 @@ def test_dashboard__shows_pool_breaker_latency_slow_queries_backups_alerts(admin
     assert database["samples"] == 2
 
 
-def test_alert_admin__filters_and_acknowledge_action(admin_client, operations):
+def test_alert_admin__filters_and_acknowledge_action(admin_client, operations, django_user_model):
     listing = admin_client.get("/admin/dbops/alert/?severity__exact=warning&state__exact=firing")
     assert listing.status_code == 200 and b"query_latency_p95" in listing.content
     from dbops.models import Alert
 
     alert = Alert.objects.get(rule="query_latency_p95")
-    admin_client.post(
-        "/admin/dbops/alert/", {"action": "acknowledge_selected", "_selected_action": [alert.pk]}, follow=True
-    )
+    action = {"action": "acknowledge_selected", "_selected_action": [alert.pk]}
+
+    from django.contrib.admin.models import LogEntry
+    from django.contrib.auth.models import Permission
+    from django.test import Client
+
+    viewer = django_user_model.objects.create_user("viewer", password="pw-viewer-1234", is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_alert"))
+    view_only = Client()
+    view_only.force_login(viewer)
+    view_only.post("/admin/dbops/alert/", action, follow=True)
+    alert.refresh_from_db()
+    assert alert.acknowledged_at is None  # viewing alerts does not let anyone silence them
+
+    admin_client.post("/admin/dbops/alert/", action, follow=True)
     alert.refresh_from_db()
     assert alert.acknowledged_by == "admin" and alert.acknowledged_at is not None
+    assert LogEntry.objects.get(object_id=str(alert.pk)).get_change_message() == "Acknowledged"
 
 
 def chromium_driver():

@@ -114,17 +114,25 @@ class BackupRecordAdmin(HistoryAdmin):
         return format_html('<a href="{}">download</a>', reverse("admin:dbops_backuprecord_download", args=[obj.pk]))
 
     def has_verify_permission(self, request):
-        return request.user.is_active and request.user.is_staff
+        return request.user.has_perm("dbops.verify_backuprecord")
 
     def has_restore_permission(self, request):
-        return request.user.is_active and request.user.is_superuser
+        return request.user.has_perm("dbops.restore_backuprecord")
+
+    def has_download_permission(self, request):
+        return request.user.has_perm("dbops.download_backuprecord")
 
     @admin.action(description="Verify selected backups (restore into a scratch database)", permissions=["verify"])
     def verify_selected(self, request, queryset):
         for record in queryset.filter(status=BackupRecord.Status.SUCCEEDED):
-            record = backups.verify_backup(record)
+            try:
+                record = backups.verify_backup(record)
+            except BackupError as exc:
+                self.message_user(request, f"Backup #{record.pk}: not verified: {exc}", messages.ERROR)
+                continue
             level = messages.SUCCESS if record.verification == "passed" else messages.ERROR
             detail = record.verification_details.get("error", f"{record.verification_details.get('rows', 0)} rows")
+            self.log_change(request, record, f"Verified: {record.verification}")
             self.message_user(request, f"Backup #{record.pk}: verification {record.verification} ({detail})", level)
 
     @admin.action(description="Restore the selected backup into the live database…", permissions=["restore"])
@@ -143,10 +151,11 @@ class BackupRecordAdmin(HistoryAdmin):
         ]
 
     def download_view(self, request, pk):
-        if not request.user.is_superuser:
+        if not self.has_download_permission(request):
             raise PermissionDenied
         record = get_object_or_404(BackupRecord, pk=pk, file_deleted_at__isnull=True)
         handle = backups.backup_storage().open(record.filename, "rb")
+        self.log_change(request, record, "Downloaded the backup file")
         return FileResponse(handle, as_attachment=True, filename=record.filename.rsplit("/", 1)[-1])
 
     def restore_view(self, request, pk):
@@ -160,6 +169,7 @@ class BackupRecordAdmin(HistoryAdmin):
                     request, "The typed database name did not match: nothing was changed.", messages.ERROR
                 )
                 return HttpResponseRedirect(request.path)
+            self.log_change(request, record, f"Restore into {database} requested")
             try:
                 restore = backups.restore_backup(record, requested_by=f"admin:{request.user.get_username()}")
             except BackupError as exc:
@@ -299,11 +309,14 @@ class AlertAdmin(HistoryAdmin):
         return badge(obj.state)
 
     def has_acknowledge_permission(self, request):
-        return request.user.is_staff
+        return request.user.has_perm("dbops.acknowledge_alert")
 
     @admin.action(description="Acknowledge selected firing alerts", permissions=["acknowledge"])
     def acknowledge_selected(self, request, queryset):
-        count = acknowledge(queryset, by=request.user.get_username())
+        alerts = list(queryset)
+        count = acknowledge(alerts, by=request.user.get_username())
+        for alert in Alert.objects.filter(pk__in=[a.pk for a in alerts], acknowledged_by=request.user.get_username()):
+            self.log_change(request, alert, "Acknowledged")
         self.message_user(request, f"{count} alert(s) acknowledged: they stay open until their signal clears.")
 
 

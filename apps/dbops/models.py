@@ -51,6 +51,12 @@ class BackupRecord(models.Model):
     class Meta:
         ordering = ["-started_at"]
         get_latest_by = "started_at"
+        # Beyond viewing the history: each of these reads or changes the database, so each is granted on its own.
+        permissions = [
+            ("verify_backuprecord", "Can verify backups (restores into a scratch database)"),
+            ("restore_backuprecord", "Can restore a backup into the live database"),
+            ("download_backuprecord", "Can download backup files"),
+        ]
 
     def __str__(self) -> str:
         return f"backup #{self.pk} {self.status} {self.started_at:%Y-%m-%d %H:%M:%S}"
@@ -149,6 +155,7 @@ class Alert(models.Model):
 
     class Meta:
         ordering = ["-fired_at"]
+        permissions = [("acknowledge_alert", "Can acknowledge alerts (they are not sent again)")]
         constraints = [
             # Deduplication: one open alert per rule and subject, whatever evaluates concurrently.
             models.UniqueConstraint(
