@@ -33,7 +33,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 class WebhookReceiver:
     """A loopback HTTP server that records every POSTed JSON body and answers `status`."""
 
-    def __init__(self, status: int = 200) -> None:
+    def __init__(self, status: int = 200, location: str = "") -> None:
         self.posts: list[dict] = []
         self.status = status
         receiver = self
@@ -43,6 +43,8 @@ class WebhookReceiver:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 receiver.posts.append(json.loads(body))
                 self.send_response(receiver.status)
+                if location:
+                    self.send_header("Location", location)
                 self.end_headers()
 
             def log_message(self, *args):
@@ -309,3 +311,16 @@ def test_metrics__history_gauges_for_the_prometheus_rules(client):
     assert "dbops_backup_last_failed 0.0" in body and "dbops_backup_last_verification_failed 1.0" in body
     (line,) = [x for x in body.splitlines() if x.startswith("dbops_backup_last_success_timestamp_seconds ")]
     assert float(line.split()[1]) == pytest.approx(success.started_at.timestamp(), abs=0.001)
+
+
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
+def test_webhook__a_redirect_is_not_followed(alert_settings, status):
+    elsewhere = WebhookReceiver()
+    redirecting = WebhookReceiver(status=status, location=elsewhere.url)
+    alert_settings(webhook_url=redirecting.url, webhook_retries=0)
+    try:
+        alerts.process_signal(Signal("breaker_open", "default", True, "critical", "the circuit breaker is open"))
+    finally:
+        redirecting.close()
+        elsewhere.close()
+    assert len(redirecting.posts) == 1 and elsewhere.posts == []

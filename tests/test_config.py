@@ -383,3 +383,20 @@ def test_url_variables__a_password_never_shows_whatever_characters_it_holds(vari
 def test_database_url__a_broken_ipv6_host_is_one_line():
     message = config_error({"DJANGO_ENV": "production", **STRICT_OK, "DATABASE_URL": "postgres://app:pw@[::1/app"})
     assert message.startswith("DATABASE_URL='postgres://app:***@[::1/app' cannot be parsed")
+
+
+@pytest.mark.parametrize(
+    ("url", "accepted"),
+    [
+        ("http://hooks.example.com/T0", False),
+        ("https://hooks.example.com/T0", True),
+        ("http://127.0.0.1:9000/relay", True),
+        ("http://localhost:9000/relay", True),
+    ],
+)
+def test_alert_webhook__plain_http_only_to_this_host_in_production(url, accepted):
+    environ = {"DJANGO_ENV": "production", **STRICT_OK, "DBOPS_ALERT_WEBHOOK_URL": url}
+    if accepted:
+        assert load_config(environ).alerts.webhook_url == url
+    else:
+        assert config_error(environ).startswith("DBOPS_ALERT_WEBHOOK_URL='http://hooks.example.com/T0' is plain http")

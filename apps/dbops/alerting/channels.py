@@ -48,6 +48,16 @@ def _email(payload: dict) -> None:
     mail_admins(_title(payload), f"{payload['message']}\n\n{json.dumps(payload, indent=2, default=str)}")
 
 
+class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
+    """An alert goes to the configured URL only: a redirect could send it (and its details) to any host."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        raise urllib.error.HTTPError(req.full_url, code, "redirect refused", headers, fp)
+
+
+_NO_REDIRECTS = urllib.request.build_opener(_RefuseRedirects)
+
+
 def _webhook(payload: dict) -> None:
     config = get_config().alerts
     if not config.webhook_url:
@@ -62,7 +72,7 @@ def _webhook(payload: dict) -> None:
             config.webhook_url, data=data, headers={"Content-Type": "application/json"}, method="POST"
         )
         try:
-            with urllib.request.urlopen(request, timeout=config.webhook_timeout) as response:  # noqa: S310
+            with _NO_REDIRECTS.open(request, timeout=config.webhook_timeout) as response:
                 response.read()
             return
         except urllib.error.HTTPError as exc:

@@ -7,12 +7,14 @@ plain dict whose keys are the same names. Every value is checked here once; a ba
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
@@ -205,13 +207,32 @@ def _database_from_entry(reader: SettingsReader, entry: Mapping[str, Any], alias
     return _database(reader, entry, describe_entry(entry), is_postgresql_engine(str(entry["ENGINE"])))
 
 
-def _alerts(reader: SettingsReader) -> AlertConfig:
+def _is_loopback_url(url: str) -> bool:
+    try:
+        host = urlsplit(url).hostname or ""
+    except ValueError:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _alerts(reader: SettingsReader, *, environment: str) -> AlertConfig:
     webhook = reader.raw("DBOPS_ALERT_WEBHOOK_URL") or ""
     if webhook and credentials_need_encoding(webhook):
         raise ImproperlyConfigured(encoding_hint("DBOPS_ALERT_WEBHOOK_URL", webhook))
-    if webhook and webhook.partition("://")[0].lower() not in ("http", "https"):
+    scheme = webhook.partition("://")[0].lower()
+    if webhook and scheme not in ("http", "https"):
         raise ImproperlyConfigured(
             f"DBOPS_ALERT_WEBHOOK_URL={mask_url(webhook)!r} is not an http(s) URL: set it to https://host/path."
+        )
+    if scheme == "http" and environment in STRICT_ENVIRONMENTS and not _is_loopback_url(webhook):
+        raise ImproperlyConfigured(
+            f"DBOPS_ALERT_WEBHOOK_URL={mask_url(webhook)!r} is plain http with DJANGO_ENV={environment}: alerts "
+            "carry details of the site, use https:// (plain http only to a relay on this host)."
         )
     webhook_format = reader.str("DBOPS_ALERT_WEBHOOK_FORMAT", "json").lower()
     if webhook_format not in ("json", "slack"):
@@ -387,7 +408,7 @@ def _build(
             else None
         ),
         cache=parse_cache_url(reader.str("CACHE_URL", "locmem://")),
-        alerts=_alerts(reader),
+        alerts=_alerts(reader, environment=environment),
         pitr=_pitr(reader, var_dir),
         replica=replica,
         replica_max_lag_ms=reader.int("DATABASE_REPLICA_MAX_LAG_MS", 1000, unit=" ms"),
