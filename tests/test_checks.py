@@ -14,8 +14,11 @@ from tests.conftest import reconfigured_pool
 
 def test_checks__ids_are_unique_and_namespaced():
     ids = [
+        dbops_checks.E000.id,
         dbops_checks.W001.id,
         dbops_checks.W002_ID,
+        dbops_checks.W003.id,
+        dbops_checks.W004.id,
         dbops_checks.E001_ID,
         dbops_checks.E002_ID,
         dbops_checks.E003_ID,
@@ -75,3 +78,15 @@ def test_checks__the_whole_project_has_no_errors():
     """Every Django check (admin, models, urls, dbops) passes: what `manage.py check` runs in CI and deploys."""
     errors = [m for m in checks.run_checks(include_deployment_checks=False) if m.is_serious()]
     assert errors == []
+
+
+def test_metrics_access__strict_environments_need_the_token_or_say_why_not(settings):
+    strict = dataclasses.replace(
+        settings.DBOPS, environment="production", health_token="", metrics_allow_loopback=False
+    )
+    settings.DBOPS = strict
+    assert dbops_checks.check_metrics_access() == [dbops_checks.W003]
+    settings.DBOPS = dataclasses.replace(strict, metrics_allow_loopback=True)
+    assert dbops_checks.check_metrics_access() == [dbops_checks.W004]
+    settings.DBOPS = dataclasses.replace(strict, health_token="t" * 40)
+    assert dbops_checks.check_metrics_access() == []

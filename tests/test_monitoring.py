@@ -186,6 +186,7 @@ def test_gunicorn_multiprocess__metrics_aggregate_both_workers(tmp_path):
         DJANGO_ROOT_URLCONF="bench.urls",
         WEB_CONCURRENCY="2",
         GUNICORN_THREADS="2",
+        DBOPS_HEALTH_TOKEN="scraper-token-" * 3,
     )
     requests = 60
     with gunicorn(env) as base:
@@ -197,7 +198,7 @@ def test_gunicorn_multiprocess__metrics_aggregate_both_workers(tmp_path):
 
         with ThreadPoolExecutor(6) as pool:
             statuses = list(pool.map(hit, range(requests)))
-        status, body = http_get(base + "/metrics")
+        status, body = http_get(base + "/metrics", headers={"Authorization": "Bearer " + "scraper-token-" * 3})
         pids = {re.search(r"_(\d+)\.db$", p.name).group(1) for p in Path(multiproc).glob("histogram_*.db")}
     assert statuses == [200] * requests
     assert status == 200
@@ -206,3 +207,52 @@ def test_gunicorn_multiprocess__metrics_aggregate_both_workers(tmp_path):
     assert count == requests  # one SELECT 1 per request, summed over both workers
     pool_max = float(re.search(r'^dbops_pool_max_connections\{alias="default"\} (\S+)$', body, re.M).group(1))
     assert pool_max in (6.0, 12.0)  # livesum: 6 per worker that has opened its pool
+
+
+class LocalReverseProxy:
+    """A reverse proxy on this host, as nginx in front of gunicorn would be: every request arrives from loopback."""
+
+    def __init__(self, upstream: str) -> None:
+        import http.server
+        import urllib.error
+        import urllib.request
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 - http.server's name
+                headers = {k: v for k, v in self.headers.items() if k.lower() in ("authorization", "accept")}
+                request = urllib.request.Request(upstream + self.path, headers=headers)  # noqa: S310 - loopback
+                try:
+                    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+                        status, body = response.status, response.read()
+                except urllib.error.HTTPError as error:
+                    status, body = error.code, error.read()
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.parametrize("trust_loopback", [None, "true"])
+def test_metrics__behind_a_local_reverse_proxy_production_needs_the_token(tmp_path, trust_loopback):
+    token = "scraper-token-" * 3
+    extra = {"DBOPS_METRICS_ALLOW_LOOPBACK": trust_loopback} if trust_loopback else {}
+    with gunicorn(production_environ(tmp_path / "static", DBOPS_HEALTH_TOKEN=token, **extra)) as base:
+        proxy = LocalReverseProxy(base)
+        try:
+            anonymous = http_get(proxy.url + "/metrics")[0]
+            with_token = http_get(proxy.url + "/metrics", headers={"Authorization": f"Bearer {token}"})[0]
+        finally:
+            proxy.close()
+    assert with_token == 200
+    assert anonymous == (200 if trust_loopback else 401)  # opted in explicitly (and dbops.W004 says so)

@@ -21,6 +21,18 @@ E000 = Error(
     id="dbops.E000",
 )
 W002_ID = "dbops.W002"
+W003 = Warning(
+    "/metrics answers nobody: staging/production require the bearer token there, and DBOPS_HEALTH_TOKEN is unset.",
+    hint="Set DBOPS_HEALTH_TOKEN and give it to Prometheus (authorization: credentials), or set "
+    "DBOPS_METRICS_PUBLIC=true if the endpoint is firewalled.",
+    id="dbops.W003",
+)
+W004 = Warning(
+    "/metrics trusts every request from this host (DBOPS_METRICS_ALLOW_LOOPBACK=true): behind a reverse proxy on "
+    "the same host that is every request, and each anonymous scrape also runs database probes.",
+    hint="Scrape with the token instead and remove DBOPS_METRICS_ALLOW_LOOPBACK.",
+    id="dbops.W004",
+)
 E001_ID = "dbops.E001"
 E002_ID = "dbops.E002"
 E003_ID = "dbops.E003"
@@ -37,6 +49,16 @@ def config_is_present() -> bool:
 
 def check_config_present(app_configs=None, **kwargs):
     return [] if config_is_present() else [E000]
+
+
+def check_metrics_access(app_configs=None, **kwargs):
+    """Staging/production: say when /metrics is closed to everyone, or open to everything behind a local proxy."""
+    config = get_config()
+    if not config.is_strict or config.metrics_public:
+        return []
+    if config.metrics_allow_loopback:
+        return [W004]
+    return [] if config.health_token else [W003]
 
 
 def check_psycopg_implementation(app_configs=None, **kwargs):

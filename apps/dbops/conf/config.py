@@ -210,7 +210,7 @@ class DbopsConfig:
     query_monitoring: bool = True
     prometheus_request_metrics: bool = False
     metrics_public: bool = False
-    metrics_allow_loopback: bool = True
+    metrics_allow_loopback: bool = False
     prometheus_multiproc_dir: str = ""
     cache: dict[str, Any] = dataclasses.field(default_factory=dict, repr=False)
     breaker: BreakerConfig = BreakerConfig()

@@ -397,7 +397,8 @@ def _build(
         query_monitoring=reader.bool("DBOPS_QUERY_MONITORING", True),
         prometheus_request_metrics=reader.bool("DBOPS_PROMETHEUS_REQUEST_METRICS", False),
         metrics_public=reader.bool("DBOPS_METRICS_PUBLIC", False),
-        metrics_allow_loopback=reader.bool("DBOPS_METRICS_ALLOW_LOOPBACK", True),
+        # Behind a reverse proxy on the same host every request comes from loopback: trusted only in development.
+        metrics_allow_loopback=reader.bool("DBOPS_METRICS_ALLOW_LOOPBACK", not strict),
         prometheus_multiproc_dir=reader.str("PROMETHEUS_MULTIPROC_DIR", ""),
         backup_dir=reader.path("DATABASE_BACKUP_DIR", var_dir / "backups"),
         backup_keep_verified=reader.int("DATABASE_BACKUP_KEEP_VERIFIED", 3, minimum=0),
