@@ -262,8 +262,11 @@ def test_breaker__two_workers_through_outages_and_a_full_pool(tmp_path, pg_clust
     assert sampler.samples > 100 and sampler.peak <= budget, f"{sampler.peak} server connections, budget {budget}"
 
     transitions = re.findall(r'"event": "breaker_transition", "from": "(\w+)", "to": "(\w+)"', log)
-    assert transitions[:6] == [("closed", "open"), ("open", "half_open"), ("half_open", "closed")] * 2
-    assert all(a != b for a, b in zip(transitions, transitions[1:], strict=False)), transitions
+    # One line per transition, whatever the workers: the lines chain (a duplicate would repeat a "from"); a
+    # failed trial (half_open -> open) is a legal step, so the walk is checked rather than spelled out.
+    assert transitions[0] == ("closed", "open"), transitions
+    assert all(before[1] == after[0] for before, after in zip(transitions, transitions[1:], strict=False)), transitions
+    assert transitions.count(("closed", "open")) >= 2 and transitions.count(("half_open", "closed")) >= 2
     assert "Service Unavailable" not in log  # Django's per-503 ERROR lines stay out of the log
 
     assert after_first == 1, webhook.received  # one notice for the first outage, nothing for its recovery

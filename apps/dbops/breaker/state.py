@@ -224,6 +224,7 @@ class CircuitBreaker:
         self._synced_at = 0.0
         self._failures_seen = 0
         self._pool_generation = 0
+        self._pool_lock = threading.Lock()
         self._prober: threading.Thread | None = None
         metrics.BREAKER_STATE.labels(State.CLOSED).set(1)
 
@@ -237,9 +238,10 @@ class CircuitBreaker:
             if not force and now - self._synced_at < SYNC_INTERVAL:
                 return self._cached
             previous, state = self._cached, self.store.load()
-            self._cached, self._synced_at = state, now
+            self._synced_at = now  # meanwhile the other threads keep acting on the previous state
         if state.generation != previous.generation:
             self._observe(state)
+        self._cached = state
         return state
 
     def _observe(self, state: BreakerState) -> None:
@@ -250,9 +252,14 @@ class CircuitBreaker:
         self._follow_pool_generation(state)
 
     def _follow_pool_generation(self, state: BreakerState) -> None:
-        if state.pool_generation != self._pool_generation:
-            self._pool_generation = state.pool_generation
-            refresh_pool(self.config.alias)
+        """Refresh this process' pool once per bump, before any of its requests acts on the state that bumped it.
+
+        Otherwise a trial request could take a connection from the pool being closed, fail, and re-open the breaker.
+        """
+        with self._pool_lock:
+            if state.pool_generation != self._pool_generation:
+                refresh_pool(self.config.alias)
+                self._pool_generation = state.pool_generation
 
     def _transition(
         self, new: State, reason: str, *, expected: State | None = None, server_back: bool = False
@@ -275,6 +282,7 @@ class CircuitBreaker:
                 generation=state.generation + 1,
                 pool_generation=state.pool_generation + (1 if server_back else 0),
             )
+            self._follow_pool_generation(state)  # this process' pool is fresh before the state is published
             self.store.save(state)
             if new != State.OPEN:
                 self.store.reset_failures()
@@ -286,7 +294,6 @@ class CircuitBreaker:
         breaker_transition.send(sender=type(self), old=old, new=new, reason=reason)
         if new == State.OPEN:
             self._ensure_prober()
-        self._follow_pool_generation(state)
         return state
 
     @staticmethod
