@@ -85,4 +85,6 @@ def server_environ(database_url: str, **extra: str) -> dict[str, str]:
         GUNICORN_THREADS="4",
     )
     env.update(extra)
+    if env.get("DJANGO_ROOT_URLCONF", "").startswith("bench."):
+        env["DJANGO_ALLOW_BENCHMARK_URLS"] = "true"  # production refuses the public benchmark endpoints otherwise
     return env

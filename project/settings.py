@@ -112,10 +112,16 @@ STORAGES = {
     },
 }
 
+SESSION_COOKIE_AGE = SITE.session_cookie_age
 if DBOPS.is_strict:
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_HSTS_SECONDS = SITE.hsts_seconds
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = SITE.hsts_seconds > 0
+    # Off unless asked: TLS usually ends at the proxy, which redirects; probes over plain http stay exempt.
+    SECURE_SSL_REDIRECT = SITE.ssl_redirect
+    SECURE_REDIRECT_EXEMPT = [r"^health/", r"^metrics$"]
 
 LOGGING = {
     "version": 1,

@@ -90,3 +90,34 @@ def test_metrics_access__strict_environments_need_the_token_or_say_why_not(setti
     assert dbops_checks.check_metrics_access() == [dbops_checks.W004]
     settings.DBOPS = dataclasses.replace(strict, health_token="t" * 40)
     assert dbops_checks.check_metrics_access() == []
+
+
+@pytest.mark.parametrize(
+    ("host", "sslmode", "warned"),
+    [
+        ("db.internal", None, True),
+        ("db.internal", "prefer", True),
+        ("db.internal", "verify-full", False),
+        ("127.0.0.1", None, False),
+        ("/var/run/postgresql", None, False),
+        ("10.0.0.5,127.0.0.1", "require", False),
+    ],
+)
+def test_database_tls__a_network_database_without_required_tls_is_named(settings, host, sslmode, warned):
+    from django.db import connections
+
+    settings.DBOPS = dataclasses.replace(settings.DBOPS, environment="production")
+    options = connections["default"].settings_dict["OPTIONS"]
+    saved = (connections["default"].settings_dict["HOST"], options.get("sslmode"))
+    connections["default"].settings_dict["HOST"] = host
+    options.pop("sslmode", None)
+    if sslmode:
+        options["sslmode"] = sslmode
+    try:
+        messages = dbops_checks.check_database_tls()
+    finally:
+        connections["default"].settings_dict["HOST"] = saved[0]
+        options.pop("sslmode", None)
+        if saved[1] is not None:
+            options["sslmode"] = saved[1]
+    assert [m.id for m in messages] == ([dbops_checks.W005_ID] if warned else [])

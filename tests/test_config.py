@@ -261,7 +261,7 @@ def test_load_config__development_defaults_to_the_project_local_cluster():
 
 
 def test_config_repr__holds_no_secret():
-    config = load_config({"DJANGO_ENV": "production", **STRICT_OK, "DBOPS_HEALTH_TOKEN": "tok-" + SECRET_PASSWORD})
+    config = load_config({"DJANGO_ENV": "production", **STRICT_OK, "DBOPS_HEALTH_TOKEN": "tok-" * 8 + SECRET_PASSWORD})
     assert SECRET_PASSWORD not in repr(config)
     assert STRICT_OK["SECRET_KEY"] not in repr(site_config({"DJANGO_ENV": "production", **STRICT_OK}))
     assert config.database.masked_url == "postgres://app:***@db.internal:5432/app"
@@ -400,3 +400,35 @@ def test_alert_webhook__plain_http_only_to_this_host_in_production(url, accepted
         assert load_config(environ).alerts.webhook_url == url
     else:
         assert config_error(environ).startswith("DBOPS_ALERT_WEBHOOK_URL='http://hooks.example.com/T0' is plain http")
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ({"SECRET_KEY": "abc"}, "SECRET_KEY is too weak (3 characters, 3 distinct"),
+        ({"SECRET_KEY": "a" * 60}, "SECRET_KEY is too weak (60 characters, 1 distinct"),
+        ({"SECRET_KEY": "django-insecure-" + "x1y2z3" * 10}, "SECRET_KEY is a development default"),
+        ({"ALLOWED_HOSTS": "*"}, "ALLOWED_HOSTS='*' is not allowed"),
+        ({"ALLOWED_HOSTS": "example.com,*"}, "ALLOWED_HOSTS='*' is not allowed"),
+        ({"DBOPS_HEALTH_TOKEN": "x"}, "DBOPS_HEALTH_TOKEN is 1 characters"),
+        ({"DJANGO_ROOT_URLCONF": "bench.urls"}, "DJANGO_ROOT_URLCONF='bench.urls' serves public"),
+    ],
+)
+@pytest.mark.parametrize("environment", ["staging", "production"])
+def test_strict_environments__refuse_weak_site_settings(environment, override, expected):
+    message = config_error({"DJANGO_ENV": environment, **STRICT_OK, **override})
+    assert message.startswith(expected), message
+    assert STRICT_OK["SECRET_KEY"] not in message and override.get("SECRET_KEY", "§") not in message
+
+
+def test_strict_environments__debug_is_refused_in_staging_too():
+    assert config_error({"DJANGO_ENV": "staging", **STRICT_OK, "DEBUG": "true"}).startswith("DEBUG=true is not allowed")
+
+
+def test_strict_environments__https_and_session_defaults():
+    site = site_config({"DJANGO_ENV": "production", **STRICT_OK})
+    assert (site.hsts_seconds, site.ssl_redirect, site.session_cookie_age) == (31_536_000, False, 8 * 3600)
+    relaxed = site_config({"DJANGO_ENV": "development"})
+    assert (relaxed.hsts_seconds, relaxed.session_cookie_age) == (0, 14 * 86400)
+    benchmark = {"DJANGO_ROOT_URLCONF": "bench.urls", "DJANGO_ALLOW_BENCHMARK_URLS": "true"}
+    assert site_config({"DJANGO_ENV": "production", **STRICT_OK, **benchmark}).root_urlconf == "bench.urls"

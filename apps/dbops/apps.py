@@ -25,6 +25,7 @@ class DbopsAppConfig(AppConfig):
         checks.register(dbops_checks.check_pool_fits_server, checks.Tags.database)
         checks.register(dbops_checks.check_pgbouncer_compatibility)
         checks.register(dbops_checks.check_metrics_access, checks.Tags.security)
+        checks.register(dbops_checks.check_database_tls, checks.Tags.security)
 
         from django.db.backends.signals import connection_created
 

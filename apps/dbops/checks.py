@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+
 import psycopg
 from django.core.checks import Error, Warning
 from django.db import DatabaseError, connections
@@ -59,6 +61,40 @@ def check_metrics_access(app_configs=None, **kwargs):
     if config.metrics_allow_loopback:
         return [W004]
     return [] if config.health_token else [W003]
+
+
+TLS_SSLMODES = ("require", "verify-ca", "verify-full")
+W005_ID = "dbops.W005"
+
+
+def _is_local_host(host: str) -> bool:
+    if not host or host.startswith("/") or host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_database_tls(app_configs=None, **kwargs):
+    """Staging/production: a database reached over the network should require TLS (sslmode=require or verify-*)."""
+    if not get_config().is_strict:
+        return []
+    warnings = []
+    for alias in connections:
+        settings_dict = connections[alias].settings_dict
+        hosts = [h for h in str(settings_dict.get("HOST") or "").split(",")]
+        sslmode = (settings_dict.get("OPTIONS") or {}).get("sslmode", "prefer")
+        if sslmode not in TLS_SSLMODES and not all(_is_local_host(h) for h in hosts):
+            warnings.append(
+                Warning(
+                    f"Database {alias!r} is reached over the network with sslmode={sslmode!r}: the password and "
+                    "every query can travel in clear text.",
+                    hint="Add ?sslmode=verify-full (or require) to DATABASE_URL.",
+                    id=W005_ID,
+                )
+            )
+    return warnings
 
 
 def check_psycopg_implementation(app_configs=None, **kwargs):

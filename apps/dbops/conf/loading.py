@@ -207,6 +207,16 @@ def _database_from_entry(reader: SettingsReader, entry: Mapping[str, Any], alias
     return _database(reader, entry, describe_entry(entry), is_postgresql_engine(str(entry["ENGINE"])))
 
 
+def _health_token(reader: SettingsReader, *, environment: str) -> str:
+    token = reader.raw("DBOPS_HEALTH_TOKEN") or ""
+    if token and environment in STRICT_ENVIRONMENTS and len(token) < 32:
+        raise ImproperlyConfigured(
+            f"DBOPS_HEALTH_TOKEN is {len(token)} characters with DJANGO_ENV={environment}: use 32 or more "
+            '(python -c "import secrets; print(secrets.token_urlsafe(32))").'
+        )
+    return token
+
+
 def _is_loopback_url(url: str) -> bool:
     try:
         host = urlsplit(url).hostname or ""
@@ -390,7 +400,7 @@ def _build(
         backup_enabled=reader.bool("DATABASE_BACKUP_ENABLED", True),
         backup_interval_hours=reader.int("DATABASE_BACKUP_INTERVAL_HOURS", 6, unit=" hours"),
         backup_retention_days=reader.int("DATABASE_BACKUP_RETENTION_DAYS", 30, unit=" days"),
-        health_token=reader.raw("DBOPS_HEALTH_TOKEN") or "",
+        health_token=_health_token(reader, environment=environment),
         web_workers=reader.int("WEB_CONCURRENCY", 2),
         web_threads=reader.int("GUNICORN_THREADS", 4),
         command_processes=reader.int("DBOPS_COMMAND_PROCESSES", 2, minimum=0),

@@ -32,6 +32,9 @@ class SiteConfig:
     static_root: Path
     root_urlconf: str
     email: dict[str, Any] = dataclasses.field(default_factory=dict, repr=False)
+    hsts_seconds: int = 0
+    ssl_redirect: bool = False
+    session_cookie_age: int = 14 * 86400
 
 
 def _email(reader: SettingsReader) -> dict[str, Any]:
@@ -56,32 +59,59 @@ def _email(reader: SettingsReader) -> dict[str, Any]:
 def site_from_env(
     environ_mapping: Mapping[str, str] | None = None, *, base_dir: Path | str, root_urlconf: str
 ) -> SiteConfig:
-    """Validate the site's SECRET_KEY, DEBUG, ALLOWED_HOSTS, DJANGO_STATIC_ROOT, DJANGO_ROOT_URLCONF and EMAIL_URL."""
+    """Validate the site's own settings: SECRET_KEY, DEBUG, ALLOWED_HOSTS, URLconf, static root, mail, HTTPS."""
     reader = SettingsReader(os.environ if environ_mapping is None else environ_mapping)
     environment = reader.environment()
     strict = environment in STRICT_ENVIRONMENTS
 
     debug = reader.bool("DEBUG", environment == "development")
-    if environment == "production" and debug:
-        raise ImproperlyConfigured("DEBUG=true is not allowed when DJANGO_ENV=production: set DEBUG=false.")
+    if strict and debug:
+        raise ImproperlyConfigured(f"DEBUG=true is not allowed when DJANGO_ENV={environment}: set DEBUG=false.")
 
     secret_key = reader.raw("SECRET_KEY") or ""
-    if strict and secret_key in ("", INSECURE_SECRET_KEY):
-        raise ImproperlyConfigured(
-            f"SECRET_KEY is {'empty' if not secret_key else 'the development default'} with DJANGO_ENV={environment}: "
-            'set it to a long random value (python -c "import secrets; print(secrets.token_urlsafe(50))").'
-        )
+    if strict:
+        _check_secret_key(secret_key, environment)
 
     allowed_hosts = reader.list("ALLOWED_HOSTS", () if strict else ("localhost", "127.0.0.1", "[::1]", "testserver"))
     if strict and not allowed_hosts:
         raise ImproperlyConfigured(
             f"ALLOWED_HOSTS is empty with DJANGO_ENV={environment}: set it to the site's host names, comma-separated."
         )
+    if strict and "*" in allowed_hosts:
+        raise ImproperlyConfigured(
+            f"ALLOWED_HOSTS='*' is not allowed with DJANGO_ENV={environment}: name the site's hosts (Host header "
+            "poisoning reaches password-reset links and cache keys)."
+        )
+
+    urlconf = reader.str("DJANGO_ROOT_URLCONF", root_urlconf)
+    if strict and urlconf.startswith("bench.") and not reader.bool("DJANGO_ALLOW_BENCHMARK_URLS", False):
+        raise ImproperlyConfigured(
+            f"DJANGO_ROOT_URLCONF={urlconf!r} serves public, database-bound benchmark endpoints: not with "
+            f"DJANGO_ENV={environment} (benchmarks set DJANGO_ALLOW_BENCHMARK_URLS=true)."
+        )
     return SiteConfig(
         debug=debug,
         secret_key=secret_key or INSECURE_SECRET_KEY,
         allowed_hosts=allowed_hosts,
         static_root=reader.path("DJANGO_STATIC_ROOT", Path(base_dir) / "var" / "static"),
-        root_urlconf=reader.str("DJANGO_ROOT_URLCONF", root_urlconf),
+        root_urlconf=urlconf,
         email=_email(reader),
+        hsts_seconds=reader.int("DJANGO_SECURE_HSTS_SECONDS", 31_536_000 if strict else 0, minimum=0, unit=" s"),
+        ssl_redirect=reader.bool("DJANGO_SECURE_SSL_REDIRECT", False),
+        # Staff sessions can restore the database: a working day, not Django's two weeks, when strict.
+        session_cookie_age=reader.int("DJANGO_SESSION_COOKIE_AGE", 8 * 3600 if strict else 14 * 86400, unit=" s"),
+    )
+
+
+def _check_secret_key(secret_key: str, environment: str) -> None:
+    """Refuse what Django's `check --deploy` calls weak: short, few distinct characters, or a known default."""
+    if secret_key in ("", INSECURE_SECRET_KEY) or secret_key.startswith("django-insecure"):
+        problem = "empty" if not secret_key else "a development default"
+    elif len(secret_key) < 50 or len(set(secret_key)) < 5:
+        problem = f"too weak ({len(secret_key)} characters, {len(set(secret_key))} distinct; 50 and 5 at least)"
+    else:
+        return
+    raise ImproperlyConfigured(
+        f"SECRET_KEY is {problem} with DJANGO_ENV={environment}: "
+        'set it to a long random value (python -c "import secrets; print(secrets.token_urlsafe(50))").'
     )
