@@ -100,9 +100,15 @@ def test_query_timer__threads_keep_their_own_timer():
         ),
         ("SELECT $$secret$$, $tag$x$tag$, -1.5e3", "SELECT ?, ?, ?"),
         ("INSERT INTO t (a)\n   VALUES (%(a)s)", "INSERT INTO t (a) VALUES (?)"),
+        # The forms a pattern-based normalizer leaked: escape strings, comments, a quote inside an identifier.
+        ("SELECT E'it\\'s S3cretPw' FROM t", "SELECT ? FROM t"),
+        ("SELECT 1 /* password S3cretPw */ -- S3cretPw\n", "SELECT ?"),
+        ("SELECT \"it's\" FROM t WHERE k = 'S3cretPw'", 'SELECT "it\'s" FROM t WHERE k = ?'),
+        ("SELECT a - 5, -5, U&'d\\0061t S3cretPw', B'1010', X'ff'", "SELECT a - ?, ?, ?, ?, ?"),
+        ("SELECT 'unterminated S3cretPw", "(statement the SQL lexer cannot read: not shown)"),
     ],
 )
-def test_normalize_sql__strips_literals_and_parameters(sql, normalized):
+def test_normalize_sql__strips_literals_parameters_and_comments(sql, normalized):
     assert monitoring.normalize_sql(sql) == normalized
 
 

@@ -17,6 +17,7 @@ import threading
 import time
 
 from django.db import connections
+from pglast import parser as pglast_parser
 
 from dbops.conf import get_config
 from dbops.database.pool import pool_stats, probe_connection
@@ -40,23 +41,43 @@ query_windows: dict[str, RollingWindow] = collections.defaultdict(RollingWindow)
 request_window = RollingWindow()
 
 
-_STRING = re.compile(r"'(?:''|[^'])*'")
-_DOLLAR = re.compile(r"\$(\w*)\$.*?\$\1\$", re.DOTALL)
-_NUMBER = re.compile(r"(?<![\w.$])-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?\b")
-_PLACEHOLDER = re.compile(r"%s|%\(\w+\)s|\$\d+")
+# Tokens of PostgreSQL's own lexer (libpg_query through pglast) that carry data: every kind of literal and bind
+# parameter. Comments carry whatever a developer wrote into them: both kinds are dropped.
+_LITERALS = frozenset({"SCONST", "USCONST", "ICONST", "FCONST", "BCONST", "XCONST", "PARAM"})
+_COMMENTS = frozenset({"C_COMMENT", "SQL_COMMENT"})
+_OPERANDS = _LITERALS | {"IDENT", "UIDENT", "ASCII_41", "ASCII_93"}  # a "-" after these is subtraction
+_DRIVER_PLACEHOLDER = re.compile(r"%\(\w+\)s|%s")
 _LIST = re.compile(r"\(\s*\?(?:\s*,\s*\?)+\s*\)")
 _SPACE = re.compile(r"\s+")
+UNREADABLE = "(statement the SQL lexer cannot read: not shown)"
 
 
 def normalize_sql(sql: str) -> str:
-    """Strip every literal and parameter from `sql`, so the text can be logged without user data."""
-    sql = sql.replace("%%", "%")  # Django's escaping of a literal percent sign
-    sql = _DOLLAR.sub("?", sql)
-    sql = _STRING.sub("?", sql)
-    sql = _PLACEHOLDER.sub("?", sql)
-    sql = _NUMBER.sub("?", sql)
-    sql = _LIST.sub("(...)", sql)
-    return _SPACE.sub(" ", sql).strip()
+    """Strip every literal, parameter and comment from `sql` with PostgreSQL's lexer, so it can be logged.
+
+    A statement the lexer cannot read (an unterminated quote, say) is not shown at all: a pattern that guesses
+    where a string ends is how `E'...'` strings and quotes inside identifiers leaked before.
+    """
+    sql = _DRIVER_PLACEHOLDER.sub("$0", sql.replace("%%", "%"))  # psycopg's %s placeholders: parameters too
+    try:
+        tokens = pglast_parser.scan(sql)
+    except pglast_parser.ParseError:
+        return UNREADABLE
+    pieces, position, names = [], 0, []
+    for token in tokens:
+        pieces.append(sql[position : token.start])  # the white space between tokens
+        position = token.end + 1
+        if token.name in _COMMENTS:
+            continue
+        literal = token.name in _LITERALS
+        if literal and names[-1:] == ["ASCII_45"] and not pieces[-1] and names[-2:-1] != [] and names[-2] in _OPERANDS:
+            pass  # "a -5": subtraction from an operand, the "-" stays
+        elif literal and names[-1:] == ["ASCII_45"] and not pieces[-1]:
+            del pieces[-2:]  # "-5" is one literal: drop the sign with the gap before the number
+        pieces.append("?" if literal else sql[token.start : position])
+        names.append(token.name)
+    text = "".join(pieces) + sql[position:]
+    return _SPACE.sub(" ", _LIST.sub("(...)", text)).strip()
 
 
 class SlowQueryStats:
