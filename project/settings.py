@@ -6,6 +6,7 @@ dbops' own variables are validated by `dbops.conf.from_env`, the site's own (SEC
 docs/adopting.md.
 """
 
+import datetime
 from pathlib import Path
 
 import django
@@ -37,6 +38,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "health_check",
     "dbops",
+    # Admin logins are throttled: staff accounts here can restore the database.
+    "axes",
 ]
 
 # django-prometheus' per-view request metrics are opt-in: with its engine wrapper they cost 22 % throughput.
@@ -55,7 +58,15 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     *(["django_prometheus.middleware.PrometheusAfterMiddleware"] if PROMETHEUS_MIDDLEWARE else []),
+    "axes.middleware.AxesMiddleware",  # last, as django-axes requires
 ]
+
+# django-axes: 5 wrong passwords for one username from one address lock that pair out for 15 minutes.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_FAILURE_LIMIT = 5
+AXES_COOLOFF_TIME = datetime.timedelta(minutes=15)
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
 
 ROOT_URLCONF = SITE.root_urlconf
 WSGI_APPLICATION = "project.wsgi.application"

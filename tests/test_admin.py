@@ -107,3 +107,13 @@ def test_backup_admin__restore_needs_confirmation_naming_the_database(admin_clie
     # The admin user was created after the backup; the restored user table holds the backup's users.
     assert get_user_model().objects.filter(username__startswith="user").count() == 2
     assert RestoreRecord.objects.get().status == "succeeded"
+
+
+def test_admin_login__five_wrong_passwords_lock_the_account_out_even_for_the_right_one(client, django_user_model):
+    django_user_model.objects.create_superuser("boss", "boss@example.com", "the-right-password-1234")
+    login = "/admin/login/?next=/admin/"
+    statuses = [client.post(login, {"username": "boss", "password": "a-guess"}).status_code for _ in range(5)]
+    assert statuses == [200, 200, 200, 200, 429]  # the form again four times; the fifth failure locks out
+    locked = client.post(login, {"username": "boss", "password": "the-right-password-1234"})
+    assert locked.status_code == 429
+    assert "_auth_user_id" not in client.session

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import psycopg
@@ -120,3 +121,12 @@ def test_localdb_command__a_cluster_on_another_port_is_found_again_without_the_v
     finally:
         project_copy("localdb", "stop")
     assert json.loads(project_copy("localdb", "status", "--json").stdout)["running"] is False
+
+
+def test_localdb_command__start_is_refused_in_strict_environments(settings):
+    from django.core.management.base import CommandError
+
+    settings.DBOPS = dataclasses.replace(settings.DBOPS, environment="production")
+    with pytest.raises(CommandError, match="development only") as refused:
+        call_command("localdb", "start")
+    assert refused.value.returncode == 2

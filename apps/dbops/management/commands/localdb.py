@@ -23,7 +23,14 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="Print the result as JSON.")
 
     def handle(self, *args, action, **options):
-        local = get_config().localdb
+        config = get_config()
+        if action == "start" and config.is_strict:
+            raise CommandError(
+                f"localdb start is refused with DJANGO_ENV={config.environment}: the project-local cluster trusts "
+                "every local connection and is for development only; point DATABASE_URL at your server.",
+                returncode=2,
+            )
+        local = config.localdb
         try:
             cluster = LocalCluster.from_config(local.data_dir, local.port, local.bindir)
             dbname = "dbops"
