@@ -59,7 +59,7 @@ def failover_round() -> dict:
         wait_for(lambda: sql(primary, "SELECT sync_state FROM pg_stat_replication") == [("sync",)])
         sql(primary, "CREATE TABLE bench_writes (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, at timestamptz)")
         url = (
-            f"postgres://postgres@127.0.0.1:{primary.port},127.0.0.1:{standby.port}/postgres"
+            f"postgres://postgres:{primary.password}@127.0.0.1:{primary.port},127.0.0.1:{standby.port}/postgres"
             "?target_session_attrs=read-write"
         )
         with gunicorn(environ(url)) as base, Traffic(base + "/bench/write") as traffic:

@@ -14,6 +14,7 @@ Run: .venv/bin/python bench/throughput.py [--rounds 8] [--seconds 5] [--auth scr
 from __future__ import annotations
 
 import contextlib
+import re
 
 from harness import median, parser, postgres_cluster, server_environ, setup_django
 from servers import gunicorn, interleaved
@@ -33,7 +34,7 @@ def password_role(cluster, url: str) -> str:
     hba.write_text(f"host all {BENCH_ROLE} 127.0.0.1/32 scram-sha-256\n" + hba.read_text())
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("SELECT pg_reload_conf()")
-    return url.replace("://postgres@", f"://{BENCH_ROLE}:{BENCH_PASSWORD}@")
+    return re.sub(r"://postgres(:[^@]*)?@", f"://{BENCH_ROLE}:{BENCH_PASSWORD}@", url)
 
 
 def main() -> None:

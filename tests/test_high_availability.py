@@ -106,7 +106,7 @@ def test_router__a_lagging_replica_sends_reads_to_the_primary_until_it_catches_u
 
 def failover_environ(primary, standby, **extra):
     url = (
-        f"postgres://postgres@127.0.0.1:{primary.port},127.0.0.1:{standby.port}/postgres"
+        f"postgres://postgres:{primary.password}@127.0.0.1:{primary.port},127.0.0.1:{standby.port}/postgres"
         "?target_session_attrs=read-write"
     )
     return server_environ(
@@ -155,7 +155,8 @@ def test_failover__synchronous_standby_promoted_keeps_every_acknowledged_write_a
 def test_health__shows_which_host_is_the_primary(settings):
     with throwaway_cluster() as primary, throwaway_standby(primary) as standby:
         settings_dict = copy.deepcopy(connections["default"].settings_dict)
-        settings_dict.update(HOST="127.0.0.1,127.0.0.1", PORT=f"{primary.port},{standby.port}", NAME="postgres")
+        hosts = {"HOST": "127.0.0.1,127.0.0.1", "PORT": f"{primary.port},{standby.port}"}
+        settings_dict.update(hosts, NAME="postgres", PASSWORD=primary.password)
         settings_dict["OPTIONS"].pop("pool")
         settings_dict["OPTIONS"]["target_session_attrs"] = "read-write"
         connections.settings["failover"] = settings_dict

@@ -130,3 +130,18 @@ def test_localdb_command__start_is_refused_in_strict_environments(settings):
     with pytest.raises(CommandError, match="development only") as refused:
         call_command("localdb", "start")
     assert refused.value.returncode == 2
+
+
+def test_local_cluster__refuses_a_connection_without_its_password(tmp_path):
+    cluster = LocalCluster(data_dir=localdb.resolve_data_dir(tmp_path / "pg"), port=free_port(), bindir=find_bindir())
+    try:
+        cluster.init(durable=False)
+        cluster.start()
+        with psycopg.connect(cluster.url(), connect_timeout=5) as conn:  # scram-sha-256 with the password
+            assert conn.execute("SELECT current_setting('password_encryption')").fetchone() == ("scram-sha-256",)
+        for wrong in ("", "not-the-password"):
+            with pytest.raises(psycopg.OperationalError, match="password"):
+                psycopg.connect(host="127.0.0.1", port=cluster.port, user="postgres", password=wrong, connect_timeout=5)
+        assert cluster.password not in repr(cluster)
+    finally:
+        cluster.destroy()

@@ -36,10 +36,12 @@ def pgbouncer():
     folder = Path(tempfile.mkdtemp(prefix="dbops-pgbouncer-"))
     port = free_port()
     settings_dict = connection.settings_dict
-    (folder / "users.txt").write_text('"postgres" ""\n')
+    # Clients are trusted; PgBouncer logs in to the server with the cluster's password (scram-sha-256).
+    (folder / "users.txt").write_text(f'"postgres" "{connection.settings_dict["PASSWORD"]}"\n')
+    server = f"host=127.0.0.1 port={settings_dict['PORT']} dbname={settings_dict['NAME']}"
     (folder / "pgbouncer.ini").write_text(
         f"""[databases]
-{settings_dict["NAME"]} = host=127.0.0.1 port={settings_dict["PORT"]} dbname={settings_dict["NAME"]}
+{settings_dict["NAME"]} = {server}
 [pgbouncer]
 listen_addr = 127.0.0.1
 listen_port = {port}

@@ -45,7 +45,13 @@ class PitrCluster:
             pg_port=self.cluster.port,
             socket_path=str(self.socket_dir),
             pg_user="postgres",
-            conninfo={"host": "127.0.0.1", "port": self.cluster.port, "user": "postgres", "dbname": "postgres"},
+            conninfo={
+                "host": "127.0.0.1",
+                "port": self.cluster.port,
+                "user": "postgres",
+                "password": self.cluster.password,
+                "dbname": "postgres",
+            },
         )
         self.configure(f"unix_socket_directories = '{self.socket_dir}'")
 

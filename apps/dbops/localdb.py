@@ -1,8 +1,11 @@
 """A PostgreSQL cluster of the project's own, made with the system's initdb/pg_ctl.
 
 Used by `make run` (a persistent cluster under var/, port 54329 by default) and by the test suite (a
-throwaway cluster in a temporary folder on a free port). It listens on 127.0.0.1 only, trusts local
-connections and has no unix socket, so its path length and folder permissions never matter to clients.
+throwaway cluster in a temporary folder on a free port). It listens on 127.0.0.1 only and has no unix socket,
+so its path length and folder permissions never matter to clients. Connections need the superuser's password
+(scram-sha-256, generated at initdb; unix sockets, where a test adds them, use peer authentication): any local
+OS user that could reach a trusting cluster would have been a PostgreSQL superuser, able to run programs as
+`postgres`. It is for development and tests only (`localdb start` is refused in staging/production).
 
 initdb and pg_ctl refuse to run as root: as root every server command runs as the `postgres` OS user,
 on folders that user owns.
@@ -16,12 +19,14 @@ import glob
 import hashlib
 import os
 import pwd
+import secrets
 import shutil
 import socket
 import subprocess
 import tempfile
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 import psycopg
 from psycopg import sql
@@ -94,15 +99,16 @@ def resolve_data_dir(configured: Path) -> Path:
 
 @dataclasses.dataclass
 class LocalCluster:
-    """One cluster: its data folder, port and the binaries that run it."""
+    """One cluster: its data folder, port, the binaries that run it and its superuser's password."""
 
     data_dir: Path
     port: int
     bindir: Path
+    password: str = dataclasses.field(default="", repr=False)
 
     @classmethod
-    def from_config(cls, data_dir: Path, port: int, bindir: str | None = None) -> LocalCluster:
-        return cls(data_dir=resolve_data_dir(data_dir), port=port, bindir=find_bindir(bindir))
+    def from_config(cls, data_dir: Path, port: int, bindir: str | None = None, password: str = "") -> LocalCluster:
+        return cls(data_dir=resolve_data_dir(data_dir), port=port, bindir=find_bindir(bindir), password=password)
 
     @property
     def log_file(self) -> Path:
@@ -113,14 +119,18 @@ class LocalCluster:
         return (self.data_dir / "PG_VERSION").exists()
 
     def url(self, dbname: str = "postgres") -> str:
-        return f"postgres://{SUPERUSER}@127.0.0.1:{self.port}/{dbname}"
+        credentials = f"{SUPERUSER}:{quote(self.password, safe='')}" if self.password else SUPERUSER
+        return f"postgres://{credentials}@127.0.0.1:{self.port}/{dbname}"
 
-    def _run(self, program: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    def _run(
+        self, program: str, *args: str, timeout: float = 120, password: str = ""
+    ) -> subprocess.CompletedProcess[str]:
         command = [str(self.bindir / program), *args]
         if _is_root():
             command = ["runuser", "-u", SERVER_USER, "--", *command]
+        env = {**os.environ, "PGPASSWORD": password} if password else None
         try:
-            return subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
+            return subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False, env=env)
         except subprocess.TimeoutExpired:
             raise LocalDbError(f"{program} did not finish within {timeout:g} s (see {self.log_file}).") from None
 
@@ -136,9 +146,12 @@ class LocalCluster:
         if self.initialized:
             return
         self._make_owned_folder(self.data_dir)
-        result = self._run(
-            "initdb", "-D", str(self.data_dir), "-U", SUPERUSER, "--auth=trust", "-E", "UTF8", "--locale=C", "--no-sync"
-        )
+        self.password = self.password or secrets.token_urlsafe(24)
+        with self._password_file() as password_file:
+            result = self._run(
+                "initdb", "-D", str(self.data_dir), "-U", SUPERUSER, "-E", "UTF8", "--locale=C", "--no-sync",
+                "--auth-local=peer", "--auth-host=scram-sha-256", f"--pwfile={password_file}",
+            )  # fmt: skip
         if result.returncode != 0:
             raise LocalDbError(f"initdb failed in {self.data_dir}: {result.stderr.strip().splitlines()[-1:]}")
         settings = [
@@ -152,6 +165,20 @@ class LocalCluster:
             settings += ["fsync = off", "synchronous_commit = off", "full_page_writes = off"]
         with (self.data_dir / "postgresql.auto.conf").open("a") as conf:
             conf.write("\n".join(settings) + "\n")
+
+    @contextlib.contextmanager
+    def _password_file(self):
+        """Yield a file holding the password that only initdb's user can read; delete it afterwards."""
+        handle, name = tempfile.mkstemp(prefix="dbops-initdb-")
+        try:
+            with os.fdopen(handle, "w") as file:
+                file.write(self.password + "\n")
+            if _is_root():
+                entry = pwd.getpwnam(SERVER_USER)
+                os.chown(name, entry.pw_uid, entry.pw_gid)
+            yield name
+        finally:
+            os.unlink(name)
 
     def is_running(self) -> bool:
         return self.initialized and self._run("pg_ctl", "status", "-D", str(self.data_dir)).returncode == 0
@@ -198,9 +225,11 @@ class LocalCluster:
     def replicate_from(self, primary: LocalCluster) -> None:
         """Create this cluster as a streaming standby of `primary` (pg_basebackup -R), on this cluster's port."""
         self._make_owned_folder(self.data_dir)
+        self.password = primary.password  # the same superuser: the data is a copy
         result = self._run(
             "pg_basebackup", "-h", "127.0.0.1", "-p", str(primary.port), "-U", SUPERUSER,
             "-D", str(self.data_dir), "-R", "-X", "stream", "--checkpoint=fast", "--no-sync",
+            password=primary.password,
         )  # fmt: skip
         if result.returncode != 0:
             raise LocalDbError(f"pg_basebackup from port {primary.port} failed: {result.stderr.strip()[-300:]}")

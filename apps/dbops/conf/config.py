@@ -6,6 +6,7 @@ import dataclasses
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -91,15 +92,22 @@ class LocalDbConfig:
     data_dir: Path
     port: int
     bindir: str | None = None
+    password: str = dataclasses.field(default="", repr=False)
 
     @property
     def url(self) -> str:
-        return f"postgres://postgres@127.0.0.1:{self.port}/dbops"
+        credentials = f"postgres:{quote(self.password, safe='')}" if self.password else "postgres"
+        return f"postgres://{credentials}@127.0.0.1:{self.port}/dbops"
 
     @property
     def port_file(self) -> Path:
         """Where `localdb start` records the port, so later commands find the cluster without the variable."""
         return self.data_dir.with_name(f"{self.data_dir.name}.port")
+
+    @property
+    def password_file(self) -> Path:
+        """Where `localdb start` keeps the superuser's password (0600), so later commands can connect."""
+        return self.data_dir.with_name(f"{self.data_dir.name}.password")
 
 
 @dataclasses.dataclass(frozen=True)

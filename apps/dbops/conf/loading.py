@@ -322,7 +322,11 @@ def _localdb(reader: SettingsReader, var_dir: Path) -> LocalDbConfig:
             port = int(recorded.read_text().strip())
         except (OSError, ValueError):
             port = 54329
-    return LocalDbConfig(data_dir=data_dir, port=port, bindir=reader.raw("PG_BINDIR"))
+    try:
+        password = LocalDbConfig(data_dir=data_dir, port=port).password_file.read_text().strip()
+    except OSError:
+        password = ""  # not created yet (or an older cluster that trusts local connections)
+    return LocalDbConfig(data_dir=data_dir, port=port, bindir=reader.raw("PG_BINDIR"), password=password)
 
 
 def _build(

@@ -2,7 +2,7 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
-from dbops.conf import get_config
+from dbops.conf import get_config, mask_url
 from dbops.exceptions import LocalDbError
 from dbops.localdb import LocalCluster
 
@@ -18,9 +18,14 @@ class Command(BaseCommand):
             "action",
             choices=["start", "stop", "status", "url"],
             help="start: create (initdb) if needed, start and create the database; stop: stop it, keeping the data; "
-            "status: say whether it runs (exit 1 when not); url: print its DATABASE_URL.",
+            "status: say whether it runs (exit 1 when not); url: print its DATABASE_URL (password masked).",
         )
         parser.add_argument("--json", action="store_true", help="Print the result as JSON.")
+        parser.add_argument(
+            "--show-password",
+            action="store_true",
+            help="Print the URL with the superuser's password (kept in DBOPS_LOCALDB_DIR's .password file).",
+        )
 
     def handle(self, *args, action, **options):
         config = get_config()
@@ -32,16 +37,20 @@ class Command(BaseCommand):
             )
         local = config.localdb
         try:
-            cluster = LocalCluster.from_config(local.data_dir, local.port, local.bindir)
+            cluster = LocalCluster.from_config(local.data_dir, local.port, local.bindir, local.password)
             dbname = "dbops"
             if action == "start":
                 created = not cluster.initialized
                 cluster.init()
                 cluster.start()
                 cluster.ensure_database(dbname)
-                # Later commands find this cluster again without DBOPS_LOCALDB_PORT.
+                # Later commands find this cluster again without DBOPS_LOCALDB_PORT, and can log in.
                 local.port_file.parent.mkdir(parents=True, exist_ok=True)
                 local.port_file.write_text(f"{cluster.port}\n")
+                if cluster.password:
+                    local.password_file.touch(mode=0o600)
+                    local.password_file.chmod(0o600)
+                    local.password_file.write_text(f"{cluster.password}\n")
                 message = f"{'Created and started' if created else 'Started'} the cluster in {cluster.data_dir}"
             elif action == "stop":
                 cluster.stop()
@@ -56,7 +65,7 @@ class Command(BaseCommand):
             "running": running,
             "data_dir": str(cluster.data_dir),
             "port": cluster.port,
-            "url": cluster.url(dbname),
+            "url": cluster.url(dbname) if options["show_password"] else mask_url(cluster.url(dbname)),
         }
         if options["json"]:
             self.stdout.write(json.dumps(result, indent=2, sort_keys=True))
