@@ -83,7 +83,8 @@ def test_breaker__a_connection_failure_before_the_breaker_opens_is_a_503(pg_clus
 
 def real_error(sql: str, **connect) -> BaseException:
     s = connection.settings_dict
-    params = {"host": s["HOST"], "port": s["PORT"], "user": s["USER"], "dbname": s["NAME"], **connect}
+    params = {"host": s["HOST"], "port": s["PORT"], "user": s["USER"], "password": s["PASSWORD"], "dbname": s["NAME"]}
+    params.update(connect)
     try:
         with psycopg.connect(**params, autocommit=True) as conn:
             conn.execute(sql)

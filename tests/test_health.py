@@ -14,7 +14,7 @@ from django.db import connection
 from django.urls import reverse
 
 from dbops import views
-from tests.conftest import reconfigured_pool
+from tests.conftest import reconfigured_pool, test_database_connection
 
 pytestmark = pytest.mark.django_db(transaction=True)
 TOKEN = "health-token-0123456789"
@@ -42,8 +42,8 @@ def full_report(client) -> tuple[int, dict]:
 
 
 def direct_connection() -> psycopg.Connection:
-    s = connection.settings_dict
-    return psycopg.connect(host=s["HOST"], port=s["PORT"], user=s["USER"], dbname=s["NAME"], autocommit=True)
+    """Open a plain autocommit connection to the test database, outside Django's pool."""
+    return test_database_connection()
 
 
 def test_health__every_check_passes_on_a_healthy_cluster(client):
