@@ -25,9 +25,8 @@ import subprocess
 import threading
 import time
 
-import psycopg
 from harness import median, parser, percentile, postgres_cluster, server_environ, setup_django
-from servers import Traffic, free_port, gunicorn, http_get, load
+from servers import ConnectionSampler, Traffic, free_port, gunicorn, http_get, load
 
 POOL_TIMEOUT = 5
 POOL_MAX = 6
@@ -55,36 +54,6 @@ def redis():
     finally:
         process.terminate()
         process.wait(timeout=10)
-
-
-class Sampler:
-    """The server's count of connections per application_name, sampled every 20 ms, across restarts."""
-
-    def __init__(self, url: str, names: list[str]) -> None:
-        self.url, self.peak = url, dict.fromkeys(names, 0)
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        query = "SELECT application_name, count(*) FROM pg_stat_activity GROUP BY 1"
-        while not self.stop.is_set():
-            try:
-                with psycopg.connect(self.url, autocommit=True, connect_timeout=2) as conn:
-                    while not self.stop.is_set():
-                        for name, count in conn.execute(query):
-                            if name in self.peak:
-                                self.peak[name] = max(self.peak[name], count)
-                        time.sleep(0.02)
-            except psycopg.Error:
-                time.sleep(0.05)
-
-    def __enter__(self) -> Sampler:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop.set()
-        self.thread.join(timeout=10)
 
 
 class ReadinessWatch:
@@ -159,7 +128,7 @@ def main() -> None:
                     url, DBOPS_BREAKER_ENABLED=flag, DATABASE_APPLICATION_NAME=names[name], **common, **extra
                 )
                 servers[name] = stack.enter_context(gunicorn(env, log=logs[name]))
-            sampler = stack.enter_context(Sampler(url, list(names.values())))
+            sampler = stack.enter_context(ConnectionSampler(url, list(names.values())))
             for base in servers.values():
                 load(base + "/bench/select-one", seconds=1)
             rps = {name: [] for name in servers}

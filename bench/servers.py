@@ -15,6 +15,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import psycopg
+
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 
 
@@ -190,3 +192,34 @@ def interleaved(bases: dict[str, str], path: str, *, rounds: int, seconds: float
             errors[name] += result["errors"]
             tool = result["tool"]
     return rps, errors, tool
+
+
+class ConnectionSampler:
+    """The server's count of connections per application_name, sampled every 20 ms, across restarts."""
+
+    def __init__(self, url: str, names: list[str]) -> None:
+        self.url, self.peak, self.samples = url, dict.fromkeys(names, 0), 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        query = "SELECT application_name, count(*) FROM pg_stat_activity GROUP BY 1"
+        while not self.stop.is_set():
+            try:
+                with psycopg.connect(self.url, autocommit=True, connect_timeout=2) as conn:
+                    while not self.stop.is_set():
+                        for name, count in conn.execute(query):
+                            if name in self.peak:
+                                self.peak[name] = max(self.peak[name], count)
+                        self.samples += 1
+                        time.sleep(0.02)
+            except psycopg.Error:
+                time.sleep(0.05)
+
+    def __enter__(self) -> ConnectionSampler:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.thread.join(timeout=10)

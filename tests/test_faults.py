@@ -17,11 +17,10 @@ import sys
 import threading
 import time
 
-import psycopg
 import pytest
 from django.db import connection
 
-from bench.servers import Traffic
+from bench.servers import ConnectionSampler, Traffic
 from dbops.database.pool import COMMAND_POOL_MAX_SIZE
 from dbops.health.database import select_one_latency_ms
 from dbops.localdb import free_port
@@ -173,37 +172,6 @@ class WebhookReceiver:
         return [alert for alert in self.received if alert.get("rule") == rule and alert.get("state") == "firing"]
 
 
-class ConnectionSampler:
-    """Count the server's connections of one application name every 20 ms, whatever state the server is in."""
-
-    def __init__(self, application_name: str) -> None:
-        self.application_name = application_name
-        self.peak = 0
-        self.samples = 0
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        query = "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s"
-        while not self.stop.is_set():
-            try:
-                with test_database_connection() as conn:
-                    while not self.stop.is_set():
-                        self.peak = max(self.peak, conn.execute(query, [self.application_name]).fetchone()[0])
-                        self.samples += 1
-                        time.sleep(0.02)
-            except psycopg.Error:
-                time.sleep(0.05)  # the server is down: sample again once it is back
-
-    def __enter__(self) -> ConnectionSampler:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop.set()
-        self.thread.join(timeout=10)
-
-
 def outage(pg_cluster, traffic: Traffic, workers: set[str]) -> None:
     """Kill the server under load, wait for the breaker to open, start it; wait until every worker serves."""
     pg_cluster.stop(mode="immediate")
@@ -236,7 +204,7 @@ def test_breaker__two_workers_through_outages_and_a_full_pool(tmp_path, pg_clust
     )
     budget = 2 * 4 + 2  # two workers' pools at max, and a probe connection each
     lines: list[bytes] = []
-    with gunicorn(environ, log=lines) as base, ConnectionSampler(name) as sampler:
+    with gunicorn(environ, log=lines) as base, ConnectionSampler(url_of_test_database(), [name]) as sampler:
         with Traffic(base + "/bench/worker", threads=8) as traffic:
             traffic.wait_for(lambda r: r[1] == 200, timeout=RECOVERY_BOUND)
             deadline = time.monotonic() + RECOVERY_BOUND
@@ -259,7 +227,8 @@ def test_breaker__two_workers_through_outages_and_a_full_pool(tmp_path, pg_clust
 
     assert {r[1] for r in records + held_records} <= {200, 503}, "never a 500"
     assert any(r[1] == 503 for r in held_records), "the pool was never exhausted"
-    assert sampler.samples > 100 and sampler.peak <= budget, f"{sampler.peak} server connections, budget {budget}"
+    peak = sampler.peak[name]
+    assert sampler.samples > 100 and peak <= budget, f"{peak} server connections, budget {budget}"
 
     transitions = re.findall(r'"event": "breaker_transition", "from": "(\w+)", "to": "(\w+)"', log)
     # One line per transition, whatever the workers: the lines chain (a duplicate would repeat a "from"); a
