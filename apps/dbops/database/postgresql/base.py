@@ -30,8 +30,10 @@ class DeadConnectionCheck:
 
     def __call__(self, conn) -> None:
         # An idle connection's socket stays quiet; anything readable (the server's goodbye, EOF) means look closer.
-        readable, _, _ = select.select([conn.pgconn.socket], [], [], 0)
-        if not readable:
+        # poll, not select: select() refuses descriptors above 1023, which a busy process reaches.
+        poller = select.poll()
+        poller.register(conn.pgconn.socket, select.POLLIN | select.POLLERR | select.POLLHUP)
+        if not poller.poll(0):
             return
         try:
             ConnectionPool.check_connection(conn)
