@@ -31,16 +31,21 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 
 venv: $(VENV)/.installed
 
-## run: venv, project-local PostgreSQL (when DATABASE_URL is unset), migrate, serve on 127.0.0.1:8000
+## run: venv, project-local PostgreSQL (when DATABASE_URL is unset), a shared cache (Redis when there is one),
+## migrate, the alert evaluator in the background, serve on 127.0.0.1:8000
 run: venv
 	@if [ -z "$$DATABASE_URL" ]; then $(PY) manage.py localdb start; fi
 	$(PY) manage.py migrate --noinput
-	@echo ""
-	@echo "dbops is serving on http://$(HOST):$(PORT)/"
-	@echo "  admin:     http://$(HOST):$(PORT)/admin/  (create a user: $(PY) manage.py createsuperuser)"
-	@echo "  liveness:  http://$(HOST):$(PORT)/health/live"
-	@echo "  readiness: http://$(HOST):$(PORT)/health/ready"
-	@echo "Ctrl-C stops the web server; the database keeps running with its data ($(PY) manage.py localdb stop)."
+	@export CACHE_URL="$${CACHE_URL:-$$($(PY) ops/dev/shared_cache.py)}"; \
+	echo ""; \
+	echo "dbops is serving on http://$(HOST):$(PORT)/"; \
+	echo "  admin:     http://$(HOST):$(PORT)/admin/  (create a user: $(PY) manage.py createsuperuser)"; \
+	echo "  liveness:  http://$(HOST):$(PORT)/health/live"; \
+	echo "  readiness: http://$(HOST):$(PORT)/health/ready"; \
+	echo "  cache:     $${CACHE_URL:-per-process (no Redis found)}; alert evaluator: every minute (var/evaluator.log)"; \
+	echo "Ctrl-C stops the web server and the evaluator; the database keeps running ($(PY) manage.py localdb stop)."; \
+	mkdir -p var; $(PY) manage.py alerts evaluate --loop >var/evaluator.log 2>&1 & evaluator=$$!; \
+	trap 'kill $$evaluator 2>/dev/null' EXIT INT TERM; \
 	$(PY) manage.py runserver --noreload $(HOST):$(PORT)
 
 ## test: venv, lint, then the whole suite against a throwaway PostgreSQL cluster (or TEST_DATABASE_URL)

@@ -51,7 +51,7 @@ def adopted_venv(tmp_path_factory) -> Path:
     assert created.returncode == 0, created.stderr
     bin_dir = work / "venv" / "bin"
     installed = run(
-        [str(bin_dir / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", str(wheel)],
+        [str(bin_dir / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", f"{wheel}[redis]"],
         cwd=work,
     )
     assert installed.returncode == 0, installed.stderr[-3000:]
@@ -166,7 +166,7 @@ def serve(site: Path, bin_dir: Path, env: dict[str, str]):
 
 
 @pytest.mark.django_db
-def test_adoption__environment_driven_site_runs_every_feature(adopted_venv, tmp_path, site_database):
+def test_adoption__environment_driven_site_runs_every_feature(adopted_venv, tmp_path, site_database, redis_server):
     site = new_site(adopted_venv, tmp_path, "env")
     assert apply_guide(site, "env") >= 7
     env = site_environ(
@@ -179,6 +179,7 @@ def test_adoption__environment_driven_site_runs_every_feature(adopted_venv, tmp_
         SECRET_KEY=secrets.token_urlsafe(50),
         ALLOWED_HOSTS="127.0.0.1,localhost",
         DBOPS_HEALTH_TOKEN=secrets.token_urlsafe(32),
+        CACHE_URL=redis_server,  # production wants a shared cache (dbops.W006 otherwise)
     )
 
     sqlite = manage(site, adopted_venv, {**env, "DATABASE_URL": f"sqlite:///{tmp_path}/db.sqlite3"}, "check", ok=False)
@@ -248,8 +249,9 @@ def test_adoption__python_settings_site_refuses_sqlite_then_runs_on_postgresql(a
 
     manage(site, adopted_venv, env, "migrate", "--noinput")
     deploy = manage(site, adopted_venv, env, "check", "--deploy")
-    # The site's own warnings (DEBUG, SECRET_KEY) are its own; dbops says only that its token is missing.
-    assert set(re.findall(r"dbops\.[EW]\d+", deploy.stdout + deploy.stderr)) == {"dbops.W003"}
+    # The site's own warnings (DEBUG, SECRET_KEY) are its own; dbops says that its token is missing and that
+    # startproject's local-memory cache is per-process.
+    assert set(re.findall(r"dbops\.[EW]\d+", deploy.stdout + deploy.stderr)) == {"dbops.W003", "dbops.W006"}
     manage(site, adopted_venv, env, "health_check", "dbops:health_ready", "--no-http")
     show = "from dbops.database.pool import pool_max_size as m; print(m('default'))"  # the web processes' pool
     pool = manage(site, adopted_venv, env, "shell", "-c", show)

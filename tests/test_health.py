@@ -50,13 +50,14 @@ def test_health__every_check_passes_on_a_healthy_cluster(client):
     status, report = full_report(client)
     assert status == 200, report
     assert set(report.values()) == {"OK"}
-    assert {key.split("(")[0] for key in report} == {
-        "DatabaseLatency",
-        "PoolUsage",
-        "PendingMigrations",
-        "PostgresServer",
-        "BreakerClosed",
-        "BackupFreshness",
+    # Readable names, not dataclass reprs like DatabaseLatency(alias='default').
+    assert set(report) == {
+        "Database latency (default)",
+        "Connection pool (default)",
+        "Pending migrations (default)",
+        "PostgreSQL server (default)",
+        "Circuit breaker (default)",
+        "Backup freshness (default)",
     }
     response = client.get(reverse("dbops:health_ready"))
     assert (response.status_code, response.json()) == (200, {"status": "ready"})
@@ -92,7 +93,7 @@ def test_health__full_pool_is_a_warning_and_readiness_does_not_queue_for_it(clie
     assert response.status_code == 200  # busy is not down
     assert stats.get("requests_queued", 0) == before.get("requests_queued", 0)  # the probes never queued for it
     assert stats.get("requests_errors", 0) == 0  # nor timed out a checkout
-    pool_message = next(v for k, v in report.items() if k.startswith("PoolUsage"))
+    pool_message = next(v for k, v in report.items() if k.startswith("Connection pool"))
     assert status == 200
     assert pool_message == (
         "Warning: pool 100 % in use (2/2), 0 request(s) waiting: "
@@ -108,7 +109,7 @@ def test_health__pool_checkout_timeouts_fail_the_pool_check(client, hold_connect
         with hold_connections(1), pytest.raises(OperationalError):
             connection.ensure_connection()
         status, report = full_report(client)
-    pool_message = next(v for k, v in report.items() if k.startswith("PoolUsage"))
+    pool_message = next(v for k, v in report.items() if k.startswith("Connection pool"))
     assert status == 503
     assert pool_message.startswith("Unavailable: 1 checkout(s) waited longer than the pool timeout")
 
@@ -121,7 +122,7 @@ def test_health__long_and_idle_transactions_are_reported(client, settings):
         time.sleep(1.5)
         status, report = full_report(client)
         other.execute("ROLLBACK")
-    message = next(v for k, v in report.items() if k.startswith("PostgresServer"))
+    message = next(v for k, v in report.items() if k.startswith("PostgreSQL server"))
     assert status == 200  # warnings do not make the site unhealthy
     assert "1 transaction(s) open longer than 1 s" in message
     assert "1 session(s) idle in transaction for more than 1 s" in message
@@ -140,7 +141,7 @@ def test_health__sessions_blocked_by_a_lock_are_reported(client, settings):
         holder.execute("ROLLBACK")
         blocked.join(timeout=10)
         holder.execute("DROP TABLE locked_thing")
-    message = next(v for k, v in report.items() if k.startswith("PostgresServer"))
+    message = next(v for k, v in report.items() if k.startswith("PostgreSQL server"))
     assert "1 session(s) blocked by locks for more than 1 s" in message
 
 

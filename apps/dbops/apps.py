@@ -26,6 +26,7 @@ class DbopsAppConfig(AppConfig):
         checks.register(dbops_checks.check_pgbouncer_compatibility)
         checks.register(dbops_checks.check_metrics_access, checks.Tags.security)
         checks.register(dbops_checks.check_database_tls, checks.Tags.security)
+        checks.register(dbops_checks.check_shared_cache, checks.Tags.caches)
 
         from django.db.backends.signals import connection_created
 

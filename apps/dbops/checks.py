@@ -8,7 +8,8 @@ import psycopg
 from django.core.checks import Error, Warning
 from django.db import DatabaseError, connections
 
-from dbops.conf import DbopsConfig, get_config
+from dbops.conf import DbopsConfig, cache_is_shared, get_config
+from dbops.conf.caches import cache_backend
 from dbops.database.pool import connection_budget, pool_max_size, server_connection_limit
 
 W001 = Warning(
@@ -35,6 +36,7 @@ W004 = Warning(
     hint="Scrape with the token instead and remove DBOPS_METRICS_ALLOW_LOOPBACK.",
     id="dbops.W004",
 )
+W006_ID = "dbops.W006"
 E001_ID = "dbops.E001"
 E002_ID = "dbops.E002"
 E003_ID = "dbops.E003"
@@ -61,6 +63,23 @@ def check_metrics_access(app_configs=None, **kwargs):
     if config.metrics_allow_loopback:
         return [W004]
     return [] if config.health_token else [W003]
+
+
+def check_shared_cache(app_configs=None, **kwargs):
+    """Staging/production: the breaker, the dashboard and the alert evaluator need a cache every process shares."""
+    config = get_config()
+    alias = config.breaker.cache_alias
+    if not config.is_strict or cache_is_shared(alias):
+        return []
+    return [
+        Warning(
+            f"Cache {alias!r} ({cache_backend(alias) or 'not configured'}) lives in each process: workers do not "
+            "share the breaker's state, `breaker reset` reaches none of them, and the alert evaluator and the "
+            "dashboard's chart see no web process (no latency or pool alert can fire).",
+            hint="Set CACHE_URL=redis://HOST:6379/0 (or point DBOPS_BREAKER_CACHE_ALIAS at a shared cache).",
+            id=W006_ID,
+        )
+    ]
 
 
 TLS_SSLMODES = ("require", "verify-ca", "verify-full")

@@ -7,10 +7,11 @@
   whenever it fires (a second outage is news).
 - Resolution is sent only to channels that were told it was firing. Acknowledged alerts are not re-sent.
 - Evaluation runs out of the request path (`manage.py alerts evaluate`, one-shot or looping); breaker
-  transitions, backup outcomes and migration runs raise their rules at once, in a background thread so a
-  request never waits for a channel. When the database itself is down, alerts cannot be stored: they are
-  sent anyway (once per episode, tracked in the cache until the signal is seen clear) and recorded by a later
-  evaluation.
+  transitions, backup outcomes and migration runs raise their rules at once: in a background thread in a
+  process that serves requests (a request never waits for a channel), before returning in a command run from
+  the shell (its daemon thread would die with it, leaving the alert to the next evaluation). When the database
+  itself is down, alerts cannot be stored: they are sent anyway (once per episode, tracked in the cache until
+  the signal is seen clear) and recorded by a later evaluation.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from django.utils import timezone
 from dbops.alerting.channels import notify
 from dbops.alerting.rules import CRITICAL, RULE_BY_NAME, RULES, Context, Signal
 from dbops.conf import get_config
-from dbops.database.pool import direct_connection
+from dbops.database.pool import direct_connection, serves_requests
 from dbops.models import Alert, OperationsSample
 
 logger = logging.getLogger("dbops.alerts")
@@ -234,30 +235,33 @@ def acknowledge(alerts: Iterable[Alert], by: str) -> int:
     return Alert.objects.filter(pk__in=ids).update(acknowledged_at=now, acknowledged_by=by[:200])
 
 
-def _in_background(signals_of) -> None:
-    """Run an event's rule in a daemon thread: a channel must never hold up a request or a command."""
+def _on_event(signals_of) -> None:
+    """Apply an event's rule now: in a daemon thread where requests are served, in this thread in a command."""
     if not get_config().alerts.events:
         return
 
-    def run() -> None:
+    def run(*, in_thread: bool) -> None:
         try:
-            ctx = Context()
-            apply_signals(list(signals_of(ctx)))
+            apply_signals(list(signals_of(Context())))
         except Exception as exc:
             logger.error('{"event": "alert_event_failed", "error": "%s"}', type(exc).__name__)
         finally:
-            connections.close_all()
+            if in_thread:
+                connections.close_all()
 
-    threading.Thread(target=run, daemon=True, name="dbops-alert-event").start()
+    if serves_requests():
+        threading.Thread(target=run, kwargs={"in_thread": True}, daemon=True, name="dbops-alert-event").start()
+    else:
+        run(in_thread=False)
 
 
 def on_breaker_transition(sender, old, new, reason, **kwargs) -> None:
-    _in_background(RULE_BY_NAME["breaker_open"].evaluate)
+    _on_event(RULE_BY_NAME["breaker_open"].evaluate)
 
 
 def on_backup_finished(sender, record, **kwargs) -> None:
-    _in_background(RULE_BY_NAME["backup_failed"].evaluate)
+    _on_event(RULE_BY_NAME["backup_failed"].evaluate)
 
 
 def on_migration_run_finished(sender, run, **kwargs) -> None:
-    _in_background(RULE_BY_NAME["migration_run_failed"].evaluate)
+    _on_event(RULE_BY_NAME["migration_run_failed"].evaluate)

@@ -188,15 +188,24 @@ def _backups(ctx: Context) -> Iterator[Signal]:
     )
 
 
+def _migration_advice(run: MigrationRun) -> str:
+    if run.kind == MigrationRun.Kind.ROLLBACK:
+        return (
+            "the schema is where the failed migration left it: read the run in the admin's migration runs, fix what "
+            f"failed, then roll back again (`manage.py migration_rollback`, target {run.target or '-'}) or restore"
+        )
+    return "read it in the admin's migration runs, fix and re-run `manage.py migration_apply`"
+
+
 def _migrations(ctx: Context) -> Iterator[Signal]:
     run = MigrationRun.objects.exclude(status=MigrationRun.Status.RUNNING).order_by("-started_at").first()
+    failed = run is not None and run.status == MigrationRun.Status.FAILED
     yield Signal(
         "migration_run_failed",
         "default",
-        run is not None and run.status == MigrationRun.Status.FAILED,
+        failed,
         CRITICAL,
-        f"{run.kind if run else 'migration'} run #{run.pk if run else '-'} failed: {run.error if run else ''}; "
-        "read it in the admin's migration runs, fix and re-run `manage.py migration_apply`",
+        f"{run.kind} run #{run.pk} failed: {run.error}; {_migration_advice(run)}" if failed else "",
     )
 
 

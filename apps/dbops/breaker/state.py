@@ -386,7 +386,11 @@ class CircuitBreaker:
                     self.store.save(latest)
 
     def reset(self) -> None:
-        """Forget everything (tests, and `manage.py breaker reset`)."""
+        """Close the breaker now (tests, and `manage.py breaker reset`); a closed one only forgets its failures."""
+        if self.current(force=True).state == State.CLOSED:
+            self.store.reset_failures()
+            self._failures_seen = 0
+            return
         self._transition(State.CLOSED, "manual reset")
 
 

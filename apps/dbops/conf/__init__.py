@@ -10,6 +10,7 @@ What it offers the rest of a site and of dbops:
 - `mask_url()`, `enforce_postgresql()`; `site_from_env()` for a site's own SECRET_KEY/DEBUG/ALLOWED_HOSTS.
 """
 
+from dbops.conf.caches import cache_is_shared
 from dbops.conf.config import (
     STRICT_ENVIRONMENTS,
     AlertConfig,
@@ -42,6 +43,7 @@ __all__ = [
     "PitrConfig",
     "PoolConfig",
     "SiteConfig",
+    "cache_is_shared",
     "configure",
     "enforce_postgresql",
     "from_env",

@@ -13,7 +13,7 @@ from django.utils import timezone
 from dbops.backups.logical import backup_summary
 from dbops.backups.pitr import window_summary
 from dbops.breaker.state import get_breaker
-from dbops.conf import get_config
+from dbops.conf import cache_is_shared, get_config
 from dbops.dashboard.charts import line_chart
 from dbops.migrations_safety.runner import last_run
 from dbops.migrations_safety.status import pending_migrations
@@ -21,6 +21,7 @@ from dbops.models import Alert, BackupRecord, OperationsSample
 from dbops.monitoring.snapshots import fleet_snapshots
 
 CHART_WINDOW = datetime.timedelta(hours=1)
+MIN_CHART_SPAN = datetime.timedelta(minutes=5)
 
 
 def _merged_slow_queries(snapshots: list[dict], limit: int = 10) -> list[dict]:
@@ -48,6 +49,8 @@ def _database(alias: str, snapshots: list[dict], now: datetime.datetime) -> dict
         name: [(s.at, getattr(s, field)) for s in samples if getattr(s, field) is not None]
         for name, field in (("p50", "p50_ms"), ("p95", "p95_ms"), ("p99", "p99_ms"))
     }
+    # The axis starts at the first sample (at most an hour ago, at least 5 minutes): early minutes are not a sliver.
+    start = min(samples[0].at if samples else now, now - MIN_CHART_SPAN)
     return {
         "alias": alias,
         "processes": len(entries),
@@ -59,8 +62,34 @@ def _database(alias: str, snapshots: list[dict], now: datetime.datetime) -> dict
         "pool_max": pool_max,
         "pool_waiting": sum(p.get("requests_waiting", 0) for p in pools),
         "pool_percent": round(100 * in_use / pool_max, 1) if pool_max else None,
-        "chart": line_chart(series, start=now - CHART_WINDOW, end=now, budget=get_config().performance_threshold_ms),
+        "chart": line_chart(
+            series,
+            start=start,
+            end=now,
+            budget=get_config().performance_threshold_ms,
+            empty_text=f"{len(samples)} sample(s), none with queries: the evaluator saw no web process's queries"
+            if samples
+            else "no samples yet: run manage.py alerts evaluate",
+        ),
         "samples": len(samples),
+        "samples_with_queries": len(series["p95"]),
+    }
+
+
+def _processes(snapshots: list[dict], now: float) -> list[dict]:
+    """List the web processes whose snapshots the figures combine, newest first."""
+    rows = [{"process": s["process"], "seconds_ago": round(max(0.0, now - s["at"]), 1)} for s in snapshots]
+    return sorted(rows, key=lambda row: row["seconds_ago"])
+
+
+def _evaluator(now: datetime.datetime) -> dict:
+    """When `alerts evaluate` last recorded a sample, and whether that is later than its interval allows."""
+    interval = get_config().alerts.evaluate_interval
+    last = OperationsSample.objects.order_by("-at").values_list("at", flat=True).first()
+    return {
+        "last_ran": last,
+        "interval_seconds": interval,
+        "late": last is None or (now - last).total_seconds() > 3 * interval,
     }
 
 
@@ -77,6 +106,9 @@ def dashboard_data() -> dict:
     return {
         "now": now,
         "budget_ms": get_config().performance_threshold_ms,
+        "cache_shared": cache_is_shared(get_config().breaker.cache_alias),
+        "processes": _processes(snapshots, now.timestamp()),
+        "evaluator": _evaluator(now),
         "breaker": {"state": str(breaker.state), "enabled": get_config().breaker.enabled},
         "databases": [_database(alias, snapshots, now) for alias in connections],
         "slow_queries": _merged_slow_queries(snapshots),

@@ -23,6 +23,21 @@ def pool_options(alias: str) -> dict | None:
     return pool if isinstance(pool, dict) else ({} if pool else None)
 
 
+# False in a management command run from the shell: its pool is not the site's, and nothing waits on its events.
+_serves_requests = True
+
+
+def mark_command_process() -> None:
+    """Say this process runs a management command from the shell (not a web server)."""
+    global _serves_requests
+    _serves_requests = False
+
+
+def serves_requests() -> bool:
+    """Tell whether this process may serve requests (a web worker, runserver, a test run), not a shell command."""
+    return _serves_requests
+
+
 # The web processes' pool options of each alias a command process shrank (sizing checks budget those).
 _web_pool_options: dict[str, dict] = {}
 
@@ -132,6 +147,7 @@ def refresh_pool(alias: str) -> None:
 
 def use_command_pool(alias: str) -> None:
     """Give this process (a management command run from the shell) a small pool for `alias`."""
+    mark_command_process()
     options = pool_options(alias)
     if options is None:
         return

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import ClassVar
 
 from django.utils import timezone
 from health_check.exceptions import ServiceUnavailable
@@ -66,9 +67,11 @@ def backup_findings(*, alias: str = "default", timeout: float = 2.0, now=None) -
     return findings
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(repr=False)
 class BackupFreshness(DbopsCheck):
     """Age of the last successful backup vs DATABASE_BACKUP_INTERVAL_HOURS; failed backups and verifications."""
+
+    title: ClassVar[str] = "Backup freshness"
 
     def run(self) -> None:
         try:

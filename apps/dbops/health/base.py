@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+from typing import ClassVar
 
 from health_check import HealthCheck
 from health_check.exceptions import ServiceUnavailable, ServiceWarning
@@ -12,11 +13,15 @@ from dbops.conf import get_config
 from dbops.database.server import Finding
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(repr=False)
 class DbopsCheck(HealthCheck):
-    """Base: `alias` is the only field, so it is all a report shows."""
+    """Base: `alias` is the only field; reports name a check by its title and alias ("Database latency (default)")."""
 
+    title: ClassVar[str] = "dbops check"
     alias: str = "default"
+
+    def __repr__(self) -> str:  # django-health-check names results by repr
+        return f"{self.title} ({self.alias})"
 
     @property
     def budget(self) -> float:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import ClassVar
 
 from health_check.exceptions import ServiceUnavailable, ServiceWarning
 
@@ -8,9 +9,11 @@ from dbops.breaker.state import State, get_breaker
 from dbops.health.base import DbopsCheck
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(repr=False)
 class BreakerClosed(DbopsCheck):
     """Open breaker: not ready (requests are being refused). Half-open: recovering."""
+
+    title: ClassVar[str] = "Circuit breaker"
 
     def run(self) -> None:
         state = get_breaker().current().state

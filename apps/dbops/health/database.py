@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from typing import ClassVar
 
 from health_check.exceptions import ServiceUnavailable, ServiceWarning
 
@@ -18,9 +19,11 @@ def select_one_latency_ms(alias: str, timeout: float) -> float:
     return (time.perf_counter() - started) * 1000
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(repr=False)
 class DatabaseLatency(DbopsCheck):
     """`SELECT 1` through the pool: failure when unreachable, warning above the latency budget."""
+
+    title: ClassVar[str] = "Database latency"
 
     def run(self) -> None:
         try:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import ClassVar
 
 from health_check.exceptions import ServiceUnavailable
 
@@ -8,9 +9,11 @@ from dbops.health.base import DbopsCheck
 from dbops.migrations_safety.status import pending_migrations
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(repr=False)
 class PendingMigrations(DbopsCheck):
     """A deploy gate: code whose migrations are not applied is not ready."""
+
+    title: ClassVar[str] = "Pending migrations"
 
     def run(self) -> None:
         try:

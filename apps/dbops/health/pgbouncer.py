@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import ClassVar
 
 from health_check.exceptions import ServiceUnavailable, ServiceWarning
 
@@ -8,9 +9,11 @@ from dbops.health.base import DbopsCheck
 from dbops.replication.pgbouncer import pgbouncer_report
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(repr=False)
 class PgBouncerPools(DbopsCheck):
     """PgBouncer answers its admin console and no client waits for a server connection."""
+
+    title: ClassVar[str] = "PgBouncer pools"
 
     def run(self) -> None:
         try:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+from typing import ClassVar
 
 from django.utils import timezone
 from health_check.exceptions import ServiceUnavailable
@@ -32,9 +33,11 @@ def pitr_findings(target: PitrTarget, *, max_age: int, now: datetime.datetime | 
     return findings
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(repr=False)
 class PitrWindow(DbopsCheck):
     """The point-in-time recovery window is current (pgBackRest backups exist, WAL keeps arriving)."""
+
+    title: ClassVar[str] = "PITR window"
 
     def run(self) -> None:
         try:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+from typing import ClassVar
 
 from dbops.conf import get_config
 from dbops.database.pool import pool_stats
@@ -42,9 +43,11 @@ def pool_findings(alias: str, stats: dict[str, int], previous: dict[str, int] | 
     return findings
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(repr=False)
 class PoolUsage(DbopsCheck):
     """The pool's utilization, waiting requests and checkout failures since the last check."""
+
+    title: ClassVar[str] = "Connection pool"
 
     def run(self) -> None:
         stats = pool_stats(self.alias)

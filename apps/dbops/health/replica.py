@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import ClassVar
 
 from health_check.exceptions import ServiceWarning
 
@@ -9,9 +10,11 @@ from dbops.health.base import DbopsCheck
 from dbops.replication.router import replica_lag_ms
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(repr=False)
 class ReplicaLag(DbopsCheck):
     """The read replica is reachable and within DATABASE_REPLICA_MAX_LAG_MS (reads fall back to the primary)."""
+
+    title: ClassVar[str] = "Replica lag"
 
     alias: str = "replica"
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import ClassVar
 
 from health_check.exceptions import ServiceUnavailable
 
@@ -9,9 +10,11 @@ from dbops.database.server import server_status
 from dbops.health.base import DbopsCheck
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(repr=False)
 class PostgresServer(DbopsCheck):
     """Connections vs max_connections, long and idle transactions, lock waits, replica lag, size."""
+
+    title: ClassVar[str] = "PostgreSQL server"
 
     def run(self) -> None:
         try:

@@ -3,8 +3,9 @@
 Query windows and pool statistics live in the process that serves requests; the alert evaluator and the
 dashboard run elsewhere (a cron command, another worker). Every process publishes a small snapshot at most
 every PUBLISH_INTERVAL seconds from the request path (one cache write, errors swallowed: a cache outage never
-breaks a request); readers combine the fresh ones with their own. Use a shared cache (CACHE_URL=redis://) so
-workers see each other; with the default local-memory cache each process sees only itself.
+breaks a request); readers combine the fresh ones with their own when they serve requests themselves (a
+command's own pool and queries are not the site's). Use a shared cache (CACHE_URL=redis://) so workers and the
+evaluator see each other; with a per-process cache (`cache_is_shared` is False) each process sees only itself.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from django.core.cache import caches
 from django.db import connections
 
 from dbops.conf import get_config
-from dbops.database.pool import pool_stats
+from dbops.database.pool import pool_stats, serves_requests
 from dbops.monitoring.queries import query_windows, slow_queries
 
 SNAPSHOT_KEY = "dbops:process-snapshots"
@@ -90,9 +91,12 @@ def _fresh(shared: dict) -> dict:
 
 
 def fleet_snapshots() -> list[dict]:
-    """Return the fresh snapshots of every publishing process, this one's taken now."""
+    """Return the fresh snapshots of every publishing process, this one's taken now if it serves requests."""
     shared = {}
     with contextlib.suppress(Exception):
         shared = _fresh(_cache().get(SNAPSHOT_KEY) or {})
-    shared[PROCESS] = process_snapshot()
+    if serves_requests():
+        shared[PROCESS] = process_snapshot()
+    else:
+        shared.pop(PROCESS, None)
     return list(shared.values())

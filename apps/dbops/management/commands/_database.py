@@ -7,7 +7,7 @@ from django.db import DEFAULT_DB_ALIAS
 
 from dbops.breaker.outages import is_database_outage
 from dbops.conf import get_config
-from dbops.database.pool import require_reachable, unreachable_message
+from dbops.database.pool import mark_command_process, require_reachable, unreachable_message
 from dbops.exceptions import DatabaseUnreachable
 
 EXIT_DATABASE_UNREACHABLE = 3
@@ -28,6 +28,7 @@ class DatabaseCommand(BaseCommand):
         return parser
 
     def run_from_argv(self, argv):
+        mark_command_process()
         self._preflight = True
         return super().run_from_argv(argv)
 
