@@ -2,14 +2,32 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 from django.db import connection
 
 from bench.harness import server_environ
 from bench.servers import dockerfile_command, gunicorn, http_get
+from tests import PROJECT_DIR
 
-__all__ = ["dockerfile_command", "gunicorn", "http_get", "production_environ", "url_of_test_database"]
+__all__ = ["dockerfile_command", "gunicorn", "http_get", "manage", "production_environ", "url_of_test_database"]
+
+
+def manage(*args: str, **environ: str) -> subprocess.CompletedProcess[str]:
+    """Run the reference project's manage.py in a new process (DJANGO_ENV=test, the given variables); wait for it."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "DJANGO_"))}
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=PROJECT_DIR,
+        env={**env, "DJANGO_ENV": "test", **environ},
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
 
 
 def url_of_test_database() -> str:

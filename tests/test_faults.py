@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import http.server
 import json
-import os
 import re
 import subprocess
 import sys
@@ -26,7 +25,7 @@ from dbops.health.database import select_one_latency_ms
 from dbops.localdb import free_port
 from tests import PROJECT_DIR
 from tests.conftest import test_database_connection, wait_for_port
-from tests.servers import gunicorn, http_get, production_environ, url_of_test_database
+from tests.servers import gunicorn, http_get, manage, production_environ, url_of_test_database
 
 pytestmark = pytest.mark.django_db(transaction=True)
 RECOVERY_BOUND = 20.0  # seconds; a guard against hanging, not a budget (the stock pool took ~45 s here)
@@ -111,19 +110,6 @@ DATABASE_COMMANDS = [
     ["migration_report"],
     ["migration_rollback", "dbops", "0001"],
 ]
-
-
-def manage(*args: str, **environ: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "DJANGO_"))}
-    return subprocess.run(
-        [sys.executable, "manage.py", *args],
-        cwd=PROJECT_DIR,
-        env={**env, "DJANGO_ENV": "test", **environ},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
 
 
 @pytest.mark.parametrize("command", DATABASE_COMMANDS, ids=[c[0] for c in DATABASE_COMMANDS])

@@ -29,6 +29,10 @@ class VerificationFailed(BackupError):
     """A backup file does not prove restorable: checksum, restore or row counts disagree."""
 
 
+class VerificationNotPossible(BackupError):
+    """Verification could not run (for example the role may not create the scratch database); nothing was judged."""
+
+
 class RestoreRefused(BackupError):
     """A restore was refused before it touched the live database."""
 

@@ -13,8 +13,10 @@ import datetime
 import hashlib
 import json
 import logging
+import os
 import re
 import secrets
+import shlex
 import shutil
 import subprocess
 import time
@@ -33,14 +35,38 @@ from psycopg import sql
 from dbops.backups import encryption
 from dbops.conf import DBOPS_POSTGRES_ENGINE, get_config, mask_url
 from dbops.database.pool import direct_connection
-from dbops.exceptions import BackupError, BackupInProgress, BackupKeyError, RestoreRefused, VerificationFailed
+from dbops.exceptions import (
+    BackupError,
+    BackupInProgress,
+    BackupKeyError,
+    RestoreRefused,
+    VerificationFailed,
+    VerificationNotPossible,
+)
 from dbops.models import BackupRecord, MigrationRun, RestoreRecord
 from dbops.signals import backup_finished
 
 logger = logging.getLogger("dbops.backups")
 
-# pg_advisory_lock key shared by every dbops backup of a database ("dbops" in ASCII, then 1).
+
+def _undo_dbbackup_debug_logger() -> None:
+    """Give `dbbackup.command` back the level LOGGING sets (default: inherit), not the DEBUG its import forces.
+
+    Otherwise every dump prints its full pg_dump command line whatever the site's LOGGING says.
+    """
+    from django.conf import settings
+
+    configured = ((getattr(settings, "LOGGING", None) or {}).get("loggers") or {}).get("dbbackup.command") or {}
+    logging.getLogger("dbbackup.command").setLevel(configured.get("level", logging.NOTSET))
+
+
+_undo_dbbackup_debug_logger()
+
+# pg_advisory_lock key shared by every dbops backup of a database ("dbops" in ASCII, then 1); restores hold 4.
 BACKUP_LOCK_KEY = 0x64626F707301
+RESTORE_LOCK_KEY = 0x64626F707304
+# The names dbops gives backup files: <database>-<YYYYmmdd-HHMMSS>-<record id>.dump[.gz][.age]
+BACKUP_FILE_NAME = re.compile(r"^.+-\d{8}-\d{6}-(?P<id>\d+)\.dump(?:\.gz)?(?:\.age)?$")
 STORAGE_ALIAS = "dbbackup"
 PG_DUMP_CONNECTOR = "dbbackup.db.postgresql.PgDumpBinaryConnector"
 CHUNK = 1024 * 1024
@@ -139,19 +165,51 @@ def mark_interrupted_backups() -> int:
     )
 
 
+def mark_interrupted_restores() -> int:
+    """Mark `running` restore records failed: called while holding the restore lock, so none of them is running."""
+    return RestoreRecord.objects.filter(status=RestoreRecord.Status.RUNNING).update(
+        status=RestoreRecord.Status.FAILED,
+        finished_at=timezone.now(),
+        error="interrupted: the restore process died or lost the database before recording its end "
+        "(its safety backup, if any, is listed in the record)",
+    )
+
+
 @contextlib.contextmanager
-def backup_lock(alias: str) -> Iterator[None]:
-    """Hold the database-wide backup advisory lock, or raise BackupInProgress."""
+def _advisory_lock(alias: str, key: int, busy: str) -> Iterator[None]:
     with _maintenance_connection(alias) as conn:
-        if not conn.execute("SELECT pg_try_advisory_lock(%s)", [BACKUP_LOCK_KEY]).fetchone()[0]:
-            raise BackupInProgress(
-                "another backup of this database is running (PostgreSQL advisory lock held): try again later"
-            )
+        if not conn.execute("SELECT pg_try_advisory_lock(%s)", [key]).fetchone()[0]:
+            raise BackupInProgress(busy)
         try:
             yield
         finally:
             with contextlib.suppress(Exception):
-                conn.execute("SELECT pg_advisory_unlock(%s)", [BACKUP_LOCK_KEY])
+                conn.execute("SELECT pg_advisory_unlock(%s)", [key])
+
+
+def backup_lock(alias: str):
+    """Hold the database-wide backup advisory lock, or raise BackupInProgress."""
+    return _advisory_lock(
+        alias,
+        BACKUP_LOCK_KEY,
+        "another backup of this database is running (PostgreSQL advisory lock held): try again later",
+    )
+
+
+def restore_lock(alias: str):
+    """Hold the database-wide restore advisory lock, or raise BackupInProgress."""
+    return _advisory_lock(alias, RESTORE_LOCK_KEY, "another restore of this database is running: try again later")
+
+
+def reap_interrupted(alias: str = "default") -> None:
+    """Finish the records of backups and restores whose process died (`kill -9`, a lost host).
+
+    A running backup or restore holds its advisory lock for as long as its session lives; a `running` record
+    whose lock is free has nobody left to finish it.
+    """
+    for lock, mark in ((backup_lock, mark_interrupted_backups), (restore_lock, mark_interrupted_restores)):
+        with contextlib.suppress(BackupInProgress), lock(alias):
+            mark()
 
 
 def backup_due(*, now: datetime.datetime | None = None) -> bool:
@@ -255,7 +313,11 @@ def _dump_and_store(record: BackupRecord, alias: str, *, compress: bool, progres
     name = f"{record.database_name}-{record.started_at:%Y%m%d-%H%M%S}-{record.pk}.{extension}"
     progress(f"storing {size} bytes as {name}")
     storage = backup_storage()
-    stored = storage.save(name, File(dump, name=name))
+    try:
+        stored = storage.save(name, File(dump, name=name))
+    except Exception:
+        _delete_files(name)  # a full disk leaves the part written so far under the name
+        raise
     metadata = {
         "engine": connections[alias].settings_dict["ENGINE"],
         "connector": f"{type(connector).__module__}.{type(connector).__name__}",
@@ -308,24 +370,115 @@ def _open_verified_copy(record: BackupRecord) -> SpooledTemporaryFile:
 
 
 def _restore_into(alias: str, dbname: str, dump) -> None:
+    """Restore `dump` into the empty database `dbname` with django-dbbackup's connector (pg_restore)."""
     connector = dump_connector(alias)
     connector._settings = {**connector.settings, "NAME": dbname}
     dump.seek(0)
     try:
         connector.restore_dump(dump)
     except Exception as exc:
-        lines = [line for line in _safe_error(exc).splitlines() if line.strip()]
-        raise VerificationFailed(f"pg_restore failed: {lines[-1] if lines else type(exc).__name__}") from None
+        raise VerificationFailed(f"pg_restore failed: {_last_line(exc)}") from None
+
+
+def _last_line(exc: BaseException) -> str:
+    lines = [line for line in _safe_error(exc).splitlines() if line.strip()]
+    return lines[-1] if lines else type(exc).__name__
+
+
+def _restore_exactly(alias: str, dump, *, drop: list[tuple[str, str]]) -> None:
+    """Replace the live database's contents with `dump` in ONE transaction, dropping the tables in `drop` first.
+
+    pg_restore writes the archive as SQL (`--clean --if-exists`, as the connector restores) and psql runs it after
+    the DROPs with `--single-transaction`: tables created since the backup go too (a foreign key from one of
+    them would otherwise stop pg_restore dropping the table it references), and any failure leaves the database
+    as it was.
+    """
+    from dbbackup.db.postgresql import parse_postgres_settings
+
+    connector = dump_connector(alias)
+    target, env = parse_postgres_settings(connector)
+    env = {**os.environ, **connector.restore_env, **env}
+    prologue = "".join(
+        sql.SQL("DROP TABLE IF EXISTS {} CASCADE;\n").format(sql.Identifier(schema, table)).as_string(None)
+        for schema, table in drop
+    )
+    dump.seek(0)
+    psql = subprocess.Popen(  # noqa: S603 - resolved tools, arguments from the connection settings
+        [_tool("psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction", *shlex.split(target)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    restore = subprocess.Popen(  # noqa: S603
+        [_tool("pg_restore"), "--clean", "--if-exists", "--file=-"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="dbops-restore") as executor:
+        feed = executor.submit(_copy_and_close, dump, restore.stdin)
+        restore_errors = executor.submit(restore.stderr.read)
+        try:
+            psql.stdin.write(prologue.encode())
+            shutil.copyfileobj(restore.stdout, psql.stdin, CHUNK)
+            psql.stdin.close()
+        except BrokenPipeError:
+            pass  # psql stopped at an error: its stderr says which
+        feed.result()
+        restore.wait()
+        psql_errors = psql.stderr.read()
+        psql.wait()
+        restore_stderr = restore_errors.result()
+    if restore.returncode or psql.returncode:
+        detail = (psql_errors or restore_stderr).decode(errors="replace").strip().splitlines()
+        raise VerificationFailed(f"pg_restore failed: {mask_url(detail[-1]) if detail else 'exit status'}")
+
+
+def _copy_and_close(source, sink) -> None:
+    try:
+        shutil.copyfileobj(source, sink, CHUNK)
+    except BrokenPipeError:
+        pass
+    finally:
+        with contextlib.suppress(BrokenPipeError):
+            sink.close()
+
+
+def _tool(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        raise BackupError(f"{name} not found: install the PostgreSQL client tools (Debian: postgresql-client).")
+    return path
+
+
+def _require_createdb(conn, record: BackupRecord) -> None:
+    """Refuse before anything starts when the role may not create the scratch database verification needs."""
+    user, allowed = conn.execute(
+        "SELECT current_user, rolcreatedb OR rolsuper FROM pg_roles WHERE rolname = current_user"
+    ).fetchone()
+    if not allowed:
+        raise VerificationNotPossible(
+            f"backup #{record.pk} was not verified: verification restores into a scratch database and role "
+            f"{user!r} lacks CREATEDB; as a superuser run ALTER ROLE {sql.Identifier(user).as_string(conn)} "
+            "CREATEDB (or verify with a role that has it)"
+        )
 
 
 def verify_backup(record: BackupRecord, *, progress: Progress = _quiet) -> BackupRecord:
-    """Prove `record` restorable: checksum, restore into a scratch database, row counts; record the result."""
+    """Prove `record` restorable: checksum, restore into a scratch database, row counts; record the result.
+
+    Raises `VerificationNotPossible` (recorded in the details, verification left as it was) when the check
+    cannot run at all, for example without CREATEDB: that says nothing about the backup itself.
+    """
     details: dict = {}
     try:
         progress("checking size and sha256")
         dump = _open_verified_copy(record)
         scratch = f"dbops_verify_{record.pk}_{secrets.token_hex(4)}"
         with _maintenance_connection(record.database_alias) as conn:
+            _require_createdb(conn, record)
             conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(scratch)))
         try:
             progress(f"restoring into scratch database {scratch}")
@@ -350,6 +503,10 @@ def verify_backup(record: BackupRecord, *, progress: Progress = _quiet) -> Backu
             raise VerificationFailed(
                 f"backup #{record.pk}: row counts differ after restore in {len(mismatches)} table(s)"
             )
+    except VerificationNotPossible as exc:
+        record.verification_details = {"not_run": str(exc)}
+        record.save(update_fields=["verification_details"])
+        raise
     except VerificationFailed as exc:
         details["error"] = str(exc)
         record.verification = BackupRecord.Verification.FAILED
@@ -385,8 +542,20 @@ def _put_back_history(snapshot: list[list]) -> None:
                 cursor.execute(statement)
 
 
+def _tables_not_in(record: BackupRecord) -> list[tuple[str, str]]:
+    """Return the live tables the backup does not hold (created since), except dbops' own history tables."""
+    kept = {f"public.{model._meta.db_table}" for model in HISTORY_MODELS}
+    with _maintenance_connection(record.database_alias) as conn:
+        live = user_tables(conn)
+    return [(schema, table) for schema, table in live if f"{schema}.{table}" not in {*record.row_counts, *kept}]
+
+
 def restore_backup(record: BackupRecord, *, requested_by: str = "", progress: Progress = _quiet) -> RestoreRecord:
-    """Restore `record` into the live database: verify, take a safety backup, restore, keep dbops' history."""
+    """Restore `record` into the live database exactly: verify, take a safety backup, restore, keep dbops' history.
+
+    Afterwards the application's tables and rows are the backup's: tables created since are dropped in the
+    same transaction. Every record ends in a final state, whatever fails.
+    """
     alias = record.database_alias
     restore = RestoreRecord.objects.create(
         backup=record,
@@ -395,42 +564,63 @@ def restore_backup(record: BackupRecord, *, requested_by: str = "", progress: Pr
         database_name=connections[alias].settings_dict["NAME"],
     )
 
-    def refuse(reason: str) -> RestoreRefused:
-        restore.status, restore.error, restore.finished_at = RestoreRecord.Status.REFUSED, reason, timezone.now()
-        restore.save()
-        return RestoreRefused(reason)
+    def finish(status: str, error: str) -> None:
+        with contextlib.suppress(DatabaseError):
+            RestoreRecord.objects.filter(pk=restore.pk).update(status=status, error=error, finished_at=timezone.now())
 
+    try:
+        with restore_lock(alias):
+            return _restore(record, restore, progress)
+    except RestoreRefused as exc:
+        finish(RestoreRecord.Status.REFUSED, str(exc))
+        raise
+    except BackupInProgress as exc:
+        finish(RestoreRecord.Status.REFUSED, f"refused: {exc}")
+        raise RestoreRefused(f"refused: {exc}") from None
+    except BackupError as exc:
+        finish(RestoreRecord.Status.FAILED, str(exc))
+        raise
+    except Exception as exc:
+        error = f"restore failed: {_last_line(exc)}"
+        finish(RestoreRecord.Status.FAILED, error)
+        raise BackupError(error) from exc
+
+
+def _restore(record: BackupRecord, restore: RestoreRecord, progress: Progress) -> RestoreRecord:
+    alias = record.database_alias
     progress("verifying the backup before touching the live database")
     try:
         verify_backup(record, progress=progress)
-    except BackupKeyError as exc:
-        raise refuse(f"refused: {exc}") from None
+    except (BackupKeyError, VerificationNotPossible) as exc:
+        raise RestoreRefused(f"refused: {exc}") from None
     if record.verification != BackupRecord.Verification.PASSED:
-        raise refuse(f"refused: {record.verification_details.get('error', 'verification failed')}")
+        raise RestoreRefused(f"refused: {record.verification_details.get('error', 'verification failed')}")
     progress("taking the safety backup of the current database")
     try:
         safety = take_backup(trigger=BackupRecord.Trigger.PRE_RESTORE, alias=alias, progress=progress)
     except BackupError as exc:
-        raise refuse(f"refused: the safety backup failed ({exc})") from None
+        raise RestoreRefused(f"refused: the safety backup failed ({exc})") from None
     restore.safety_backup = safety
     restore.save(update_fields=["safety_backup"])
 
     dump = _open_verified_copy(record)
     history = _history_snapshot()
+    extra = _tables_not_in(record)
     connections[alias].close()
-    progress(f"restoring backup #{record.pk} into {restore.database_name}")
+    progress(
+        f"restoring backup #{record.pk} into {restore.database_name}"
+        + (f", dropping {len(extra)} table(s) created since it was taken" if extra else "")
+    )
     try:
-        _restore_into(alias, restore.database_name, dump)
+        _restore_exactly(alias, dump, drop=extra)
     except VerificationFailed as exc:
-        # pg_restore ran in one transaction: the live database is as it was.
-        restore.status, restore.error, restore.finished_at = RestoreRecord.Status.FAILED, str(exc), timezone.now()
-        restore.save()
         raise BackupError(f"restore failed, live database unchanged: {exc}") from None
     _put_back_history(history)
     RestoreRecord.objects.filter(pk=restore.pk).update(
         status=RestoreRecord.Status.SUCCEEDED, finished_at=timezone.now()
     )
     restore.refresh_from_db()
+    restore.dropped_tables = [f"{schema}.{table}" for schema, table in extra]
     return restore
 
 
@@ -452,6 +642,38 @@ def prune_backups(*, dry_run: bool = False, now: datetime.datetime | None = None
             record.file_deleted_at = now
             record.save(update_fields=["file_deleted_at"])
     return doomed
+
+
+def orphan_files() -> list[str]:
+    """Return backup-named files in the storage that no record holds: what a backup that died while writing left.
+
+    Files of a backup still running are not orphans.
+    """
+    try:
+        _, files = backup_storage().listdir("")
+    except (OSError, NotImplementedError):
+        return []
+    held = set(BackupRecord.objects.exclude(filename="").values_list("filename", flat=True))
+    running = set(BackupRecord.objects.filter(status=BackupRecord.Status.RUNNING).values_list("pk", flat=True))
+    orphans = []
+    for name in sorted(files):
+        dump = name.removesuffix(".metadata")
+        match = BACKUP_FILE_NAME.match(dump)
+        if match and dump not in held and int(match["id"]) not in running:
+            orphans.append(name)
+    return orphans
+
+
+def prune_orphans(*, dry_run: bool = False) -> list[str]:
+    """Delete the files `orphan_files` names (after finishing the records of backups that died); return them."""
+    reap_interrupted()
+    orphans = orphan_files()
+    if not dry_run:
+        storage = backup_storage()
+        for name in orphans:
+            with contextlib.suppress(FileNotFoundError):
+                storage.delete(name)
+    return orphans
 
 
 def backup_summary(record: BackupRecord, *, now: datetime.datetime | None = None) -> dict:
@@ -480,6 +702,7 @@ def backup_status(*, limit: int = 10) -> dict:
     """Report recent backups and freshness against DATABASE_BACKUP_INTERVAL_HOURS."""
     config = get_config()
     now = timezone.now()
+    reap_interrupted()
     recent = list(BackupRecord.objects.order_by("-started_at")[:limit])
     last_success = BackupRecord.objects.filter(status=BackupRecord.Status.SUCCEEDED).order_by("-started_at").first()
     return {

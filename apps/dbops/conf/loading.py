@@ -415,7 +415,7 @@ def _build(
         metrics_allow_loopback=reader.bool("DBOPS_METRICS_ALLOW_LOOPBACK", not strict),
         prometheus_multiproc_dir=reader.str("PROMETHEUS_MULTIPROC_DIR", ""),
         backup_dir=reader.path("DATABASE_BACKUP_DIR", var_dir / "backups"),
-        backup_keep_verified=reader.int("DATABASE_BACKUP_KEEP_VERIFIED", 3, minimum=0),
+        backup_keep_verified=reader.int("DATABASE_BACKUP_KEEP_VERIFIED", 3, minimum=1),
         backup_encryption_recipients=_encryption_recipients(reader),
         backup_encryption_identity_file=(
             reader.path("DATABASE_BACKUP_ENCRYPTION_IDENTITY_FILE", Path())

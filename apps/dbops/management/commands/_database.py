@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DEFAULT_DB_ALIAS
 
@@ -11,6 +13,19 @@ from dbops.database.pool import mark_command_process, require_reachable, unreach
 from dbops.exceptions import DatabaseUnreachable
 
 EXIT_DATABASE_UNREACHABLE = 3
+# The record named (a backup, an alert) does not exist: nothing was tried.
+EXIT_NOT_FOUND = 4
+
+
+def record_id(value: str) -> int:
+    """Argparse type for a record id: a whole number >= 1 (0 or -1 would silently mean "the newest")."""
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a record id (a whole number >= 1)") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{number} is not a record id (a whole number >= 1)")
+    return number
 
 
 class DatabaseCommand(BaseCommand):
@@ -23,7 +38,8 @@ class DatabaseCommand(BaseCommand):
     def create_parser(self, prog_name, subcommand, **kwargs):
         parser = super().create_parser(prog_name, subcommand, **kwargs)
         parser.epilog = (
-            f"Exit {EXIT_DATABASE_UNREACHABLE}: the database is unreachable (one line says which and how to fix)."
+            f"Exit {EXIT_DATABASE_UNREACHABLE}: the database is unreachable (one line says which and how to fix); "
+            f"exit {EXIT_NOT_FOUND}: no such record (nothing was tried)."
         )
         return parser
 

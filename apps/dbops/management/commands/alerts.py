@@ -6,7 +6,7 @@ from django.core.management.base import CommandError
 
 from dbops.alerting.lifecycle import acknowledge, evaluate
 from dbops.conf import get_config
-from dbops.management.commands._database import DatabaseCommand
+from dbops.management.commands._database import EXIT_NOT_FOUND, DatabaseCommand, record_id
 from dbops.models import Alert
 
 
@@ -14,12 +14,12 @@ class Command(DatabaseCommand):
     help = (
         "Alerts. evaluate: run every rule once (or --loop every --interval seconds; for cron, systemd or a "
         "Kubernetes Deployment) and notify the channels; list: open alerts (exit 1 when any is firing); "
-        "ack ID: acknowledge an open alert."
+        "ack ID: acknowledge an open alert (exit 4 when an id names no open alert)."
     )
 
     def add_arguments(self, parser):
         parser.add_argument("action", choices=["evaluate", "list", "ack"], help="What to do.")
-        parser.add_argument("ids", nargs="*", type=int, help="With ack: the alert ids.")
+        parser.add_argument("ids", nargs="*", type=record_id, help="With ack: the alert ids.")
         parser.add_argument("--loop", action="store_true", help="With evaluate: keep evaluating until stopped.")
         parser.add_argument(
             "--interval",
@@ -40,8 +40,16 @@ class Command(DatabaseCommand):
         else:
             if not options["ids"]:
                 raise CommandError("ack needs at least one alert id", returncode=2)
-            count = acknowledge(Alert.objects.filter(pk__in=options["ids"]), by=options["by"] or getpass.getuser())
-            self.stdout.write(f"{count} alert(s) acknowledged.")
+            ids = options["ids"]
+            firing = set(Alert.objects.filter(pk__in=ids, state=Alert.State.FIRING).values_list("pk", flat=True))
+            count = acknowledge(Alert.objects.filter(pk__in=firing), by=options["by"] or getpass.getuser())
+            if count:
+                self.stdout.write(f"{count} alert(s) acknowledged.")
+            missing = [f"#{pk}" for pk in ids if pk not in firing]
+            if missing:
+                raise CommandError(
+                    f"No open alert {', '.join(missing)}: see manage.py alerts list.", returncode=EXIT_NOT_FOUND
+                )
 
     def _evaluate(self, options):
         interval = options["interval"] or get_config().alerts.evaluate_interval

@@ -1,13 +1,13 @@
 from dbops.backups.logical import backup_status
-from dbops.management.commands._backup_output import backup_line, render
-from dbops.management.commands._database import DatabaseCommand
+from dbops.management.commands._backup_output import BACKUP_HEADER, backup_line, render
+from dbops.management.commands._database import DatabaseCommand, record_id
 
 
 class Command(DatabaseCommand):
     help = "List recent backups with age, size and verification, and whether a backup is due. Exit 1 when due."
 
     def add_arguments(self, parser):
-        parser.add_argument("--limit", type=int, default=20, help="How many backups to list (default 20).")
+        parser.add_argument("--limit", type=record_id, default=20, help="How many backups to list (default 20).")
         parser.add_argument("--json", action="store_true", help="Print the status as JSON.")
 
     def handle(self, *args, **options):
@@ -17,6 +17,10 @@ class Command(DatabaseCommand):
             state = "enabled" if status["enabled"] else "DISABLED"
             due = "a backup is DUE" if status["due"] else "no backup due"
             self.stdout.write(f"Backups {state}, every {status['interval_hours']} h; {due}.")
+            if status["recent"]:
+                self.stdout.write(BACKUP_HEADER)
+            else:
+                self.stdout.write("No backups yet: run manage.py backup (ops/ has cron, systemd and Kubernetes jobs).")
             for summary in status["recent"]:
                 self.stdout.write(backup_line(summary))
         if status["enabled"] and status["due"]:

@@ -1,4 +1,4 @@
-from dbops.backups.logical import backup_summary, prune_backups
+from dbops.backups.logical import backup_summary, prune_backups, prune_orphans
 from dbops.conf import get_config
 from dbops.management.commands._backup_output import backup_line, render
 from dbops.management.commands._database import DatabaseCommand
@@ -7,7 +7,8 @@ from dbops.management.commands._database import DatabaseCommand
 class Command(DatabaseCommand):
     help = (
         "Delete backup files older than DATABASE_BACKUP_RETENTION_DAYS, always keeping the newest "
-        "DATABASE_BACKUP_KEEP_VERIFIED verified successful backups. Records stay as history."
+        "DATABASE_BACKUP_KEEP_VERIFIED verified successful backups, and files no record holds (left by a backup "
+        "that died while writing). Records stay as history."
     )
 
     def add_arguments(self, parser):
@@ -16,8 +17,9 @@ class Command(DatabaseCommand):
 
     def handle(self, *args, **options):
         doomed = prune_backups(dry_run=options["dry_run"])
+        orphans = prune_orphans(dry_run=options["dry_run"])
         summaries = [backup_summary(r) for r in doomed]
-        render(self, {"dry_run": options["dry_run"], "backups": summaries}, as_json=options["json"])
+        render(self, {"dry_run": options["dry_run"], "backups": summaries, "orphans": orphans}, as_json=options["json"])
         if not options["json"]:
             verb = "Would delete" if options["dry_run"] else "Deleted"
             config = get_config()
@@ -27,3 +29,5 @@ class Command(DatabaseCommand):
             )
             for summary in summaries:
                 self.stdout.write(backup_line(summary))
+            if orphans:
+                self.stdout.write(f"{verb} {len(orphans)} file(s) no backup record holds: {', '.join(orphans)}")

@@ -3,7 +3,7 @@ from django.db import connections
 
 from dbops.backups.logical import restore_backup
 from dbops.exceptions import BackupError, RestoreRefused
-from dbops.management.commands._database import DatabaseCommand
+from dbops.management.commands._database import EXIT_NOT_FOUND, DatabaseCommand, record_id
 from dbops.models import BackupRecord
 
 
@@ -11,11 +11,12 @@ class Command(DatabaseCommand):
     help = (
         "Restore a backup into the live database. Verifies it first (refusing anything unverifiable), takes a "
         "safety backup of the current database, then restores; dbops' own history is kept. Undo with "
-        "backup_restore --id <safety backup>. Exit 0 restored, 1 refused, 2 failed."
+        "backup_restore --id <safety backup>. Afterwards the application's tables and rows are the backup's (tables "
+        "created since are dropped). Exit 0 restored, 1 refused (nothing touched), 2 failed, 4 no such backup."
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("--id", type=int, required=True, help="Backup id to restore (see backup_list).")
+        parser.add_argument("--id", type=record_id, required=True, help="Backup id to restore (see backup_list).")
         parser.add_argument(
             "--noinput",
             "--no-input",
@@ -28,7 +29,10 @@ class Command(DatabaseCommand):
     def handle(self, *args, **options):
         record = BackupRecord.objects.filter(pk=options["id"], status=BackupRecord.Status.SUCCEEDED).first()
         if record is None:
-            raise CommandError(f"No successful backup #{options['id']}: see manage.py backup_list.", returncode=2)
+            raise CommandError(
+                f"No successful backup #{options['id']}: nothing was restored; see manage.py backup_list.",
+                returncode=EXIT_NOT_FOUND,
+            )
         database = connections[record.database_alias].settings_dict["NAME"]
         if options["interactive"]:
             self.stdout.write(
@@ -51,13 +55,16 @@ class Command(DatabaseCommand):
             "safety_backup": restore.safety_backup_id,
             "status": restore.status,
             "undo": f"manage.py backup_restore --id {restore.safety_backup_id}",
+            "dropped_tables": restore.dropped_tables,
         }
         if options["json"]:
             import json
 
             self.stdout.write(json.dumps(result, indent=2, sort_keys=True))
         else:
+            dropped = restore.dropped_tables
+            since = f" Dropped {len(dropped)} table(s) created since: {', '.join(dropped)}." if dropped else ""
             self.stdout.write(
-                f"Restored backup #{record.pk} into {database}. Safety backup #{restore.safety_backup_id}; "
+                f"Restored backup #{record.pk} into {database}.{since} Safety backup #{restore.safety_backup_id}; "
                 f"undo with: {result['undo']}"
             )
