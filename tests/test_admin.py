@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from django.db import connection
 from django.urls import reverse
@@ -117,3 +119,32 @@ def test_admin_login__five_wrong_passwords_lock_the_account_out_even_for_the_rig
     locked = client.post(login, {"username": "boss", "password": "the-right-password-1234"})
     assert locked.status_code == 429
     assert "_auth_user_id" not in client.session
+
+
+def test_backup_detail__reads_well_and_offers_verify_restore_download_by_permission(admin_client, staff_client):
+    UserFactory.create_batch(4)
+    record = backups.take_backup()
+    url = reverse("admin:dbops_backuprecord_change", args=[record.pk])
+
+    html = admin_client.get(url).content.decode()
+    assert 'id="verify-backup"' in html and 'id="restore-backup"' in html and 'id="download-backup"' in html
+    users = record.row_counts["public.auth_user"]
+    assert f"<td>public.auth_user</td><td>{users}</td>" in html  # a table of row counts, not raw JSON
+    assert '{"public.' not in html
+    assert re.search(r"<div class=\"readonly\">\d+\.\d s</div>", html)  # "0.2 s", not 0.21661...
+    assert str(record.duration_seconds) not in html
+
+    verified = admin_client.post(reverse("admin:dbops_backuprecord_verify", args=[record.pk]), follow=True)
+    assert "verification passed" in verified.content.decode()
+    record.refresh_from_db()
+    assert record.verification == BackupRecord.Verification.PASSED
+
+    viewer = staff_client.get(url).content.decode()  # may view, nothing else: no buttons, and the views refuse
+    assert "verify-backup" not in viewer and "restore-backup" not in viewer and "download-backup" not in viewer
+    assert staff_client.post(reverse("admin:dbops_backuprecord_verify", args=[record.pk])).status_code == 403
+
+
+def test_empty_history__says_what_fills_it(admin_client):
+    html = admin_client.get(reverse("admin:dbops_restorerecord_changelist")).content.decode()
+    assert 'id="empty-hint"' in html and "backup_restore --id" in html
+    assert "PITR runs" in admin_client.get(reverse("admin:index")).content.decode()

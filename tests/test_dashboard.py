@@ -37,7 +37,7 @@ def operations(settings):
         at=timezone.now() - datetime.timedelta(minutes=30), alias="default", queries=50, p50_ms=1.0, p95_ms=4.0,
         p99_ms=9.0, pool_in_use=1, pool_max=6, processes=1,
     )  # fmt: skip
-    backup = BackupRecordFactory(size_bytes=5 * 1024 * 1024)
+    backup = BackupRecordFactory(size_bytes=5 * 1024 * 1024, row_counts={"public.auth_user": 3, "public.shop_order": 1250})
     alerts.evaluate(send=False)  # records a second sample and opens query_latency_p95
     return backup
 
@@ -126,10 +126,21 @@ def test_browser__logs_in_opens_the_dashboard_and_backup_history(live_server, op
         assert driver.find_elements(By.CSS_SELECTOR, "#database-default svg polyline")
         ARTIFACTS.mkdir(exist_ok=True)
         driver.save_screenshot(str(ARTIFACTS / "dashboard.png"))
+        assert "Web processes seen" in driver.find_element(By.ID, "sources").text
         driver.get(f"{live_server.url}/admin/dbops/backuprecord/")
-        history = driver.find_element(By.ID, "result_list").text
-        assert str(operations.pk) in history and "passed" in history
+        history = driver.find_element(By.ID, "result_list")
+        assert str(operations.pk) in history.text and "passed" in history.text
+        # At 1400 px every column is visible beside the filter panel, not under it.
+        table = history.rect
+        assert table["x"] + table["width"] <= driver.find_element(By.ID, "changelist-filter").rect["x"]
         driver.save_screenshot(str(ARTIFACTS / "backup-history.png"))
+        driver.get(f"{live_server.url}/admin/dbops/backuprecord/{operations.pk}/change/")
+        tools = driver.find_element(By.CSS_SELECTOR, ".object-tools").text
+        assert {"VERIFY", "RESTORE…", "DOWNLOAD"} <= set(tools.split())
+        assert "total" in driver.find_element(By.CSS_SELECTOR, ".field-row_count_table").text
+        driver.save_screenshot(str(ARTIFACTS / "backup-detail.png"))
+        driver.get(f"{live_server.url}/admin/dbops/restorerecord/")
+        assert "backup_restore --id" in driver.find_element(By.ID, "empty-hint").text
     finally:
         driver.quit()
     assert os.path.getsize(ARTIFACTS / "dashboard.png") > 10_000

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db import connections
-from django.http import FileResponse, HttpResponseRedirect
+from django.http import FileResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.defaultfilters import filesizeformat
 from django.template.response import TemplateResponse
@@ -66,36 +66,69 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 
 class HistoryAdmin(ReadOnlyAdmin):
-    """History is never edited: every field read-only, the outcome as a badge."""
+    """History is never edited: every field read-only, the outcome as a badge; an empty list says what fills it."""
+
+    empty_hint = ""
+
+    def changelist_view(self, request, extra_context=None):
+        return super().changelist_view(request, {**(extra_context or {}), "empty_hint": self.empty_hint})
 
     @admin.display(description="status", ordering="status")
     def status_badge(self, obj):
         return badge(obj.status)
 
 
+def duration(seconds: float | None) -> str:
+    """Say a duration the way an operator reads it: 1.7 s, 2 min 05 s, 1 h 02 min."""
+    if seconds is None:
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {secs:02d} s"
+    return f"{minutes // 60} h {minutes % 60:02d} min"
+
+
 @admin.register(BackupRecord)
 class BackupRecordAdmin(HistoryAdmin):
-    list_display = (
-        "id",
-        "started_at",
-        "age",
-        "status_badge",
-        "trigger",
-        "size",
-        "verification_badge",
-        "encrypted",
-        "database_name",
-        "file",
-    )
+    list_display = ("id", "started", "age", "status_badge", "trigger", "size", "verification_badge", "file")
     list_filter = ("status", "verification", "trigger")
     search_fields = ("filename", "database_name", "sha256", "error")
     date_hierarchy = "started_at"
     actions = ["verify_selected", "restore_selected"]
-    readonly_fields = [f.name for f in BackupRecord._meta.fields]
+    change_form_template = "admin/dbops/backuprecord/change_form.html"
+    empty_hint = (
+        "No backups yet. Run manage.py backup (or schedule manage.py backup --if-due: ops/ has cron, systemd and "
+        "Kubernetes jobs)."
+    )
+    fieldsets = (
+        ("Outcome", {"fields": (("status_badge", "trigger"), ("started_at", "finished_at", "duration"), "error")}),
+        (
+            "File",
+            {"fields": ("file", ("size", "storage"), "sha256", ("compressed", "encrypted"), "file_deleted_at")},
+        ),
+        ("Verification", {"fields": (("verification_badge", "verified_at"), "verification_summary")}),
+        ("Contents", {"fields": (("database_name", "server_version"), "row_count_table")}),
+    )
+    readonly_fields = [
+        name
+        for _, options in fieldsets
+        for row in options["fields"]
+        for name in (row if isinstance(row, tuple) else (row,))
+    ]
+
+    @admin.display(description="started", ordering="started_at")
+    def started(self, obj):
+        return f"{timezone.localtime(obj.started_at):%Y-%m-%d %H:%M}"
 
     @admin.display(description="age")
     def age(self, obj):
         return f"{timesince(obj.started_at, timezone.now())} ago"
+
+    @admin.display(description="took")
+    def duration(self, obj):
+        return duration(obj.duration_seconds)
 
     @admin.display(description="verification", ordering="verification")
     def verification_badge(self, obj):
@@ -113,6 +146,38 @@ class BackupRecordAdmin(HistoryAdmin):
             return "-"
         return format_html('<a href="{}">download</a>', reverse("admin:dbops_backuprecord_download", args=[obj.pk]))
 
+    @admin.display(description="details")
+    def verification_summary(self, obj):
+        details = obj.verification_details or {}
+        rows = [
+            (label, details[key])
+            for key, label in (
+                ("tables", "tables restored"),
+                ("rows", "rows restored"),
+                ("restore_seconds", "scratch restore took (s)"),
+                ("error", "failure"),
+                ("not_run", "not verified"),
+            )
+            if key in details
+        ]
+        rows += [
+            (f"mismatch in {table}", f"{counts['recorded']} recorded, {counts['restored']} restored")
+            for table, counts in sorted(details.get("mismatches", {}).items())
+        ]
+        if rows:
+            return html_table(("", ""), rows)
+        return "Not verified yet: use Verify above." if obj.verified_at is None else "No details recorded."
+
+    @admin.display(description="rows per table")
+    def row_count_table(self, obj):
+        counts = sorted((obj.row_counts or {}).items())
+        if not counts:
+            return "-"
+        return html_table(
+            ("table", "rows"),
+            [*((table, f"{rows:,}") for table, rows in counts), ("total", f"{sum(obj.row_counts.values()):,}")],
+        )
+
     def has_verify_permission(self, request):
         return request.user.has_perm("dbops.verify_backuprecord")
 
@@ -122,18 +187,32 @@ class BackupRecordAdmin(HistoryAdmin):
     def has_download_permission(self, request):
         return request.user.has_perm("dbops.download_backuprecord")
 
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        record = self.get_object(request, object_id)
+        usable = record is not None and record.status == BackupRecord.Status.SUCCEEDED and not record.file_deleted_at
+        extra_context = {
+            **(extra_context or {}),
+            "can_verify": usable and self.has_verify_permission(request),
+            "can_restore": usable and self.has_restore_permission(request),
+            "can_download": usable and bool(record.filename) and self.has_download_permission(request),
+        }
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def _verify(self, request, record) -> None:
+        try:
+            record = backups.verify_backup(record)
+        except BackupError as exc:
+            self.message_user(request, f"Backup #{record.pk}: not verified: {exc}", messages.ERROR)
+            return
+        level = messages.SUCCESS if record.verification == "passed" else messages.ERROR
+        detail = record.verification_details.get("error", f"{record.verification_details.get('rows', 0)} rows")
+        self.log_change(request, record, f"Verified: {record.verification}")
+        self.message_user(request, f"Backup #{record.pk}: verification {record.verification} ({detail})", level)
+
     @admin.action(description="Verify selected backups (restore into a scratch database)", permissions=["verify"])
     def verify_selected(self, request, queryset):
         for record in queryset.filter(status=BackupRecord.Status.SUCCEEDED):
-            try:
-                record = backups.verify_backup(record)
-            except BackupError as exc:
-                self.message_user(request, f"Backup #{record.pk}: not verified: {exc}", messages.ERROR)
-                continue
-            level = messages.SUCCESS if record.verification == "passed" else messages.ERROR
-            detail = record.verification_details.get("error", f"{record.verification_details.get('rows', 0)} rows")
-            self.log_change(request, record, f"Verified: {record.verification}")
-            self.message_user(request, f"Backup #{record.pk}: verification {record.verification} ({detail})", level)
+            self._verify(request, record)
 
     @admin.action(description="Restore the selected backup into the live database…", permissions=["restore"])
     def restore_selected(self, request, queryset):
@@ -147,8 +226,18 @@ class BackupRecordAdmin(HistoryAdmin):
         return [
             path("<int:pk>/download/", view(self.download_view), name="dbops_backuprecord_download"),
             path("<int:pk>/restore/", view(self.restore_view), name="dbops_backuprecord_restore"),
+            path("<int:pk>/verify/", view(self.verify_view), name="dbops_backuprecord_verify"),
             *super().get_urls(),
         ]
+
+    def verify_view(self, request, pk):
+        if not self.has_verify_permission(request):
+            raise PermissionDenied
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        record = get_object_or_404(BackupRecord, pk=pk, status=BackupRecord.Status.SUCCEEDED)
+        self._verify(request, record)
+        return HttpResponseRedirect(reverse("admin:dbops_backuprecord_change", args=[record.pk]))
 
     def download_view(self, request, pk):
         if not self.has_download_permission(request):
@@ -194,6 +283,7 @@ class BackupRecordAdmin(HistoryAdmin):
 
 @admin.register(RestoreRecord)
 class RestoreRecordAdmin(HistoryAdmin):
+    empty_hint = "No restores yet: open a backup and use Restore…, or run manage.py backup_restore --id N."
     list_display = ("id", "started_at", "backup", "safety_backup", "status_badge", "database_name", "requested_by")
     list_filter = ("status",)
     search_fields = ("database_name", "requested_by", "error")
@@ -202,6 +292,10 @@ class RestoreRecordAdmin(HistoryAdmin):
 
 @admin.register(MigrationRun)
 class MigrationRunAdmin(HistoryAdmin):
+    empty_hint = (
+        "No guarded migration runs yet: manage.py migration_apply and migration_rollback record one each "
+        "(plain migrate does not)."
+    )
     list_display = (
         "id",
         "started_at",
@@ -282,6 +376,10 @@ class MigrationRunAdmin(HistoryAdmin):
 
 @admin.register(Alert)
 class AlertAdmin(HistoryAdmin):
+    empty_hint = (
+        "No alerts. manage.py alerts evaluate --loop (or every minute from cron) raises them; breaker, backup and "
+        "migration events raise theirs at once."
+    )
     list_display = (
         "id",
         "rule",
@@ -322,6 +420,7 @@ class AlertAdmin(HistoryAdmin):
 
 @admin.register(PitrRun)
 class PitrRunAdmin(HistoryAdmin):
+    empty_hint = "No point-in-time recovery runs: set up pgBackRest (docs/recovery.md), then manage.py pitr backup."
     list_display = (
         "id",
         "started_at",

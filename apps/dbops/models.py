@@ -228,6 +228,7 @@ class PitrRun(models.Model):
 
     class Meta:
         ordering = ["-started_at"]
+        verbose_name = "PITR run"
 
     def __str__(self) -> str:
         return f"pitr {self.kind} #{self.pk} {self.status}"
