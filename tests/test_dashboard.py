@@ -37,7 +37,9 @@ def operations(settings):
         at=timezone.now() - datetime.timedelta(minutes=30), alias="default", queries=50, p50_ms=1.0, p95_ms=4.0,
         p99_ms=9.0, pool_in_use=1, pool_max=6, processes=1,
     )  # fmt: skip
-    backup = BackupRecordFactory(size_bytes=5 * 1024 * 1024, row_counts={"public.auth_user": 3, "public.shop_order": 1250})
+    backup = BackupRecordFactory(
+        size_bytes=5 * 1024 * 1024, row_counts={"public.auth_user": 3, "public.shop_order": 1250}
+    )
     alerts.evaluate(send=False)  # records a second sample and opens query_latency_p95
     return backup
 
