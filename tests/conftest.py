@@ -10,6 +10,7 @@ import threading
 import psycopg
 import pytest
 from django.db import connection, connections
+from psycopg import sql
 
 from tests.pg_cluster_plugin import owned_cluster
 
@@ -188,5 +189,6 @@ def lab(settings):
     yield use
     connection.close()
     with test_database_connection() as conn:
-        conn.execute("DROP TABLE IF EXISTS migration_lab_item CASCADE")
+        for (table,) in conn.execute("SELECT tablename FROM pg_tables WHERE tablename LIKE 'migration\\_lab\\_%%'"):
+            conn.execute(sql.SQL("DROP TABLE IF EXISTS {} CASCADE").format(sql.Identifier(table)))
         conn.execute("DELETE FROM django_migrations WHERE app = %s", [LAB])

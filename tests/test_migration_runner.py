@@ -207,3 +207,38 @@ def test_status_endpoint_and_admin_show_the_last_run(lab, admin_client):
     assert changelist.status_code == 200 and b"migration_lab" in changelist.content
     detail = client.get(f"/admin/dbops/migrationrun/{outcome.run.pk}/change/")
     assert detail.status_code == 200 and b"0002_item_flag" in detail.content and b"attempts" in detail.content
+
+
+def test_rollback__dry_run_predicts_a_not_null_column_it_cannot_re_add_and_refuses(lab):
+    lab("unsafe")
+    apply_migrations(app_label=LAB, migration_name="0001")
+    with test_database_connection() as conn:
+        conn.execute("INSERT INTO migration_lab_item (name) VALUES ('a'), ('b')")
+    apply_migrations(app_label=LAB, allow_unsafe=True, reason="name is no longer read")
+
+    with pytest.raises(MigrationRefused, match="unapplying would fail") as dry_run:  # the plan says it, up front
+        rollback_migrations(app_label=LAB, target="0001", dry_run=True)
+    (step,) = dry_run.value.outcome.plan
+    assert "re-adds NOT NULL column migration_lab_item.name" in step.will_fail[0]
+    with pytest.raises(MigrationRefused, match="unapplying would fail"):
+        rollback_migrations(app_label=LAB, target="0001")
+    assert applied() == ["0001_initial", "0002_remove_name"]  # nothing was tried
+
+
+def test_rollback__an_empty_table_gets_its_not_null_column_back(lab):
+    lab("unsafe")
+    apply_migrations(app_label=LAB, allow_unsafe=True, reason="empty table")
+    assert rollback_migrations(app_label=LAB, target="0001", dry_run=True).plan[0].will_fail == ()
+    assert rollback_migrations(app_label=LAB, target="0001").run.status == "succeeded"
+
+
+def test_rollback__a_many_to_many_field_names_the_join_table_it_drops(lab):
+    lab("m2m")
+    apply_migrations(app_label=LAB)
+    with test_database_connection() as conn:
+        conn.execute("INSERT INTO migration_lab_item (name) SELECT 'item ' || g FROM generate_series(1, 500) g")
+        conn.execute("ANALYZE migration_lab_item")
+    plan = rollback_migrations(app_label=LAB, target="0001", dry_run=True)
+    (dropped,) = plan.plan[0].destroys
+    assert dropped.startswith("drops migration_lab_item_related ")  # the join table, not item.related
+    assert "500" not in dropped  # nor the model table's size

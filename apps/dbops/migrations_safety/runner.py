@@ -20,11 +20,14 @@ import psycopg
 from django.core.management import call_command
 from django.core.management.commands.migrate import Command as MigrateCommand
 from django.db import DatabaseError, connections
+from django.db.backends.utils import truncate_name
 from django.db.migrations.exceptions import AmbiguityError
 from django.db.migrations.executor import MigrationExecutor
-from django.db.migrations.operations import AddField, CreateModel
+from django.db.migrations.operations import AddField, CreateModel, RemoveField
 from django.db.migrations.recorder import MigrationRecorder
+from django.db.models import NOT_PROVIDED
 from django.utils import timezone
+from psycopg import sql
 
 from dbops.backups.logical import take_backup
 from dbops.conf import get_config, mask_url
@@ -58,6 +61,7 @@ class PlanStep:
     atomic: bool
     irreversible: tuple[str, ...] = ()
     destroys: tuple[str, ...] = ()
+    will_fail: tuple[str, ...] = ()
 
     def as_dict(self) -> dict:
         return {
@@ -66,6 +70,7 @@ class PlanStep:
             "atomic": self.atomic,
             "irreversible": list(self.irreversible),
             "destroys": list(self.destroys),
+            "will_fail": list(self.will_fail),
         }
 
 
@@ -243,22 +248,64 @@ def _plan(alias: str, app_label: str | None, migration_name: str | None) -> tupl
     return executor, executor.migration_plan(targets)
 
 
+def _m2m_table(field, name: str, model_table: str, connection) -> str | None:
+    """Return the join table Django creates for a many-to-many field (None when it has its own through model)."""
+    if field.remote_field.through is not None:
+        return None
+    return field.db_table or truncate_name(f"{model_table}_{name}", connection.ops.max_name_length())
+
+
 def _destroys(executor: MigrationExecutor, migration, facts, connection) -> tuple[str, ...]:
-    """Describe the data unapplying `migration` drops: its new tables and new columns, with live sizes."""
+    """Describe the data unapplying `migration` drops: its new tables, columns and join tables, with live sizes."""
     notes = []
     state = None
     for op in migration.operations:
         if isinstance(op, CreateModel):
             table = table_name(migration.app_label, op.name_lower, op.options, connection)
+            size = facts.table(table)
         elif isinstance(op, AddField):
             state = state or executor.loader.project_state((migration.app_label, migration.name), at_end=True)
             model = state.models[(migration.app_label, op.model_name_lower)]
-            table = table_name(migration.app_label, model.name_lower, model.options, connection) + f".{op.name}"
+            model_table = table_name(migration.app_label, model.name_lower, model.options, connection)
+            if op.field.many_to_many:
+                join = _m2m_table(op.field, op.name, model_table, connection)
+                if join is None:
+                    continue  # an explicit through model is its own CreateModel
+                table, size = join, facts.table(join)
+            else:
+                table, size = f"{model_table}.{op.name}", facts.table(model_table)
         else:
             continue
-        size = facts.table(table.split(".")[0])
         notes.append(f"drops {table}" + (f" ({describe_size(size)})" if size else ""))
     return tuple(notes)
+
+
+def _has_rows(alias: str, table: str) -> bool:
+    with direct_connection(alias, timeout=10) as conn:
+        query = sql.SQL("SELECT EXISTS (SELECT 1 FROM {})").format(sql.Identifier(table))
+        return conn.execute(query).fetchone()[0]
+
+
+def _will_fail_backwards(executor: MigrationExecutor, migration, alias: str) -> tuple[str, ...]:
+    """Predict the reverse steps PostgreSQL will refuse: a NOT NULL column without a default re-added to rows."""
+    problems = []
+    state = None
+    connection = connections[alias]
+    for op in migration.operations:
+        if not isinstance(op, RemoveField):
+            continue
+        state = state or executor.loader.project_state((migration.app_label, migration.name), at_end=False)
+        model = state.models[(migration.app_label, op.model_name_lower)]
+        field = model.fields[op.name]
+        if field.many_to_many or field.null or field.has_default() or field.db_default is not NOT_PROVIDED:
+            continue
+        table = table_name(migration.app_label, model.name_lower, model.options, connection)
+        if _has_rows(alias, table):
+            problems.append(
+                f"re-adds NOT NULL column {table}.{field.db_column or op.name} without a default to a table that has rows: "
+                "PostgreSQL refuses it (give the field a default or null=True in the migration first)"
+            )
+    return tuple(problems)
 
 
 def _plan_steps(executor: MigrationExecutor, plan: list, alias: str) -> list[PlanStep]:
@@ -272,6 +319,7 @@ def _plan_steps(executor: MigrationExecutor, plan: list, alias: str) -> list[Pla
                 atomic=migration.atomic,
                 irreversible=tuple(irreversible_operations(migration)) if backwards else (),
                 destroys=_destroys(executor, migration, facts, connections[alias]) if backwards else (),
+                will_fail=_will_fail_backwards(executor, migration, alias) if backwards else (),
             )
         )
     return steps
@@ -469,8 +517,11 @@ def rollback_migrations(
     run.plan = [step.migration for step in steps]
     outcome = RunOutcome(run, steps, None, dry_run)
     blocked = [f"{step.migration} {what}" for step in steps for what in step.irreversible]
-    if blocked:
-        message = f"refused: cannot unapply {'; '.join(blocked)}: give it reverse code, or restore a backup instead"
+    failing = [f"{step.migration} {what}" for step in steps for what in step.will_fail]
+    if blocked or failing:
+        reasons = [f"cannot unapply {'; '.join(blocked)}: give it reverse code"] if blocked else []
+        reasons += [f"unapplying would fail: {'; '.join(failing)}"] if failing else []
+        message = f"refused: {'; '.join(reasons)}; or restore a backup instead"
         if not dry_run:
             _finish(run, MigrationRun.Status.REFUSED, started, message)
         raise MigrationRefused(message, outcome)

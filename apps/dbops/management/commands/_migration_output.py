@@ -49,6 +49,8 @@ def write_plan(command, outcome) -> None:
         command.stdout.write(f"  {verb:<8} {step.migration}{'' if step.atomic else '  (non-atomic)'}")
         for what in step.irreversible:
             command.stdout.write(command.style.ERROR(f"           irreversible: {what}"))
+        for what in step.will_fail:
+            command.stdout.write(command.style.ERROR(f"           will fail: {what}"))
         for what in step.destroys:
             command.stdout.write(command.style.WARNING(f"           {what}"))
 
