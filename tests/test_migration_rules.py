@@ -8,6 +8,7 @@ migrations are built in memory on top of an applied 0001 that describes them, an
 from __future__ import annotations
 
 import dataclasses
+import json
 from types import SimpleNamespace
 
 import pytest
@@ -311,3 +312,28 @@ def test_not_null__validated_check_in_the_database_skips_the_scan(corpus_tables)
         finally:
             conn.execute("ALTER TABLE corpus_bigitem DROP CONSTRAINT code_nn")
             conn.execute("UPDATE corpus_bigitem SET code = NULL")
+
+
+def test_type_change__catalog_only_advice_is_not_dual_write(corpus_tables):
+    (finding,) = findings_of(migrations.AlterField("bigitem", "code", models.CharField(max_length=200, null=True)))
+    assert "dual-write" not in finding.safe_alternative and "lock_timeout" in finding.safe_alternative
+    assert "dual-write" not in finding.as_dict()["safe_alternative"]
+
+
+def backfill_small_items(apps, schema_editor):
+    apps.get_model("corpus", "SmallItem").objects.update(notes="filled")
+
+
+def test_run_python__a_small_table_is_not_called_large(corpus_tables):
+    assert findings_of(migrations.RunPython(backfill_small_items, migrations.RunPython.noop)) == []
+
+
+def test_report_all__the_projects_installed_apps_are_not_its_findings(capsys):
+    from django.core.management import call_command
+
+    call_command("migration_report", "--all", "--json", "--fail-on", "warn")  # exit 0: nothing counts
+    report = json.loads(capsys.readouterr().out)
+    findings = [f for m in report["migrations"] for f in m["findings"]]
+    assert findings and all(f["suppressed"] for f in findings)
+    design = [f for f in findings if f["code"] in ("M020", "M021", "M022")]
+    assert design == []  # design advice is for the site's own models, not Django's or dbops'

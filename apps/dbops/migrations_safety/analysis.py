@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from pathlib import Path
 
+from django.apps import apps as django_apps
 from django.db import connections
 from django.db.migrations import operations
 from django.db.migrations.exceptions import AmbiguityError
@@ -42,6 +44,11 @@ class Finding:
     table: str
     detail: str
     suppressed: str = ""
+    advice: str = ""
+
+    @property
+    def safe_alternative(self) -> str:
+        return self.advice or self.rule.safe_alternative
 
     @property
     def rule(self):
@@ -62,7 +69,7 @@ class Finding:
             "table": self.table,
             "detail": self.detail,
             "why": self.rule.why,
-            "safe_alternative": self.rule.safe_alternative,
+            "safe_alternative": self.safe_alternative,
             "suppressed": self.suppressed or None,
         }
 
@@ -192,6 +199,16 @@ def _created_tables(app_label: str, op, connection) -> set[str]:
     return set()
 
 
+def is_site_app(app_label: str) -> bool:
+    """Tell whether the site's own code holds `app_label` (not Django, not dbops, not an installed package)."""
+    try:
+        config = django_apps.get_app_config(app_label)
+    except LookupError:
+        return True
+    installed = any(part in ("site-packages", "dist-packages") for part in Path(config.path).parts)
+    return not (installed or config.name == "dbops" or config.name.startswith(("django.", "dbops.")))
+
+
 def analyze(
     *,
     alias: str = "default",
@@ -225,6 +242,7 @@ def analyze(
                 op.state_forwards(node[0], state)
             continue
         key = f"{node[0]}.{node[1]}"
+        site_app = is_site_app(node[0])
         findings: list[Finding] = []
         created_in_migration: set[str] = set()
         for number, op in enumerate(migration.operations, start=1):
@@ -240,12 +258,17 @@ def analyze(
                 created_in_plan=created_in_plan,
                 created_in_migration=created_in_migration,
                 validated_not_null=validated_not_null,
+                design_rules=site_app,
             )
             for hit in rule_hits(ctx):
                 reason, note = _suppression(config, migration, key, hit.code)
+                if not reason and not site_app and node in loader.applied_migrations:
+                    reason = "already applied, and the app is not the site's code: nothing to change"
                 detail = f"{hit.detail}; {note}" if note else hit.detail
                 findings.append(
-                    Finding(hit.code, hit.severity, key, f"#{number} {op.describe()}", hit.table, detail, reason)
+                    Finding(
+                        hit.code, hit.severity, key, f"#{number} {op.describe()}", hit.table, detail, reason, hit.advice
+                    )
                 )
             op.state_forwards(node[0], state)
         if not migration.atomic and len(migration.operations) > 1:

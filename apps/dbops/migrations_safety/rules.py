@@ -206,6 +206,7 @@ class Hit:
     severity: Severity
     table: str = ""
     detail: str = ""
+    advice: str = ""  # replaces the rule's safe alternative when this case needs other advice
 
 
 @dataclasses.dataclass
@@ -222,6 +223,8 @@ class OperationContext:
     created_in_plan: set[str]
     created_in_migration: set[str]
     validated_not_null: set[tuple[str, str]]
+    # Design advice (M020-M022) is for code the site can change: not Django's contrib apps, not installed packages.
+    design_rules: bool = True
 
     @property
     def atomic(self) -> bool:
@@ -279,10 +282,10 @@ def _size_severity(facts: TableFacts, thresholds: MigrationSafetyConfig) -> Seve
     return Severity.INFO
 
 
-def _graded(code: str, grade: Hit | None, detail: str = "") -> Iterator[Hit]:
+def _graded(code: str, grade: Hit | None, detail: str = "", *, advice: str = "") -> Iterator[Hit]:
     if grade is not None:
         text = "; ".join(part for part in (detail, grade.detail) if part)
-        yield Hit(code, grade.severity, grade.table, text)
+        yield Hit(code, grade.severity, grade.table, text, advice)
 
 
 # --- field-level facts --------------------------------------------------------------------------------------------
@@ -342,6 +345,8 @@ def _has_db_default(field: models.Field) -> bool:
 
 def _column_design(ctx: OperationContext, field: models.Field, name: str, table: str | None) -> Iterator[Hit]:
     """Design rules that hold whatever the table size: json, small varchar, integer keys."""
+    if not ctx.design_rules:
+        return
     db_type = _db_type(field, ctx.connection)
     if db_type == "json":
         yield Hit("M020", Severity.WARN, table or "", f"column {name}")
@@ -420,7 +425,9 @@ def _alter_field(ctx: OperationContext) -> Iterator[Hit]:
         elif (grade := ctx.size_grade(table)) is not None:
             # Catalog-only, but still a brief ACCESS EXCLUSIVE lock that queues behind running queries.
             detail = f"column {op.name} {old_type} -> {new_type}: no rewrite, brief ACCESS EXCLUSIVE lock"
-            yield from _graded("M003", dataclasses.replace(grade, severity=Severity.INFO), detail)
+            advice = "Nothing to rewrite: run it with lock_timeout set (migration_apply does) so the brief lock "
+            advice += "cannot queue behind long queries."
+            yield from _graded("M003", dataclasses.replace(grade, severity=Severity.INFO), detail, advice=advice)
     if old.null and not new.null and not new.primary_key:
         column = _column(new, op.name)
         if (table, column) not in ctx.validated_not_null:
@@ -577,8 +584,9 @@ def _run_python(ctx: OperationContext) -> Iterator[Hit]:
     atomic = op.atomic if op.atomic is not None else ctx.atomic
     if atomic:
         grades = [g for g in (ctx.size_grade(t) for t in _tables_in_code(ctx, op.code)) if g is not None]
-        if grades:
-            worst = max(grades, key=lambda g: g.severity)
+        worst = max(grades, key=lambda g: g.severity, default=None)
+        # A table under the warn thresholds is not "large": only its size being unknown is worth saying.
+        if worst is not None and (worst.severity > Severity.INFO or worst.detail == "size unknown"):
             yield from _graded("M017", worst, f"RunPython({name}) uses {worst.table}")
 
 

@@ -302,7 +302,7 @@ def _will_fail_backwards(executor: MigrationExecutor, migration, alias: str) -> 
         table = table_name(migration.app_label, model.name_lower, model.options, connection)
         if _has_rows(alias, table):
             problems.append(
-                f"re-adds NOT NULL column {table}.{field.db_column or op.name} without a default to a table that has rows: "
+                f"re-adds NOT NULL column {table}.{field.db_column or op.name} without a default to a table with rows: "
                 "PostgreSQL refuses it (give the field a default or null=True in the migration first)"
             )
     return tuple(problems)

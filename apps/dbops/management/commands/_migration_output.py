@@ -35,7 +35,7 @@ def write_report(command, report: SafetyReport, *, verbose: bool = True) -> None
             command.stdout.write(f"          {finding.operation}: {finding.detail}")
             if verbose and finding.counts:
                 command.stdout.write(f"          why: {finding.rule.why}")
-                command.stdout.write(f"          instead: {finding.rule.safe_alternative}")
+                command.stdout.write(f"          instead: {finding.safe_alternative}")
     summary = report.as_dict()["summary"]
     command.stdout.write(
         f"Summary: {summary['block']} block, {summary['warn']} warn, {summary['info']} info, "
@@ -70,6 +70,9 @@ def render_outcome(command, outcome, *, as_json: bool, heading: str) -> None:
     """Print a guarded run: findings (when analyzed), the plan, and how each step went."""
     if as_json:
         write_json(command, outcome.as_dict())
+        return
+    if not outcome.plan:
+        command.stdout.write("Nothing to do: every migration is applied.")
         return
     if outcome.report is not None:
         write_report(command, outcome.report, verbose=False)
