@@ -159,3 +159,85 @@ def test_breaker_reset__of_a_closed_breaker_logs_no_transition(caplog):
     with caplog.at_level("INFO", logger="dbops.breaker"):
         call_command("breaker", "reset")
     assert not [r for r in caplog.records if "breaker_transition" in r.getMessage()]
+
+
+# -- 12: commands say what happened ----------------------------------------------------------------------------------
+def test_loadtest__a_url_nobody_answers_is_one_line_before_any_load():
+    from dbops.localdb import free_port
+
+    url = f"http://127.0.0.1:{free_port()}/"
+    result = manage("loadtest", "--url", url, "--users", "2", "--duration", "1", DATABASE_URL=url_of_test_database())
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"CommandError: {url} does not answer ([Errno 111] Connection refused): start the server, or fix --url"
+    ]
+    assert "workload None" not in result.stdout and "p95 None" not in result.stdout
+
+
+def test_loadtest__a_bad_value_is_named():
+    result = manage("loadtest", "--users", "-5", DATABASE_URL=url_of_test_database())
+    assert result.returncode == 2
+    assert result.stderr.strip() == "CommandError: --users -5 is not allowed: it must be >= 1"
+
+
+def test_alerts_ack__an_id_that_names_no_open_alert_exits_4():
+    result = manage("alerts", "ack", "999", DATABASE_URL=url_of_test_database())
+    assert result.returncode == 4
+    assert result.stderr.strip() == "CommandError: No open alert #999: see manage.py alerts list."
+    assert "acknowledged" not in result.stdout
+
+
+def test_backup_list__has_column_headers_and_says_when_empty(capsys):
+    with pytest.raises(SystemExit):  # exit 1: a backup is due
+        call_command("backup_list")
+    assert "No backups yet: run manage.py backup" in capsys.readouterr().out
+    from tests.factories import BackupRecordFactory
+
+    BackupRecordFactory()
+    call_command("backup_list")
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].split() == ["ID", "STARTED", "(UTC)", "AGE", "STATUS", "TRIGGER", "SIZE", "VERIFICATION"]
+    assert lines[2].startswith("#")
+
+
+def test_migration_apply__with_nothing_to_do_says_so(capsys):
+    call_command("migration_apply", "--no-backup")
+    assert capsys.readouterr().out.strip() == "Nothing to do: every migration is applied."
+
+
+def test_pitr_settings__every_problem_in_one_line():
+    from django.core.exceptions import ImproperlyConfigured
+
+    from dbops.conf import from_env
+
+    with pytest.raises(ImproperlyConfigured) as refused:
+        from_env(
+            {
+                "DJANGO_ENV": "test",
+                "DATABASE_URL": url_of_test_database(),
+                "DATABASE_PITR_ENGINE": "pgbackrest",
+                "DATABASE_PITR_STANZA": "bad name",
+            },
+            base_dir=PROJECT_DIR,
+        )
+    message = str(refused.value)
+    assert "DATABASE_PITR_PG_PATH must be" in message and "DATABASE_PITR_STANZA='bad name'" in message
+    assert "\n" not in message
+
+
+# -- 13: pages ---------------------------------------------------------------------------------------------------------
+def test_site_root__leads_to_the_dashboard(client):
+    response = client.get("/")
+    assert (response.status_code, response["Location"]) == (302, "/admin/dbops/dashboard/")
+
+
+def test_chart__starts_at_the_first_sample_with_a_time_grid():
+    import datetime
+
+    from dbops.dashboard.charts import line_chart
+
+    now = datetime.datetime(2026, 11, 29, 12, 0, tzinfo=datetime.UTC)
+    start = now - datetime.timedelta(minutes=5)
+    svg = str(line_chart({"p95": [(start, 3.0), (now, 5.0)]}, start=start, end=now, budget=100))
+    assert [f">11:{m}</text>" in svg for m in ("55", "56", "57", "58", "59")] == [True] * 5  # a label a minute
+    assert svg.count('stroke="#e6e6e6"') >= 9  # vertical and horizontal grid lines

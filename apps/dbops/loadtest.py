@@ -61,8 +61,16 @@ class LoadPlan:
     seed: int = 0
 
     def validate(self) -> None:
-        if self.users < 1 or self.duration <= 0 or self.think_ms < 0 or self.ramp_up < 0:
-            raise LoadTestError("users must be >= 1, duration > 0, think time and ramp-up >= 0")
+        for option, value, valid, wanted in (
+            ("--users", self.users, self.users >= 1, ">= 1"),
+            ("--duration", self.duration, self.duration > 0, "> 0 seconds"),
+            ("--think-ms", self.think_ms, self.think_ms >= 0, ">= 0"),
+            ("--ramp-up", self.ramp_up, self.ramp_up >= 0, ">= 0 seconds"),
+            ("--rows", self.rows, self.rows >= 1, ">= 1"),
+            ("--max-requests", self.max_requests, self.max_requests is None or self.max_requests >= 1, ">= 1"),
+        ):
+            if not valid:
+                raise LoadTestError(f"{option} {value} is not allowed: it must be {wanted}")
         if self.workload not in WORKLOADS:
             raise LoadTestError(f"workload must be one of {', '.join(WORKLOADS)}")
         if not 0 <= self.write_percent <= 100:
@@ -73,8 +81,21 @@ class LoadPlan:
                 raise LoadTestError(f"--url must be an http(s) URL, got {self.url!r}")
             if not self.allow_remote and not _is_loopback_host(parts.hostname):
                 raise LoadTestError(f"{parts.hostname} is not a loopback address: pass --allow-remote to load it")
+            _require_answer(self.url)
         elif pool_max_size(self.alias) is None:
             raise LoadTestError(f"database {self.alias!r} has no connection pool: the load test measures the pool")
+
+
+def _require_answer(url: str) -> None:
+    """Send one GET before the load starts: a server that is not there is one clear line, not a report of errors."""
+    try:
+        with urllib.request.urlopen(url, timeout=10):  # noqa: S310 - validated http(s)
+            return
+    except urllib.error.HTTPError:
+        return  # it answers; the load test reports its status codes
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise LoadTestError(f"{url} does not answer ({reason}): start the server, or fix --url") from None
 
 
 def _is_loopback_host(host: str) -> bool:
@@ -318,7 +339,7 @@ def run_load(plan: LoadPlan, *, progress: Progress | None = None) -> dict:
             while time.monotonic() < deadline and any(t.is_alive() for t in threads):
                 time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
                 if progress:
-                    progress(_progress(recorder, started, plan.alias, threshold))
+                    progress(_progress(recorder, started, None if plan.url else plan.alias, threshold))
             stop.set()
             grace = time.monotonic() + 30
             for thread in threads:
@@ -367,10 +388,11 @@ def run_load(plan: LoadPlan, *, progress: Progress | None = None) -> dict:
     }
 
 
-def _progress(recorder: _Recorder, started: float, alias: str, threshold: int) -> dict:
+def _progress(recorder: _Recorder, started: float, alias: str | None, threshold: int) -> dict:
+    """Progress so far; `alias` None in HTTP mode (this process' own pool is not what is being loaded)."""
     requests, successes, errors, recent = recorder.snapshot()
     elapsed = time.monotonic() - started
-    stats = pool_stats(alias) or {}
+    stats = (pool_stats(alias) or {}) if alias else {}
     return {
         "elapsed": elapsed,
         "requests": requests,

@@ -288,18 +288,22 @@ def _pgbouncer_admin_url(reader: SettingsReader) -> str:
 
 
 def _pitr(reader: SettingsReader, var_dir: Path) -> PitrConfig:
+    # Every PITR problem in one line: fixing them one run at a time is how operators gave up on set-up.
+    problems = []
     engine = reader.str("DATABASE_PITR_ENGINE", "none").lower()
     if engine not in ("none", "pgbackrest"):
-        raise ImproperlyConfigured(f"DATABASE_PITR_ENGINE={engine!r} is not pgbackrest or none.")
+        problems.append(f"DATABASE_PITR_ENGINE={engine!r} is not pgbackrest or none")
     pg_path = reader.raw("DATABASE_PITR_PG_PATH") or ""
     if engine == "pgbackrest" and not pg_path.startswith("/"):
-        raise ImproperlyConfigured(
+        problems.append(
             "DATABASE_PITR_PG_PATH must be the server's data directory (an absolute path) with "
-            "DATABASE_PITR_ENGINE=pgbackrest: pgBackRest runs on the database host."
+            "DATABASE_PITR_ENGINE=pgbackrest: pgBackRest runs on the database host"
         )
     stanza = reader.str("DATABASE_PITR_STANZA", "dbops")
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", stanza):
-        raise ImproperlyConfigured(f"DATABASE_PITR_STANZA={stanza!r}: use letters, digits, '_', '.', '-'.")
+        problems.append(f"DATABASE_PITR_STANZA={stanza!r}: use letters, digits, '_', '.', '-'")
+    if problems:
+        raise ImproperlyConfigured("; ".join(problems) + ".")
     return PitrConfig(
         engine=engine,
         stanza=stanza,

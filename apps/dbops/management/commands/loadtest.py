@@ -58,9 +58,10 @@ class Command(BaseCommand):
         else:
             self._render(report)
         if not report["passed"]:
+            p95 = report["latency_ms"]["total"]["p95"]
+            measured = f"p95 {p95} ms" if p95 is not None else "no successful request"
             raise CommandError(
-                f"load test outside budget: p95 {report['latency_ms']['total']['p95']} ms "
-                f"(budget {report['budget_ms']} ms), {report['errors']} error(s)",
+                f"load test outside budget: {measured} (budget {report['budget_ms']} ms), {report['errors']} error(s)",
                 returncode=1,
             )
 
@@ -68,9 +69,10 @@ class Command(BaseCommand):
         p95 = f"{snapshot['recent_p95_ms']:.1f}" if snapshot["recent_p95_ms"] is not None else "-"
         line = (
             f"{snapshot['elapsed']:6.1f} s  {snapshot['requests']:>7} requests  {snapshot['rps']:7.1f}/s  "
-            f"errors {snapshot['errors']}  p95 {p95} ms  pool in use {snapshot['pool_in_use']} "
-            f"waiting {snapshot['pool_waiting']}"
+            f"errors {snapshot['errors']}  p95 {p95} ms"
         )
+        if snapshot["pool_in_use"] is not None:
+            line += f"  pool in use {snapshot['pool_in_use']} waiting {snapshot['pool_waiting']}"
         if sys.stderr.isatty():
             self.stderr.write(f"\r{line}", ending="")
         else:
@@ -80,9 +82,14 @@ class Command(BaseCommand):
         if sys.stderr.isatty():
             self.stderr.write("")
         write = self.stdout.write
+        what = (
+            f"GET {report['target']}"
+            if report["mode"] == "http"
+            else (f"database {report['target']}, workload {report['workload']}")
+        )
         write(
-            f"Load test ({report['mode']}: {report['target']}, workload {report['workload']}): "
-            f"{report['users']} users, {report['duration_seconds']} s, think {report['think_ms']} ms"
+            f"Load test ({what}): {report['users']} users, {report['duration_seconds']} s, "
+            f"think {report['think_ms']} ms"
         )
         write(
             f"  requests {report['requests']} = {report['successes']} ok + {report['errors']} errors, "
@@ -103,4 +110,6 @@ class Command(BaseCommand):
                 f"server saw at most {pool['peak_server_connections']} pool connections"
             )
         verdict = self.style.SUCCESS("PASS") if report["passed"] else self.style.ERROR("FAIL")
-        write(f"  p95 {report['latency_ms']['total']['p95']} ms vs budget {report['budget_ms']} ms: {verdict}")
+        p95 = report["latency_ms"]["total"]["p95"]
+        measured = f"p95 {p95} ms" if p95 is not None else "no successful request"
+        write(f"  {measured} vs budget {report['budget_ms']} ms: {verdict}")

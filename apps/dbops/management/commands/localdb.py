@@ -40,7 +40,7 @@ class Command(BaseCommand):
             cluster = LocalCluster.from_config(local.data_dir, local.port, local.bindir, local.password)
             dbname = "dbops"
             if action == "start":
-                created = not cluster.initialized
+                created, was_running = not cluster.initialized, cluster.initialized and cluster.is_running()
                 cluster.init()
                 cluster.start()
                 cluster.ensure_database(dbname)
@@ -51,10 +51,13 @@ class Command(BaseCommand):
                     local.password_file.touch(mode=0o600)
                     local.password_file.chmod(0o600)
                     local.password_file.write_text(f"{cluster.password}\n")
-                message = f"{'Created and started' if created else 'Started'} the cluster in {cluster.data_dir}"
+                verb = "Created and started" if created else "Already running:" if was_running else "Started"
+                message = f"{verb} the cluster in {cluster.data_dir}"
             elif action == "stop":
+                was_running = cluster.is_running()
                 cluster.stop()
-                message = f"Stopped the cluster in {cluster.data_dir} (data kept)"
+                verb = "Stopped" if was_running else "Not running:"
+                message = f"{verb} the cluster in {cluster.data_dir} (data kept)"
             else:
                 message = ""
             running = cluster.is_running()
