@@ -113,13 +113,17 @@ def test_localdb_command__a_cluster_on_another_port_is_found_again_without_the_v
     started = project_copy("localdb", "start", DBOPS_LOCALDB_PORT=port)
     try:
         assert started.returncode == 0, started.stderr
+        assert started.stdout.startswith("Created and started the cluster")
+        again = project_copy("localdb", "start")
+        assert again.stdout.startswith("Already running: the cluster")  # not "Started"
         status = project_copy("localdb", "status", "--json")
         report = json.loads(status.stdout)
         assert (status.returncode, report["running"], report["port"]) == (0, True, int(port))
         url = project_copy("shell", "-c", "from django.conf import settings; print(settings.DBOPS.database.masked_url)")
         assert last_line(url).endswith(f"127.0.0.1:{port}/dbops")
     finally:
-        project_copy("localdb", "stop")
+        assert project_copy("localdb", "stop").stdout.startswith("Stopped the cluster")
+    assert project_copy("localdb", "stop").stdout.startswith("Not running: the cluster")
     assert json.loads(project_copy("localdb", "status", "--json").stdout)["running"] is False
 
 
