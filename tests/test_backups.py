@@ -159,7 +159,7 @@ def test_backup_commands__json_and_exit_codes(capsys):
     assert listed["recent"][0]["id"] == created["id"]
     with pytest.raises(CommandError) as error:
         call_command("backup_verify", "--id", "999999")
-    assert error.value.returncode == 2
+    assert error.value.returncode == 4  # no such backup: nothing was tried
 
 
 def test_backup__if_due_honours_the_interval(settings):

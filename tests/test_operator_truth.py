@@ -19,6 +19,7 @@ from dbops.alerting import lifecycle as alerts
 from dbops.checks import W006_ID, check_shared_cache
 from dbops.models import Alert, MigrationRun, OperationsSample
 from tests import PROJECT_DIR
+from tests.replication import wait_for
 from tests.servers import gunicorn, manage, production_environ, url_of_test_database
 from tests.test_alerts import WebhookReceiver
 
@@ -60,9 +61,21 @@ def evaluate_from_the_shell(**environ: str) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+def published_queries(redis_url: str) -> int:
+    """Return the queries the web processes' snapshots in the shared cache hold (what an evaluator would read)."""
+    from django.core.cache.backends.redis import RedisCache
+
+    from dbops.monitoring.snapshots import SNAPSHOT_KEY
+
+    shared = RedisCache(redis_url, {}).get(SNAPSHOT_KEY) or {}
+    return sum(s["databases"]["default"]["queries"]["count"] for s in shared.values())
+
+
 def test_shared_cache__the_evaluator_sees_the_workers_queries_and_not_itself(tmp_path, redis_server):
     with gunicorn(served_environ(tmp_path, CACHE_URL=redis_server)) as base:
-        drive(base)
+        # A worker publishes at most every 10 s, its first snapshot maybe from the readiness probe: drive until
+        # one with queries is out (a condition, not a time budget).
+        wait_for(lambda: drive(base, requests=5) or published_queries(redis_server), timeout=120, step=0.5)
         evaluate_from_the_shell(CACHE_URL=redis_server)
     sample = OperationsSample.objects.get(alias="default")
     assert 1 <= sample.processes <= 2  # gunicorn's workers; the evaluator is not a web process
