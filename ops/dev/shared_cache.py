@@ -15,6 +15,8 @@ import sys
 import time
 from pathlib import Path
 
+from dbops.localdb import free_port
+
 STATE = Path(__file__).resolve().parents[2] / "var" / "redis"
 
 
@@ -25,12 +27,6 @@ def answers(port: int) -> bool:
             return sock.recv(16).startswith(b"+PONG")
     except OSError:
         return False
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def main() -> int:
