@@ -10,7 +10,7 @@ import time
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
-from django.db import connection
+from django.db import IntegrityError, connection
 from django.db.migrations.recorder import MigrationRecorder
 
 from dbops.exceptions import MigrationFailed, MigrationRefused, MigrationSelectionError
@@ -242,3 +242,28 @@ def test_rollback__a_many_to_many_field_names_the_join_table_it_drops(lab):
     (dropped,) = plan.plan[0].destroys
     assert dropped.startswith("drops migration_lab_item_related ")  # the join table, not item.related
     assert "500" not in dropped  # nor the model table's size
+
+
+def test_not_null_with_db_default_none__migrate_fails_on_rows_and_migration_apply_refuses_first(lab):
+    lab("nulldefault")
+    apply_migrations(app_label=LAB, migration_name="0001")
+    with test_database_connection() as conn:
+        conn.execute("INSERT INTO migration_lab_item (name) VALUES ('a'), ('b')")
+    with pytest.raises(MigrationRefused, match="M001"):
+        apply_migrations(app_label=LAB)
+    with pytest.raises(IntegrityError, match="contains null values"):  # what plain migrate does with it
+        call_command("migrate", LAB, verbosity=0)
+    assert applied() == ["0001_initial"]
+
+
+def test_stored_generated_column__applies_on_a_table_with_rows_and_is_reported_as_a_rewrite(lab):
+    lab("generated")
+    apply_migrations(app_label=LAB, migration_name="0001")
+    with test_database_connection() as conn:
+        conn.execute("INSERT INTO migration_lab_item (name) SELECT 'item ' || g FROM generate_series(1, 2000) g")
+        conn.execute("ANALYZE migration_lab_item")
+    outcome = apply_migrations(app_label=LAB)
+    assert outcome.run.status == "succeeded"
+    assert [f.code for f in outcome.report.findings] == ["M023"]  # the rewrite, not a missing default
+    with test_database_connection() as conn:
+        assert conn.execute("SELECT label FROM migration_lab_item ORDER BY id LIMIT 1").fetchone() == ("ITEM 1",)

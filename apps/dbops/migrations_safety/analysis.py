@@ -25,6 +25,7 @@ from dbops.migrations_safety.rules import (
     RULES,
     OperationContext,
     Severity,
+    defaults_set_by_sql,
     irreversible_operations,
     rule_hits,
     table_name,
@@ -239,12 +240,15 @@ def analyze(
         migration = loader.graph.nodes[node]
         if node not in selected:
             for op in migration.operations:
+                if node not in loader.applied_migrations:  # pending, just not reported: it runs before these
+                    created_in_plan |= _created_tables(node[0], op, connection)
                 op.state_forwards(node[0], state)
             continue
         key = f"{node[0]}.{node[1]}"
         site_app = is_site_app(node[0])
         findings: list[Finding] = []
         created_in_migration: set[str] = set()
+        defaults_set = defaults_set_by_sql(migration)
         for number, op in enumerate(migration.operations, start=1):
             created_in_migration |= _created_tables(node[0], op, connection)
             ctx = OperationContext(
@@ -259,6 +263,7 @@ def analyze(
                 created_in_migration=created_in_migration,
                 validated_not_null=validated_not_null,
                 design_rules=site_app,
+                defaults_set_in_migration=defaults_set,
             )
             for hit in rule_hits(ctx):
                 reason, note = _suppression(config, migration, key, hit.code)

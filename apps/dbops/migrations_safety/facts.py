@@ -35,9 +35,14 @@ class LiveFacts:
     tables: dict[str, TableFacts]
     validated_not_null: frozenset[tuple[str, str]]
     volatile_functions: frozenset[str]
+    index_tables: dict[str, str] = dataclasses.field(default_factory=dict)
 
-    def table(self, name: str) -> TableFacts | None:
-        return self.tables.get(name)
+    def table(self, name: str | None) -> TableFacts | None:
+        return self.tables.get(name) if name else None
+
+    def index_table(self, index: str) -> str | None:
+        """Return the table an index (as raw SQL names it, schema-qualified or not) belongs to."""
+        return self.index_tables.get(index) or self.index_tables.get(index.rpartition(".")[2])
 
 
 def _unquote(identifier: str) -> str:
@@ -49,16 +54,21 @@ def load_facts(alias: str = "default", *, timeout: float = 10.0) -> LiveFacts:
     with probe_connection(alias, timeout) as conn:
         version = conn.execute("SHOW server_version").fetchone()[0]
         tables = {}
-        for name, reltuples, size, empty in conn.execute(
+        for schema, name, visible, reltuples, size, empty in conn.execute(
             """
-            SELECT c.relname, c.reltuples::bigint, pg_total_relation_size(c.oid), pg_relation_size(c.oid) = 0
-            FROM pg_class c
-            WHERE c.relkind IN ('r', 'p', 'm') AND pg_table_is_visible(c.oid)
+            SELECT n.nspname, c.relname, pg_table_is_visible(c.oid), c.reltuples::bigint,
+                   pg_total_relation_size(c.oid), pg_relation_size(c.oid) = 0
+            FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE c.relkind IN ('r', 'p', 'm')
+              AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%%'
             """
         ):
             # Never analyzed: unknown, unless the heap is empty (then it holds no rows).
             rows = 0 if empty else (reltuples if reltuples >= 0 else None)
-            tables[name] = TableFacts(name=name, estimated_rows=rows, size_bytes=size)
+            # Raw SQL may name a table with its schema; Django's models name it as the search path finds it.
+            tables[f"{schema}.{name}"] = TableFacts(name=f"{schema}.{name}", estimated_rows=rows, size_bytes=size)
+            if visible:
+                tables[name] = TableFacts(name=name, estimated_rows=rows, size_bytes=size)
         not_null = set()
         for table, definition in conn.execute(
             """
@@ -72,9 +82,19 @@ def load_facts(alias: str = "default", *, timeout: float = 10.0) -> LiveFacts:
         volatile = {
             name for (name,) in conn.execute("SELECT DISTINCT lower(proname) FROM pg_proc WHERE provolatile = 'v'")
         }
+        index_tables = dict(
+            conn.execute(
+                """
+                SELECT ci.relname, ct.relname FROM pg_index i
+                JOIN pg_class ci ON ci.oid = i.indexrelid JOIN pg_class ct ON ct.oid = i.indrelid
+                WHERE pg_table_is_visible(ct.oid)
+                """
+            ).fetchall()
+        )
     return LiveFacts(
         server_version=version,
         tables=tables,
         validated_not_null=frozenset(not_null),
         volatile_functions=frozenset(volatile),
+        index_tables=index_tables,
     )

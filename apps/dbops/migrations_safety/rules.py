@@ -15,12 +15,14 @@ import re
 from collections.abc import Callable, Iterator
 
 from django.contrib.postgres import operations as pg_operations
+from django.contrib.postgres.constraints import ExclusionConstraint
 from django.db import models
 from django.db.backends.utils import truncate_name
 from django.db.migrations import operations
 from django.db.migrations.state import ProjectState
 
 from dbops.conf import MigrationSafetyConfig
+from dbops.migrations_safety import sql as classified
 from dbops.migrations_safety.facts import LiveFacts, TableFacts
 
 MB = 1024 * 1024
@@ -156,7 +158,7 @@ RULES = {
         ),
         Rule(
             "M017",
-            "RunPython over a large table in one transaction",
+            "data change over a large table in one transaction",
             "A data migration in one transaction holds its row locks (and the migration's other locks) until it "
             "ends, and bloats the table.",
             "Move the data change to a migration with atomic = False and update in batches of a few thousand rows.",
@@ -194,6 +196,29 @@ RULES = {
             "referencing column.",
             "Use BigAutoField (DEFAULT_AUTO_FIELD = 'django.db.models.BigAutoField').",
         ),
+        Rule(
+            "M023",
+            "stored generated column",
+            "Adding a stored GENERATED column computes it for every row and rewrites the table under an ACCESS "
+            "EXCLUSIVE lock: reads and writes wait for the whole rewrite.",
+            "Add a plain nullable column, fill it in batches (a trigger keeps new rows right), then switch to it; or "
+            "add the generated column while the table is small.",
+        ),
+        Rule(
+            "M024",
+            "exclusion constraint built in place",
+            "ADD CONSTRAINT ... EXCLUDE builds its index and checks every row under an ACCESS EXCLUSIVE lock; "
+            "unlike CHECK and FOREIGN KEY it cannot be added NOT VALID.",
+            "Add it when the table is new or small, or in a maintenance window; there is no online form.",
+        ),
+        Rule(
+            "M025",
+            "NOT NULL the running code may violate",
+            "During a rolling deploy the code still running knows the field as nullable and may save NULL: its "
+            "writes fail as soon as the column is NOT NULL, whatever the table's size.",
+            "Release code that always writes a value first, backfill, then make the column NOT NULL in a later "
+            "release.",
+        ),
     )
 }
 
@@ -225,6 +250,8 @@ class OperationContext:
     validated_not_null: set[tuple[str, str]]
     # Design advice (M020-M022) is for code the site can change: not Django's contrib apps, not installed packages.
     design_rules: bool = True
+    # (table, column) pairs a RunSQL of the same migration gives a database DEFAULT (ALTER COLUMN ... SET DEFAULT).
+    defaults_set_in_migration: frozenset[tuple[str, str]] = frozenset()
 
     @property
     def atomic(self) -> bool:
@@ -340,7 +367,11 @@ def _functions(expression) -> Iterator[str]:
 
 
 def _has_db_default(field: models.Field) -> bool:
-    return getattr(field, "db_default", models.NOT_PROVIDED) is not models.NOT_PROVIDED
+    """Tell whether the column gets a database DEFAULT that is a value (db_default=None is DEFAULT NULL: none)."""
+    default = getattr(field, "db_default", models.NOT_PROVIDED)
+    if default is models.NOT_PROVIDED:
+        return False
+    return not (default is None or (isinstance(default, models.Value) and default.value is None))
 
 
 def _column_design(ctx: OperationContext, field: models.Field, name: str, table: str | None) -> Iterator[Hit]:
@@ -380,22 +411,40 @@ def _create_model(ctx: OperationContext) -> Iterator[Hit]:
         yield from _column_design(ctx, field, name, table)
 
 
+def _not_null_without_db_default(
+    ctx: OperationContext, table: str | None, name: str, field: models.Field
+) -> Iterator[Hit]:
+    """M001: a NOT NULL column added without a database default (its existing rows need one)."""
+    if (table, _column(field, name)) in ctx.defaults_set_in_migration:
+        return  # the same migration gives it a database default (RunSQL ALTER COLUMN ... SET DEFAULT)
+    grade = ctx.compat_grade(table)
+    if grade is None or grade.severity <= Severity.INFO:
+        return
+    facts = ctx.facts.table(table)
+    has_rows = facts is None or facts.estimated_rows is None or facts.estimated_rows > 0
+    # Called only without a real database default: a db_default here is db_default=None, i.e. DEFAULT NULL, and
+    # Django then gives the existing rows no Python default either.
+    null_db_default = getattr(field, "db_default", models.NOT_PROVIDED) is not models.NOT_PROVIDED
+    fails = has_rows and (field.default is models.NOT_PROVIDED or null_db_default)
+    severity = Severity.BLOCK if fails else Severity.WARN
+    detail = "no default value: the ALTER fails on existing rows" if fails else "default is Python-side only"
+    yield Hit("M001", severity, grade.table, f"column {name}: {detail}; {grade.detail}")
+
+
 @_for(operations.AddField)
 def _add_field(ctx: OperationContext) -> Iterator[Hit]:
     op, field = ctx.operation, ctx.operation.field
     if field.many_to_many:
         return  # a new join table
     table = ctx.table_of(op.model_name)
+    if isinstance(field, models.GeneratedField):
+        # Computed by PostgreSQL: never a missing default. Stored, it rewrites the table.
+        if field.db_persist:
+            yield from _graded("M023", ctx.size_grade(table), f"column {op.name} GENERATED ALWAYS AS (...) STORED")
+        return
     yield from _column_design(ctx, field, op.name, table)
     if not field.null and not _has_db_default(field) and not field.primary_key:
-        grade = ctx.compat_grade(table)
-        if grade is not None and grade.severity > Severity.INFO:
-            facts = ctx.facts.table(table)
-            has_rows = facts is None or facts.estimated_rows is None or facts.estimated_rows > 0
-            fails = field.default is models.NOT_PROVIDED and has_rows
-            severity = Severity.BLOCK if fails else Severity.WARN
-            detail = "no default at all: the ALTER fails on existing rows" if fails else "default is Python-side only"
-            yield Hit("M001", severity, grade.table, f"column {op.name}: {detail}; {grade.detail}")
+        yield from _not_null_without_db_default(ctx, table, op.name, field)
     if _has_db_default(field):
         volatile = sorted(set(_functions(field.db_default)) & ctx.facts.volatile_functions)
         if volatile:
@@ -408,6 +457,17 @@ def _add_field(ctx: OperationContext) -> Iterator[Hit]:
         yield from _graded("M005", ctx.size_grade(table), f"column {op.name} db_index")
     if field.is_relation and getattr(field, "db_constraint", False) and not field.null:
         yield from _graded("M008", ctx.size_grade(table), f"column {op.name} -> {field.related_model}")
+
+
+@_for(operations.AlterOrderWithRespectTo)
+def _alter_order_with_respect_to(ctx: OperationContext) -> Iterator[Hit]:
+    """Grade the NOT NULL `_order` column (Python-side default 0) that setting order_with_respect_to adds."""
+    op = ctx.operation
+    model = ctx.state.models.get((ctx.app_label, op.name_lower))
+    if not op.order_with_respect_to or (model and model.options.get("order_with_respect_to")):
+        return
+    order = models.IntegerField(default=0)
+    yield from _not_null_without_db_default(ctx, ctx.table_of(op.name), "_order", order)
 
 
 @_for(operations.AlterField)
@@ -432,6 +492,10 @@ def _alter_field(ctx: OperationContext) -> Iterator[Hit]:
         column = _column(new, op.name)
         if (table, column) not in ctx.validated_not_null:
             yield from _graded("M004", ctx.size_grade(table), f"column {column}")
+        compat = ctx.compat_grade(table)
+        if compat is not None:
+            capped = dataclasses.replace(compat, severity=min(compat.severity, Severity.WARN))
+            yield from _graded("M025", capped, f"column {column}")
     if new.unique and not old.unique and not new.primary_key:
         yield from _graded("M010", ctx.size_grade(table), f"column {op.name} unique=True")
     elif new.db_index and not old.db_index and not new.unique:
@@ -466,7 +530,10 @@ def _remove_index(ctx: OperationContext) -> Iterator[Hit]:
 @_for(operations.AddConstraint)
 def _add_constraint(ctx: OperationContext) -> Iterator[Hit]:
     constraint = ctx.operation.constraint
-    code = "M010" if isinstance(constraint, models.UniqueConstraint) else "M009"
+    if isinstance(constraint, ExclusionConstraint):
+        code = "M024"
+    else:
+        code = "M010" if isinstance(constraint, models.UniqueConstraint) else "M009"
     yield from _graded(code, ctx.size_grade(ctx.table_of(ctx.operation.model_name)), f"constraint {constraint.name}")
 
 
@@ -590,25 +657,52 @@ def _run_python(ctx: OperationContext) -> Iterator[Hit]:
             yield from _graded("M017", worst, f"RunPython({name}) uses {worst.table}")
 
 
-# Statements RunSQL may hold that the rules understand: the safe forms, and CREATE INDEX without CONCURRENTLY.
-_SQL_CONCURRENT = re.compile(r"^\s*(CREATE\s+(UNIQUE\s+)?INDEX|DROP\s+INDEX|REINDEX)\s+.*\bCONCURRENTLY\b", re.I | re.S)
-_SQL_PLAIN_INDEX = re.compile(
-    r'^\s*CREATE\s+(UNIQUE\s+)?INDEX\s+(IF\s+NOT\s+EXISTS\s+)?\S+\s+ON\s+(ONLY\s+)?"?([\w.]+)"?', re.I | re.S
-)
-_SQL_SAFE = re.compile(
-    r"^\s*(ALTER\s+TABLE\s+\S+\s+(ADD\s+CONSTRAINT\s+.*\b(NOT\s+VALID|USING\s+INDEX\s+\S+)|VALIDATE\s+CONSTRAINT\s+\S+)"
-    r"|SET\s+(LOCAL\s+)?(lock_timeout|statement_timeout)\b.*|COMMENT\s+ON\b.*)$",
-    re.I | re.S,
-)
-
-
-def _statements(sql) -> Iterator[str]:
-    items = [sql] if isinstance(sql, str) else list(sql)
-    for item in items:
+def _sql_texts(sql) -> Iterator[str]:
+    """Yield the SQL texts of a RunSQL argument: a string, or a list of strings or (sql, params) pairs."""
+    if sql == operations.RunSQL.noop or sql is None:
+        return
+    for item in [sql] if isinstance(sql, str) else list(sql):
         text = item[0] if isinstance(item, list | tuple) else item
-        for statement in str(text).split(";"):
-            if statement.strip() and not statement.strip().startswith("--"):
-                yield statement.strip()
+        if str(text).strip():
+            yield str(text)
+
+
+def sql_statements(sql) -> list[classified.Statement]:
+    """Classify every statement of a RunSQL argument with PostgreSQL's parser."""
+    return [statement for text in _sql_texts(sql) for statement in classified.classify(text)]
+
+
+def _statement_hits(ctx: OperationContext, statement: classified.Statement) -> Iterator[Hit]:
+    table, code = statement.table, statement.code
+    shown = f"RunSQL {statement.kind}: {' '.join(statement.text.split())[:100]}"
+    if statement.concurrent:
+        if ctx.atomic:
+            yield Hit("M006", Severity.BLOCK, table or "", shown)
+        return
+    if code == "M007":
+        index_table = ctx.facts.index_table(statement.detail)
+        grade = ctx.size_grade(index_table, cap=Severity.WARN) if index_table else None
+        yield from _graded(code, grade or Hit("", Severity.WARN, "", "index not in the database"), shown)
+    elif code == "M002":
+        volatile = sorted(set(statement.functions) & ctx.facts.volatile_functions)
+        if volatile:
+            yield from _graded(code, ctx.size_grade(table), f"{shown} (calls {', '.join(volatile)}())")
+    elif code == "M001":
+        field = models.IntegerField()  # NOT NULL, no default of any kind
+        for hit in _not_null_without_db_default(ctx, table, statement.column or "", field):
+            yield dataclasses.replace(hit, detail=f"{shown}; {hit.detail}")
+    elif code == "M004":
+        if (table, statement.column) not in ctx.validated_not_null:
+            yield from _graded(code, ctx.size_grade(table), shown)
+    elif code in ("M011", "M012", "M013", "M014"):
+        yield from _graded(code, ctx.compat_grade(table), shown)
+    elif code == "M017":
+        if ctx.atomic:
+            grade = ctx.size_grade(table)
+            if grade is not None and (grade.severity > Severity.INFO or grade.detail == "size unknown"):
+                yield from _graded(code, grade, shown)
+    elif code:
+        yield from _graded(code, ctx.size_grade(table), shown)
 
 
 @_for(operations.RunSQL)
@@ -616,23 +710,36 @@ def _run_sql(ctx: OperationContext) -> Iterator[Hit]:
     op = ctx.operation
     if op.reverse_sql is None:
         yield Hit("M016", Severity.WARN, "", "RunSQL")
-    unknown = []
-    for statement in _statements(op.sql):
-        if _SQL_CONCURRENT.match(statement):
-            if ctx.atomic:
-                yield Hit("M006", Severity.BLOCK, "", f"RunSQL: {statement[:80]}")
-        elif plain := _SQL_PLAIN_INDEX.match(statement):
-            table = plain.group(4).split(".")[-1]
-            yield from _graded("M010" if plain.group(1) else "M005", ctx.size_grade(table), f"RunSQL: {statement[:80]}")
-        elif not _SQL_SAFE.match(statement):
-            unknown.append(statement)
-    if unknown:
-        yield Hit(
-            "M018",
-            Severity.WARN,
-            "",
-            f"RunSQL: {unknown[0][:120]}" + (f" (+{len(unknown) - 1})" if len(unknown) > 1 else ""),
-        )
+    for direction, sql in (("", op.sql), ("reverse ", op.reverse_sql)):
+        statements = sql_statements(sql)
+        for statement in statements:
+            for hit in _statement_hits(ctx, statement):
+                if direction:  # runs on rollback only: worth knowing, never a reason to refuse the migration
+                    hit = dataclasses.replace(
+                        hit, severity=min(hit.severity, Severity.WARN), detail=f"on rollback: {hit.detail}"
+                    )
+                yield hit
+        unknown = sorted({s.unknown for s in statements if s.unknown})
+        if unknown:
+            yield Hit(
+                "M018",
+                Severity.WARN,
+                "",
+                f"{direction}RunSQL the parser read but the rules do not know: {', '.join(unknown)}",
+            )
+
+
+def defaults_set_by_sql(migration) -> frozenset[tuple[str, str]]:
+    """Return the (table, column) pairs the migration's RunSQL gives a database DEFAULT (SET DEFAULT)."""
+    found = set()
+    for op in migration.operations:
+        inner = op.database_operations if isinstance(op, operations.SeparateDatabaseAndState) else [op]
+        for candidate in inner:
+            if isinstance(candidate, operations.RunSQL):
+                for statement in sql_statements(candidate.sql):
+                    if statement.kind == "ALTER COLUMN SET DEFAULT" and statement.table:
+                        found.add((statement.table.split(".")[-1], statement.column))
+    return frozenset(found)
 
 
 def rule_hits(ctx: OperationContext) -> Iterator[Hit]:
