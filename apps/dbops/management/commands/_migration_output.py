@@ -6,6 +6,7 @@ from django.core.management.base import CommandError
 
 from dbops.exceptions import MigrationFailed, MigrationRefused, MigrationSelectionError
 from dbops.migrations_safety.analysis import SafetyReport
+from dbops.migrations_safety.rewrites import operations_code
 from dbops.migrations_safety.rules import Severity
 
 STYLE_BY_SEVERITY = {Severity.BLOCK: "ERROR", Severity.WARN: "WARNING", Severity.INFO: "HTTP_INFO"}
@@ -15,8 +16,11 @@ def write_json(command, data: dict) -> None:
     command.stdout.write(json.dumps(data, indent=2, sort_keys=True, default=str))
 
 
-def write_report(command, report: SafetyReport, *, verbose: bool = True) -> None:
-    """Print each migration's grade and findings (why and the safe alternative unless `verbose` is off)."""
+def write_report(command, report: SafetyReport, *, verbose: bool = True, rewrites: dict | None = None) -> None:
+    """Print each migration's grade and findings (why and the safe alternative unless `verbose` is off).
+
+    With `rewrites` ("app.name" -> Rewrite), a migration that has one is followed by its safe form's operations.
+    """
     command.stdout.write(
         f"Migration safety: {len(report.migrations)} migration(s) on {report.alias} "
         f"(PostgreSQL {report.server_version}), analyzed in {report.analysis_seconds:.3f} s"
@@ -36,11 +40,30 @@ def write_report(command, report: SafetyReport, *, verbose: bool = True) -> None
             if verbose and finding.counts:
                 command.stdout.write(f"          why: {finding.rule.why}")
                 command.stdout.write(f"          instead: {finding.safe_alternative}")
+        rewrite = (rewrites or {}).get(migration.key)
+        if rewrite is not None:
+            write_rewrite_code(command, rewrite)
     summary = report.as_dict()["summary"]
     command.stdout.write(
         f"Summary: {summary['block']} block, {summary['warn']} warn, {summary['info']} info, "
         f"{summary['suppressed']} suppressed."
     )
+
+
+def write_rewrite_code(command, rewrite) -> None:
+    """Print a rewrite's migrations as operations code (manage.py migration_rewrite writes the files)."""
+    command.stdout.write(
+        command.style.SUCCESS(
+            f"    safe form ({len(rewrite.now)} migration(s)"
+            + (" + one for a later release" if rewrite.later else "")
+            + f"; manage.py migration_rewrite {rewrite.app_label} {rewrite.original} writes it):"
+        )
+    )
+    for migration in [*rewrite.now, *([rewrite.later] if rewrite.later else [])]:
+        atomic = "" if migration.atomic else "  (atomic = False)"
+        command.stdout.write(f"      # {migration.name}{atomic}")
+        for line in operations_code(migration).splitlines():
+            command.stdout.write(f"      {line}")
 
 
 def write_plan(command, outcome) -> None:

@@ -5,13 +5,15 @@ from dbops.exceptions import MigrationError
 from dbops.management.commands._database import DatabaseCommand
 from dbops.management.commands._migration_output import write_json, write_report
 from dbops.migrations_safety.analysis import analyze
+from dbops.migrations_safety.rewrites import rewrites_for
 from dbops.migrations_safety.rules import Severity
 
 
 class Command(DatabaseCommand):
     help = (
         "Grade migrations before they run: what each operation locks, rewrites or breaks, weighed by the live size "
-        "of its table. Default: every pending migration. Exit 0 clean, 1 findings at or above --fail-on, 2 error."
+        "of its table, with the safe form of each mechanical finding as migration code (migration_rewrite writes it). "
+        "Default: every pending migration. Exit 0 clean, 1 findings at or above --fail-on, 2 error."
     )
 
     def add_arguments(self, parser):
@@ -44,9 +46,10 @@ class Command(DatabaseCommand):
             raise CommandError(str(exc), returncode=2) from None
         except DatabaseError as exc:
             raise CommandError(f"cannot read the database: {type(exc).__name__}: {exc}".strip(), returncode=2) from None
+        rewrites = rewrites_for(report)
         if options["json"]:
-            write_json(self, report.as_dict())
+            write_json(self, {**report.as_dict(), "rewrites": {key: r.as_dict() for key, r in rewrites.items()}})
         else:
-            write_report(self, report, verbose=not options["brief"])
+            write_report(self, report, verbose=not options["brief"], rewrites=rewrites)
         if report.fails(Severity[options["fail_on"].upper()]):
             raise CommandError(f"findings at or above {options['fail_on']}", returncode=1)

@@ -1,0 +1,326 @@
+"""The safe form of a migration: each finding that has a mechanical fix, rewritten as Django migration code.
+
+A pending migration becomes a few migrations `<name>_a`, `<name>_b`, ... that keep its order, plus one for a
+later release:
+
+- in a transaction: what was safe already, constraints added NOT VALID, NOT NULL columns given their constant
+  default in the database (`db_default`), columns and tables removed from Django's state only;
+- outside one (`atomic = False`): indexes built and dropped CONCURRENTLY, unique constraints attached to an
+  index built CONCURRENTLY (`USING INDEX`);
+- last, in a transaction: VALIDATE CONSTRAINT (a scan that blocks no writes), then SET NOT NULL on a validated
+  check (no scan) and the check dropped;
+- `later/<name>_drop`: the DROP COLUMN / DROP TABLE, for the release after the code stopped using them.
+
+The last one deployed now `replaces` the original, so migrations that depend on the original keep working.
+Nothing is written over the original: `write_rewrite` writes into a review folder. Findings without a mechanical
+form (a type change, a rename, a data migration) are listed as left as they are.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+
+from django.contrib.postgres.operations import (
+    AddConstraintNotValid,
+    AddIndexConcurrently,
+    RemoveIndexConcurrently,
+    ValidateConstraint,
+)
+from django.db import connections, models
+from django.db.migrations import Migration, operations
+from django.db.migrations.exceptions import AmbiguityError
+from django.db.migrations.loader import MigrationLoader
+from django.db.migrations.writer import MigrationWriter, OperationWriter
+from django.utils import timezone
+
+from dbops.exceptions import MigrationSelectionError
+from dbops.migrations_safety.analysis import MigrationReport, SafetyReport, analyze
+from dbops.migrations_safety.rules import Severity, table_name
+
+# Codes whose finding has a mechanical safe form here.
+REWRITABLE = frozenset({"M001", "M004", "M005", "M006", "M007", "M009", "M010", "M011", "M013"})
+
+
+@dataclasses.dataclass
+class Rewrite:
+    """The safe form of one migration: migrations to deploy now (in order) and one for a later release."""
+
+    app_label: str
+    original: str
+    now: list[Migration]
+    later: Migration | None
+    changes: list[str]
+    left: list[str]
+
+    def files(self) -> list[tuple[str, str]]:
+        """Return (relative path, source) of every migration file the rewrite consists of."""
+        rendered = [(f"{m.name}.py", render(m, self)) for m in self.now]
+        if self.later is not None:
+            rendered.append((f"later/{self.later.name}.py", render(self.later, self)))
+        return rendered
+
+    def as_dict(self) -> dict:
+        return {
+            "migration": f"{self.app_label}.{self.original}",
+            "changes": self.changes,
+            "left_as_is": self.left,
+            "files": [{"path": path, "source": source} for path, source in self.files()],
+        }
+
+
+def render(migration: Migration, rewrite: Rewrite) -> str:
+    """Render `migration` as a migration file (Django's writer), with its atomic flag and where it came from."""
+    source = MigrationWriter(migration, include_header=False).as_string()
+    header = (
+        f"# Written by dbops (manage.py migration_rewrite) from {rewrite.app_label}.{rewrite.original} on "
+        f"{timezone.now():%Y-%m-%d %H:%M} UTC: its safe form, for review.\n"
+        + "".join(f"#   - {change}\n" for change in rewrite.changes)
+    )
+    if migration.atomic is False:
+        source = source.replace(
+            "class Migration(migrations.Migration):\n",
+            "class Migration(migrations.Migration):\n    # CONCURRENTLY cannot run inside a transaction.\n"
+            "    atomic = False\n",
+            1,
+        )
+    return header + "\n" + source.lstrip()
+
+
+def operations_code(migration: Migration) -> str:
+    """Return the operations of `migration` as the Python a migration file holds (for reports)."""
+    return "".join(OperationWriter(op, indentation=0).serialize()[0] + "\n" for op in migration.operations)
+
+
+@dataclasses.dataclass
+class _Parts:
+    """Where the safe form of an operation goes.
+
+    In its place (in a transaction or outside one), with the validations at the end, or in the later release.
+    """
+
+    atomic: list = dataclasses.field(default_factory=list)
+    concurrent: list = dataclasses.field(default_factory=list)
+    validate: list = dataclasses.field(default_factory=list)
+    later: list = dataclasses.field(default_factory=list)
+
+
+def _quote(name: str, connection) -> str:
+    return connection.ops.quote_name(name)
+
+
+def _not_null_check_name(table: str, column: str) -> str:
+    return f"{table}_{column}_not_null"[:63]
+
+
+def _safe_form(op, state, app_label: str, codes: set[str], connection, parts: _Parts) -> str | None:
+    """Put the safe form of `op` into `parts` and describe it; None when `op` stays as it is."""
+    model_name = getattr(op, "model_name", None) or getattr(op, "name", "")
+    model = state.models.get((app_label, str(model_name).lower()))
+    table = table_name(app_label, model.name_lower, model.options, connection) if model else None
+
+    if isinstance(op, operations.AddIndex) and codes & {"M005"}:
+        parts.concurrent.append(AddIndexConcurrently(op.model_name, op.index))
+        return f"index {op.index.name}: built CONCURRENTLY in a non-atomic migration"
+    if isinstance(op, AddIndexConcurrently | RemoveIndexConcurrently) and "M006" in codes:
+        parts.concurrent.append(op)
+        return f"{type(op).__name__}: moved to a non-atomic migration"
+    if isinstance(op, operations.RemoveIndex) and "M007" in codes:
+        parts.concurrent.append(RemoveIndexConcurrently(op.model_name, op.name))
+        return f"index {op.name}: dropped CONCURRENTLY in a non-atomic migration"
+    is_check = isinstance(op, operations.AddConstraint) and isinstance(op.constraint, models.CheckConstraint)
+    if is_check and "M009" in codes:
+        parts.atomic.append(AddConstraintNotValid(op.model_name, op.constraint))
+        parts.validate.append(ValidateConstraint(op.model_name, op.constraint.name))
+        return f"check {op.constraint.name}: added NOT VALID, validated in a later migration (no write lock)"
+    if isinstance(op, operations.AddConstraint) and "M010" in codes and _plain_unique(op.constraint) and model:
+        columns = ", ".join(_quote(_column_of(model, f), connection) for f in op.constraint.fields)
+        name = _quote(op.constraint.name, connection)
+        build = operations.RunSQL(
+            f"CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS {name} ON {_quote(table, connection)} ({columns})",
+            reverse_sql=f"DROP INDEX CONCURRENTLY IF EXISTS {name}",
+        )
+        attach = operations.RunSQL(
+            f"ALTER TABLE {_quote(table, connection)} ADD CONSTRAINT {name} UNIQUE USING INDEX {name}",
+            reverse_sql=f"ALTER TABLE {_quote(table, connection)} DROP CONSTRAINT IF EXISTS {name}",
+        )
+        parts.concurrent.append(
+            operations.SeparateDatabaseAndState(database_operations=[build, attach], state_operations=[op])
+        )
+        return f"unique {op.constraint.name}: index built CONCURRENTLY, then attached with USING INDEX"
+    if isinstance(op, operations.AlterField) and "M004" in codes and model:
+        column = op.field.db_column or op.name
+        check = models.CheckConstraint(
+            condition=models.Q(**{f"{op.name}__isnull": False}), name=_not_null_check_name(table, column)
+        )
+        parts.atomic.append(AddConstraintNotValid(op.model_name, check))
+        parts.validate += [
+            ValidateConstraint(op.model_name, check.name),
+            op,
+            operations.RemoveConstraint(op.model_name, check.name),
+        ]
+        return (
+            f"{table}.{column} NOT NULL: a CHECK (IS NOT NULL) added NOT VALID, validated later, then SET NOT NULL "
+            "uses it (no scan) and the check is dropped"
+        )
+    if isinstance(op, operations.AddField) and "M001" in codes and _constant(op.field.default):
+        name, path, args, kwargs = op.field.deconstruct()
+        field = op.field.__class__(*args, **{**kwargs, "db_default": op.field.default})
+        parts.atomic.append(operations.AddField(op.model_name, op.name, field, preserve_default=op.preserve_default))
+        return f"column {op.name}: its default {op.field.default!r} is given to the database too (db_default)"
+    if isinstance(op, operations.RemoveField) and "M011" in codes and model and op.name in model.fields:
+        field = model.fields[op.name]
+        column = _column_of(model, op.name)
+        column_type = field.db_type(connection) if not field.is_relation else "bigint"
+        parts.atomic.append(operations.SeparateDatabaseAndState(state_operations=[op]))
+        parts.later.append(
+            operations.RunSQL(
+                f"ALTER TABLE {_quote(table, connection)} DROP COLUMN IF EXISTS {_quote(column, connection)}",
+                reverse_sql=f"ALTER TABLE {_quote(table, connection)} ADD COLUMN {_quote(column, connection)} "
+                f"{column_type} NULL",
+            )
+        )
+        return f"column {table}.{column}: leaves Django's state now, dropped by the later-release migration"
+    if isinstance(op, operations.DeleteModel) and "M013" in codes and table:
+        parts.atomic.append(operations.SeparateDatabaseAndState(state_operations=[op]))
+        parts.later.append(
+            operations.RunSQL(f"DROP TABLE IF EXISTS {_quote(table, connection)}", reverse_sql=operations.RunSQL.noop)
+        )
+        return f"table {table}: leaves Django's state now, dropped by the later-release migration"
+    return None
+
+
+def _column_of(model, field_name: str) -> str:
+    """Return the column of a field of a model state (a foreign key's is `<name>_id` unless db_column says)."""
+    field = model.fields.get(field_name)
+    if field is None:
+        return field_name
+    return field.db_column or (f"{field_name}_id" if field.is_relation else field_name)
+
+
+def _plain_unique(constraint) -> bool:
+    return (
+        isinstance(constraint, models.UniqueConstraint)
+        and bool(constraint.fields)
+        and not constraint.condition
+        and not constraint.expressions
+        and not constraint.include
+        and not constraint.opclasses
+        and constraint.deferrable is None
+        and getattr(constraint, "nulls_distinct", None) is None
+    )
+
+
+def _constant(value) -> bool:
+    return value is not models.NOT_PROVIDED and isinstance(value, str | int | float | bool | type(None))
+
+
+_OPERATION_NUMBER = re.compile(r"^#(\d+) ")
+
+
+def rewrite_migration(
+    app_label: str,
+    name: str,
+    *,
+    alias: str = "default",
+    report: MigrationReport | None = None,
+    loader: MigrationLoader | None = None,
+) -> Rewrite | None:
+    """Return the `Rewrite` of pending migration `app_label.name`, or None when no finding has a safe form."""
+    connection = connections[alias]
+    loader = loader or MigrationLoader(connection, ignore_no_migrations=True)
+    try:
+        migration = loader.get_migration_by_prefix(app_label, name)
+    except (AmbiguityError, KeyError) as exc:
+        raise MigrationSelectionError(f"{app_label} has no single migration matching {name!r}") from exc
+    key = (app_label, migration.name)
+    if key in loader.applied_migrations:
+        raise MigrationSelectionError(
+            f"{app_label}.{migration.name} is applied already: only a pending one is rewritten"
+        )
+    if report is None:
+        report = analyze(alias=alias, nodes=[key], loader=loader).migrations[0]
+    codes_by_operation: dict[int, set[str]] = {}
+    left = []
+    for finding in report.findings:
+        if finding.suppressed or finding.severity < Severity.WARN:
+            continue
+        number = int(_OPERATION_NUMBER.match(finding.operation).group(1)) if finding.operation.startswith("#") else 0
+        if finding.code in REWRITABLE and number:
+            codes_by_operation.setdefault(number, set()).add(finding.code)
+        else:
+            left.append(f"{finding.code} {finding.rule.title} ({finding.operation}): no mechanical safe form")
+    if not codes_by_operation:
+        return None
+    state = loader.project_state(key, at_end=False)
+    # Consecutive runs of operations that need (or cannot have) a transaction, in their original order.
+    segments: list[tuple[bool, list]] = []
+    validations, later_ops, changes = [], [], []
+    for number, op in enumerate(migration.operations, start=1):
+        parts = _Parts()
+        change = _safe_form(op, state, app_label, codes_by_operation.get(number, set()), connection, parts)
+        if change is None:
+            concurrent = isinstance(op, AddIndexConcurrently | RemoveIndexConcurrently) or not migration.atomic
+            (parts.concurrent if concurrent else parts.atomic).append(op)
+        else:
+            changes.append(change)
+        for atomic, ops in ((True, parts.atomic), (False, parts.concurrent)):
+            if not ops:
+                continue
+            if segments and segments[-1][0] == atomic:
+                segments[-1][1].extend(ops)
+            else:
+                segments.append((atomic, list(ops)))
+        validations += parts.validate
+        later_ops += parts.later
+        op.state_forwards(app_label, state)
+    if not changes:
+        return None
+    if validations:
+        segments.append((True, validations))
+    now = []
+    for letter, (atomic, ops) in zip("abcdefghij", segments, strict=False):
+        part = Migration(f"{migration.name}_{letter}", app_label)
+        part.operations = ops
+        part.atomic = atomic
+        part.dependencies = [(app_label, now[-1].name)] if now else list(migration.dependencies)
+        now.append(part)
+    now[-1].replaces = [key]
+    later = None
+    if later_ops:
+        later = Migration(f"{migration.name}_drop", app_label)
+        later.operations = later_ops
+        later.dependencies = [(app_label, now[-1].name)]
+    return Rewrite(app_label, migration.name, now, later, changes, left)
+
+
+def rewrites_for(report: SafetyReport) -> dict[str, Rewrite]:
+    """Return the rewrites of the report's pending migrations that have one, keyed "app.name"."""
+    candidates = [
+        m for m in report.migrations if not m.applied and any(f.code in REWRITABLE and f.counts for f in m.findings)
+    ]
+    if not candidates:
+        return {}
+    loader = MigrationLoader(connections[report.alias], ignore_no_migrations=True)
+    found = {}
+    for migration in candidates:
+        rewrite = rewrite_migration(
+            migration.app_label, migration.name, alias=report.alias, report=migration, loader=loader
+        )
+        if rewrite is not None:
+            found[migration.key] = rewrite
+    return found
+
+
+def write_rewrite(rewrite: Rewrite, directory: Path) -> list[Path]:
+    """Write the rewrite's files under `directory` (never over a migration module); return their paths."""
+    written = []
+    for relative, source in rewrite.files():
+        path = directory / relative
+        if path.exists():
+            raise MigrationSelectionError(f"{path} exists: remove it or choose another --output")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(source)
+        written.append(path)
+    return written
