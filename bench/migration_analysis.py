@@ -1,14 +1,17 @@
-"""Migration analysis time and findings: dbops `migration_report` vs django-migration-linter, on generated apps.
+"""Migration analysis time and findings: dbops `migration_report` vs django-migration-linter and squawk.
 
 Generates an app with N migrations (a rotation of: nullable column, plain index, NOT NULL column, RunPython
 without reverse, type change, column removal, RunSQL without reverse, column rename) on a table that exists with
 20,000 rows, then times, in interleaved rounds, `manage.py migration_report benchapp --all` against
 `manage.py lintmigrations benchapp --no-cache` (wall time of the whole command, Django start-up included), for N
 and N/2 (linearity), and compares which migrations each flags. A second app holds AddIndexConcurrently in an
-atomic migration: the linter's outcome is printed next to ours.
+atomic migration: the linter's outcome is printed next to ours. squawk (a PostgreSQL SQL linter) reads the SQL
+`sqlmigrate` would print for each migration (bench/sqlmigrate_all.py writes it, timed apart): its time and the
+migrations it flags are printed beside ours, with and without its lock/statement-timeout rules (migration_apply
+sets both timeouts itself).
 Targets: >= 14x faster at 500 migrations, linear, findings a superset of the linter's.
 Run: .venv/bin/python bench/migration_analysis.py [--rounds 3] [--migrations 500]
-(django-migration-linter comes from requirements-bench.txt, which `make bench` installs.)
+(django-migration-linter and squawk-cli come from requirements-bench.txt, which `make bench` installs.)
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import importlib.util
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -131,12 +135,53 @@ def linter(root: Path, apps: str, label: str) -> tuple[float, set[str], subproce
     return seconds, flagged, done
 
 
+TIMEOUT_RULES = ("require-lock-timeout", "require-statement-timeout")
+
+
+def squawk_binary() -> str | None:
+    """Return squawk from PATH or beside this interpreter (a virtualenv's bin/ is often not on PATH)."""
+    beside = Path(sys.executable).parent / "squawk"
+    return shutil.which("squawk") or (str(beside) if beside.exists() else None)
+
+
+def squawk(root: Path, apps: str, label: str) -> tuple[float, float, set[str], set[str]]:
+    """Return (sqlmigrate seconds, squawk seconds, flagged migrations, flagged without the timeout rules)."""
+    folder = root / f"sql-{label}"
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "bench.migration_settings",
+        "BENCH_EXTRA_APPS": apps,
+        "PYTHONPATH": os.pathsep.join([str(root), str(PROJECT_DIR)]),
+    }
+    started = time.perf_counter()
+    subprocess.run(  # noqa: S603 - our interpreter and script
+        [sys.executable, str(PROJECT_DIR / "bench" / "sqlmigrate_all.py"), label, str(folder)],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    sqlmigrate = time.perf_counter() - started
+    started = time.perf_counter()
+    done = subprocess.run(  # noqa: S603 - the squawk binary from requirements-bench.txt
+        [squawk_binary(), "--reporter", "json", "--pg-version", "15", *sorted(map(str, folder.glob("*.sql")))],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    linting = time.perf_counter() - started
+    issues = json.loads(done.stdout or "[]")
+    flagged = {Path(issue["file"]).stem for issue in issues}
+    substantive = {Path(issue["file"]).stem for issue in issues if issue["rule_name"] not in TIMEOUT_RULES}
+    return sqlmigrate, linting, flagged, substantive
+
+
 def main() -> None:
     p = parser(__doc__)
     p.add_argument("--migrations", type=int, default=500, help="Migrations in the large generated app.")
     args = p.parse_args()
     rounds, count = (1, 24) if args.smoke else (args.rounds if args.rounds != 8 else 3, args.migrations)
     has_linter = importlib.util.find_spec("django_migration_linter") is not None
+    has_squawk = squawk_binary() is not None
     with tempfile.TemporaryDirectory() as folder, postgres() as _url:
         root = Path(folder)
         generate_app(root, "benchapp", count)
@@ -171,6 +216,11 @@ def main() -> None:
                     wall, found, _ = linter(root, apps, label)
                     timings.setdefault(f"linter {n}", []).append(wall)
                     flagged[f"linter {n}"] = found
+                if has_squawk:
+                    sqlmigrate, linting, found, substantive = squawk(root, apps, label)
+                    timings.setdefault(f"sqlmigrate {n}", []).append(sqlmigrate)
+                    timings.setdefault(f"squawk {n}", []).append(linting)
+                    flagged[f"squawk {n}"], flagged[f"squawk substantive {n}"] = found, substantive
 
     print(f"migrations: {count} and {count // 2}, {rounds} interleaved round(s), medians (wall time incl. start-up)")
     for name, values in timings.items():
@@ -182,6 +232,18 @@ def main() -> None:
     )
     scaling = f"wall {big / half:.2f}x, analysis {analysis_big / analysis_half:.2f}x"
     print(f"dbops scaling ratio {count}/{count // 2}: {scaling}")
+    if has_squawk:
+        squawk_big = median(timings[f"sqlmigrate {count}"]) + median(timings[f"squawk {count}"])
+        print(
+            f"dbops vs sqlmigrate + squawk at {count}: {squawk_big / big:.1f}x faster (squawk alone "
+            f"{median(timings[f'squawk {count}']):.3f} s); migrations flagged: dbops {len(flagged[f'dbops {count}'])}, "
+            f"squawk {len(flagged[f'squawk {count}'])} ({len(flagged[f'squawk substantive {count}'])} without its "
+            "timeout rules)"
+        )
+        unseen = sorted(flagged[f"dbops {count}"] - flagged[f"squawk substantive {count}"])
+        print(f"  flagged by dbops, not by squawk's substantive rules: {len(unseen)} {unseen[:5]}")
+    else:
+        print("squawk not installed (pip install -r requirements-bench.txt): left out")
     if not has_linter:
         print("django-migration-linter not installed (pip install -r requirements-bench.txt): dbops measured alone")
         return
