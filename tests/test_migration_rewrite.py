@@ -113,6 +113,41 @@ def test_rewrite__each_mechanical_finding_gets_its_safe_form_and_the_result_appl
         assert gone == (0,)
 
 
+def test_rewrite__a_volatile_default_is_backfilled_in_batches_and_the_column_ends_as_written(
+    lab, settings, tmp_path, monkeypatch
+):
+    from pathlib import Path
+
+    lab("volatile")
+    apply_migrations(app_label=LAB, migration_name="0001")
+    rows(12_000)
+    assert [f.code for f in analyze(app_label=LAB).findings] == ["M002"]  # a rewrite of every row under the lock
+
+    rewrite = rewrite_migration(LAB, "0002")
+    assert [m.atomic for m in rewrite.now] == [True, False, True]
+    assert (
+        "functools.partial(dbops.migrations_safety.backfill.backfill_in_batches"
+        in dict(rewrite.files())["0002_item_token_b.py"]
+    )
+    scenario = Path(__import__("tests.migration_lab.scenarios.volatile", fromlist=["x"]).__path__[0])
+    use_rewritten(settings, tmp_path, monkeypatch, rewrite, scenario)
+    assert [f for f in analyze(app_label=LAB).findings if f.severity >= Severity.WARN] == []
+    assert apply_migrations(app_label=LAB).run.status == "succeeded"
+    with test_database_connection() as conn:
+        filled, distinct = conn.execute("SELECT count(token), count(DISTINCT token) FROM migration_lab_item").fetchone()
+        assert filled == distinct == 12_000  # every existing row, each its own value
+        nullable, default = conn.execute(
+            "SELECT is_nullable, column_default FROM information_schema.columns "
+            "WHERE table_name = 'migration_lab_item' AND column_name = 'token'"
+        ).fetchone()
+        assert (nullable, default) == ("NO", "gen_random_uuid()")
+        conn.execute("INSERT INTO migration_lab_item (name) VALUES ('new')")  # the default serves new rows
+        checks = conn.execute(
+            "SELECT count(*) FROM pg_constraint WHERE conrelid = 'migration_lab_item'::regclass AND contype = 'c'"
+        ).fetchone()
+        assert checks == (0,)  # the helper check was dropped
+
+
 def test_report_and_command__show_and_write_the_safe_form(lab, capsys, tmp_path):
     lab("indexed")
     apply_migrations(app_label=LAB, migration_name="0001")

@@ -200,6 +200,17 @@ def _created_tables(app_label: str, op, connection) -> set[str]:
     return set()
 
 
+def _added_columns(app_label: str, op, state: ProjectState, connection) -> set[tuple[str, str]]:
+    """Return the (table, column) an AddField adds: no code running today reads or writes it."""
+    if not isinstance(op, operations.AddField) or op.field.many_to_many:
+        return set()
+    model = state.models.get((app_label, op.model_name_lower))
+    if model is None:
+        return set()
+    column = op.field.db_column or (f"{op.name}_id" if op.field.is_relation else op.name)
+    return {(table_name(app_label, model.name_lower, model.options, connection), column)}
+
+
 def is_site_app(app_label: str) -> bool:
     """Tell whether the site's own code holds `app_label` (not Django, not dbops, not an installed package)."""
     try:
@@ -234,6 +245,7 @@ def analyze(
     selected = set(nodes)
     state = ProjectState(real_apps=loader.unmigrated_apps)
     created_in_plan: set[str] = set()
+    added_in_plan: set[tuple[str, str]] = set()
     validated_not_null = set(facts.validated_not_null)
     reports: dict[Node, MigrationReport] = {}
     for node in full_plan(loader):
@@ -242,6 +254,7 @@ def analyze(
             for op in migration.operations:
                 if node not in loader.applied_migrations:  # pending, just not reported: it runs before these
                     created_in_plan |= _created_tables(node[0], op, connection)
+                    added_in_plan |= _added_columns(node[0], op, state, connection)
                 op.state_forwards(node[0], state)
             continue
         key = f"{node[0]}.{node[1]}"
@@ -264,6 +277,7 @@ def analyze(
                 validated_not_null=validated_not_null,
                 design_rules=site_app,
                 defaults_set_in_migration=defaults_set,
+                columns_added_in_plan=added_in_plan,
             )
             for hit in rule_hits(ctx):
                 reason, note = _suppression(config, migration, key, hit.code)
@@ -275,6 +289,7 @@ def analyze(
                         hit.code, hit.severity, key, f"#{number} {op.describe()}", hit.table, detail, reason, hit.advice
                     )
                 )
+            added_in_plan |= _added_columns(node[0], op, state, connection)
             op.state_forwards(node[0], state)
         if not migration.atomic and len(migration.operations) > 1:
             reason, note = _suppression(config, migration, key, "M019")

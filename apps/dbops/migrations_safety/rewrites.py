@@ -4,9 +4,10 @@ A pending migration becomes a few migrations `<name>_a`, `<name>_b`, ... that ke
 later release:
 
 - in a transaction: what was safe already, constraints added NOT VALID, NOT NULL columns given their constant
-  default in the database (`db_default`), columns and tables removed from Django's state only;
+  default in the database (`db_default`), columns and tables removed from Django's state only, a column with a
+  volatile default added without it (the default then set for new rows only);
 - outside one (`atomic = False`): indexes built and dropped CONCURRENTLY, unique constraints attached to an
-  index built CONCURRENTLY (`USING INDEX`);
+  index built CONCURRENTLY (`USING INDEX`), the existing rows of such a column filled in committed batches;
 - last, in a transaction: VALIDATE CONSTRAINT (a scan that blocks no writes), then SET NOT NULL on a validated
   check (no scan) and the check dropped;
 - `later/<name>_drop`: the DROP COLUMN / DROP TABLE, for the release after the code stopped using them.
@@ -19,6 +20,7 @@ form (a type change, a rename, a data migration) are listed as left as they are.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 from pathlib import Path
 
@@ -37,10 +39,11 @@ from django.utils import timezone
 
 from dbops.exceptions import MigrationSelectionError
 from dbops.migrations_safety.analysis import MigrationReport, SafetyReport, analyze
+from dbops.migrations_safety.backfill import BATCH_ROWS, backfill_in_batches
 from dbops.migrations_safety.rules import Severity, table_name
 
 # Codes whose finding has a mechanical safe form here.
-REWRITABLE = frozenset({"M001", "M004", "M005", "M006", "M007", "M009", "M010", "M011", "M013"})
+REWRITABLE = frozenset({"M001", "M002", "M004", "M005", "M006", "M007", "M009", "M010", "M011", "M013"})
 
 
 @dataclasses.dataclass
@@ -151,18 +154,33 @@ def _safe_form(op, state, app_label: str, codes: set[str], connection, parts: _P
         return f"unique {op.constraint.name}: index built CONCURRENTLY, then attached with USING INDEX"
     if isinstance(op, operations.AlterField) and "M004" in codes and model:
         column = op.field.db_column or op.name
-        check = models.CheckConstraint(
-            condition=models.Q(**{f"{op.name}__isnull": False}), name=_not_null_check_name(table, column)
-        )
-        parts.atomic.append(AddConstraintNotValid(op.model_name, check))
-        parts.validate += [
-            ValidateConstraint(op.model_name, check.name),
-            op,
-            operations.RemoveConstraint(op.model_name, check.name),
-        ]
+        _not_null_through_check(op.model_name, op.name, table, column, op, parts)
         return (
             f"{table}.{column} NOT NULL: a CHECK (IS NOT NULL) added NOT VALID, validated later, then SET NOT NULL "
             "uses it (no scan) and the check is dropped"
+        )
+    if isinstance(op, operations.AddField) and "M002" in codes and model:
+        column = op.field.db_column or op.name
+        value_sql = _db_default_sql(op, state, app_label, connection)
+        _, _, args, kwargs = op.field.deconstruct()
+        kwargs.pop("db_default", None)
+        interim = op.field.__class__(*args, **{**kwargs, "null": True})
+        quoted = f"{_quote(table, connection)} ALTER COLUMN {_quote(column, connection)}"
+        parts.atomic += [
+            operations.AddField(op.model_name, op.name, interim),
+            # New rows get their value from now on; the existing ones are filled in batches next.
+            operations.RunSQL(f"ALTER TABLE {quoted} SET DEFAULT {value_sql}", f"ALTER TABLE {quoted} DROP DEFAULT"),
+        ]
+        backfill = functools.partial(backfill_in_batches, table=table, column=column, value_sql=value_sql)
+        parts.concurrent.append(operations.RunPython(backfill, operations.RunPython.noop))
+        final = operations.AlterField(op.model_name, op.name, op.field)
+        if op.field.null:
+            parts.validate.append(final)
+        else:
+            _not_null_through_check(op.model_name, op.name, table, column, final, parts)
+        return (
+            f"column {column} with a volatile default: added without it (no rewrite), the default set for new rows, "
+            f"existing rows filled in batches of {BATCH_ROWS} (each committed), then the field as written"
         )
     if isinstance(op, operations.AddField) and "M001" in codes and _constant(op.field.default):
         name, path, args, kwargs = op.field.deconstruct()
@@ -189,6 +207,26 @@ def _safe_form(op, state, app_label: str, codes: set[str], connection, parts: _P
         )
         return f"table {table}: leaves Django's state now, dropped by the later-release migration"
     return None
+
+
+def _not_null_through_check(model_name: str, name: str, table: str, column: str, alter, parts: _Parts) -> None:
+    """NOT NULL without a scan under ACCESS EXCLUSIVE: a validated CHECK (col IS NOT NULL) first, dropped after."""
+    check = models.CheckConstraint(
+        condition=models.Q(**{f"{name}__isnull": False}), name=_not_null_check_name(table, column)
+    )
+    parts.atomic.append(AddConstraintNotValid(model_name, check))
+    remove = operations.RemoveConstraint(model_name, check.name)
+    parts.validate += [ValidateConstraint(model_name, check.name), alter, remove]
+
+
+def _db_default_sql(op, state, app_label: str, connection) -> str:
+    """Render the AddField's db_default as SQL (Django's schema editor, on the model as the field adds it)."""
+    after = state.clone()
+    op.state_forwards(app_label, after)
+    field = after.apps.get_model(app_label, op.model_name)._meta.get_field(op.name)
+    with connection.schema_editor(collect_sql=True, atomic=False) as editor:
+        sql, params = editor.db_default_sql(field)
+        return sql % tuple(editor.quote_value(p) for p in params) if params else sql
 
 
 def _column_of(model, field_name: str) -> str:

@@ -252,6 +252,8 @@ class OperationContext:
     design_rules: bool = True
     # (table, column) pairs a RunSQL of the same migration gives a database DEFAULT (ALTER COLUMN ... SET DEFAULT).
     defaults_set_in_migration: frozenset[tuple[str, str]] = frozenset()
+    # (table, column) pairs a pending migration adds before this operation: the running code does not use them.
+    columns_added_in_plan: set[tuple[str, str]] = dataclasses.field(default_factory=set)
 
     @property
     def atomic(self) -> bool:
@@ -492,7 +494,7 @@ def _alter_field(ctx: OperationContext) -> Iterator[Hit]:
         column = _column(new, op.name)
         if (table, column) not in ctx.validated_not_null:
             yield from _graded("M004", ctx.size_grade(table), f"column {column}")
-        compat = ctx.compat_grade(table)
+        compat = ctx.compat_grade(table) if (table, column) not in ctx.columns_added_in_plan else None
         if compat is not None:
             capped = dataclasses.replace(compat, severity=min(compat.severity, Severity.WARN))
             yield from _graded("M025", capped, f"column {column}")
