@@ -210,3 +210,24 @@ def test_table_created_earlier_in_the_plan__removing_it_is_info_when_only_the_la
     report = analyze(nodes=[("corpus", "0003_drop_scratch")], loader=loader, config=THRESHOLDS)
     ((code, severity, detail),) = [(f.code, f.severity, f.detail) for f in report.findings]
     assert (code, severity, detail) == ("M013", Severity.INFO, "created earlier in this plan")
+
+
+class BuildNameIndex(migrations.operations.base.Operation):
+    """A third-party style operation no rule knows: it builds an index through the schema editor."""
+
+    def state_forwards(self, app_label, state):
+        pass
+
+    def database_forwards(self, app_label, schema_editor, from_state, to_state):
+        schema_editor.execute('CREATE INDEX "big_name_custom" ON "corpus_bigitem" ("name")')
+
+    def database_backwards(self, app_label, schema_editor, from_state, to_state):
+        schema_editor.execute('DROP INDEX "big_name_custom"')
+
+
+def test_unknown_operation__is_graded_by_the_sql_the_schema_editor_emits():
+    ((code, severity, table),) = [(f.code, f.severity, f.table) for f in findings_of(BuildNameIndex())]
+    assert (code, severity, table) == ("M005", Severity.BLOCK, "corpus_bigitem")
+    comment = migrations.AlterModelTableComment("bigitem", "the items")
+    assert findings_of(comment) == []  # COMMENT ON TABLE: catalog only
+    assert findings_of(migrations.AlterModelOptions("bigitem", {"ordering": ["name"]})) == []  # state only

@@ -754,6 +754,34 @@ def rule_hits(ctx: OperationContext) -> Iterator[Hit]:
         if klass in _RULES_BY_OPERATION:
             yield from _RULES_BY_OPERATION[klass](ctx)
             return
+    yield from _schema_editor_sql(ctx)
+
+
+# Operations that change Django's state only: nothing reaches the database.
+_STATE_ONLY = (operations.AlterModelOptions, operations.AlterModelManagers)
+
+
+def _schema_editor_sql(ctx: OperationContext) -> Iterator[Hit]:
+    """Grade an operation no rule knows (a third-party or custom one) by the SQL Django's schema editor emits."""
+    op = ctx.operation
+    if isinstance(op, _STATE_ONLY) or op.reduces_to_sql is False:
+        return
+    after = ctx.state.clone()
+    try:
+        op.state_forwards(ctx.app_label, after)
+        with ctx.connection.schema_editor(collect_sql=True, atomic=False) as editor:
+            op.database_forwards(ctx.app_label, editor, ctx.state, after)
+    except Exception as exc:
+        yield Hit("M018", Severity.WARN, "", f"{type(op).__name__}: its SQL cannot be rendered ({type(exc).__name__})")
+        return
+    statements = [s for text in editor.collected_sql for s in classified.classify(text)]
+    for statement in statements:
+        yield from _statement_hits(ctx, statement)
+    unknown = sorted({s.unknown for s in statements if s.unknown})
+    if unknown:
+        yield Hit(
+            "M018", Severity.WARN, "", f"{type(op).__name__} emits SQL the rules do not know: {', '.join(unknown)}"
+        )
 
 
 def irreversible_operations(migration) -> list[str]:
