@@ -170,3 +170,34 @@ def test_health__shows_which_host_is_the_primary(settings):
         finally:
             connections["failover"].close()
             del connections.settings["failover"]
+
+
+def test_router__a_write_through_a_raw_cursor_keeps_the_request_on_the_primary(replica):
+    from django.db import connection
+    from django.db.backends.signals import connection_created
+
+    from dbops.replication.router import WriteMarker, attach_write_marker
+
+    # The app connects the marker when DATABASE_REPLICA_URL is set at start-up; this test sets the replica later.
+    connection_created.connect(attach_write_marker, dispatch_uid="dbops.replica_write_marker")
+    connection.ensure_connection()
+    attach_write_marker(sender=None, connection=connection)
+    users = get_user_model()
+    wait_for(caught_up)
+    token = replicas.start_request()
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM auth_user")  # a read: the request may still use the replica
+        assert replicas.read_alias() == ("replica", "fresh")
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "INSERT INTO auth_user (username, password, is_superuser, is_staff, is_active, first_name, "
+                "last_name, email, date_joined) VALUES ('raw', '', false, false, true, '', '', '', now())"
+            )
+        with CaptureQueriesContext(connections["replica"]) as on_replica:
+            assert users.objects.filter(username="raw").exists()  # read back at once, from the primary
+        assert len(on_replica) == 0
+    finally:
+        replicas.end_request(token)
+        connection_created.disconnect(dispatch_uid="dbops.replica_write_marker")
+        connection.execute_wrappers[:] = [w for w in connection.execute_wrappers if not isinstance(w, WriteMarker)]

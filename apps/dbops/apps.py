@@ -37,6 +37,11 @@ class DbopsAppConfig(AppConfig):
 
             got_request_exception.connect(mark_database_failure, dispatch_uid="dbops.breaker_failure")
 
+        if config.replica is not None:
+            from dbops.replication.router import attach_write_marker
+
+            connection_created.connect(attach_write_marker, dispatch_uid="dbops.replica_write_marker")
+
         if config.query_monitoring:
             from dbops.monitoring.queries import attach_query_timer
 

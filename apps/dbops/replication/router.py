@@ -1,9 +1,11 @@
 """Read replica routing: reads go to the replica while its replay lag is under DATABASE_REPLICA_MAX_LAG_MS.
 
 Reads stay on the primary inside a transaction on the primary and after a write in the same request
-(read-your-writes; `ReplicaRoutingMiddleware` scopes that to one request). The lag is measured on the replica
-itself (time since the last replayed transaction while WAL is waiting to be replayed), at most once a second
-per process; an unreachable replica counts as too far behind. Decisions and lag are Prometheus metrics.
+(read-your-writes; `ReplicaRoutingMiddleware` scopes that to one request), however the write was made: the ORM
+(`db_for_write`) or SQL through `connection.cursor()` (`WriteMarker`, an execute wrapper on the primary's
+connection: any statement that is not a SELECT, SHOW, SET or EXPLAIN counts as a write). The lag is measured on
+the replica itself (time since the last replayed transaction while WAL is waiting to be replayed), at most once a
+second per process; an unreachable replica counts as too far behind. Decisions and lag are Prometheus metrics.
 """
 
 from __future__ import annotations
@@ -102,6 +104,25 @@ class ReplicaRouter:
 
     def allow_migrate(self, db, app_label, model_name=None, **hints):
         return db != REPLICA
+
+
+# First words of statements that change nothing (a SELECT calling a function that writes is the exception).
+_READ_ONLY_STARTS = ("SELECT", "SHOW", "SET", "RESET", "EXPLAIN", "VALUES", "FETCH", "DECLARE", "CLOSE")
+
+
+class WriteMarker:
+    """Execute wrapper on the primary: a statement that may write keeps the request's later reads there."""
+
+    def __call__(self, execute, sql, params, many, context):
+        if not _wrote.get() and not str(sql).lstrip(" (\n\t")[:8].upper().startswith(_READ_ONLY_STARTS):
+            _wrote.set(True)
+        return execute(sql, params, many, context)
+
+
+def attach_write_marker(sender, connection, **kwargs) -> None:
+    """`connection_created` receiver: give the primary's DatabaseWrapper one marker (kept across checkouts)."""
+    if connection.alias == "default" and not any(isinstance(w, WriteMarker) for w in connection.execute_wrappers):
+        connection.execute_wrappers.append(WriteMarker())
 
 
 def start_request() -> contextvars.Token:
