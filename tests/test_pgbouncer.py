@@ -10,6 +10,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+import psycopg
 import pytest
 from django.contrib.auth import get_user_model
 from django.core import checks
@@ -22,7 +23,8 @@ from dbops.health.pgbouncer import PgBouncerPools
 from dbops.localdb import free_port
 from dbops.replication.pgbouncer import pgbouncer_report
 from tests import PROJECT_DIR
-from tests.conftest import wait_for_port
+from tests.conftest import test_database_connection, wait_for_port
+from tests.replication import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -135,3 +137,28 @@ def test_system_check_flags_server_side_cursors_left_on_behind_pgbouncer(setting
         live["DISABLE_SERVER_SIDE_CURSORS"] = saved
     # The test settings carry the statement_timeout startup option and prepared statements too.
     assert {"dbops.E003", "dbops.E004", "dbops.E005"} <= ids
+
+
+def test_system_check__a_role_without_statement_timeout_behind_pgbouncer_is_warned_about(
+    pgbouncer, bouncer_alias, settings
+):
+    from dbops.checks import W007_ID, check_statement_timeout_behind_pgbouncer
+
+    settings.DBOPS = dataclasses.replace(
+        settings.DBOPS, database=dataclasses.replace(settings.DBOPS.database, pgbouncer_mode="transaction")
+    )
+    role = connection.settings_dict["USER"]
+    assert [w.id for w in check_statement_timeout_behind_pgbouncer(databases=[bouncer_alias])] == [W007_ID]
+    with test_database_connection() as conn:
+        conn.execute(f"ALTER ROLE \"{role}\" SET statement_timeout = '30s'")
+    try:
+        admin = psycopg.connect(
+            host="127.0.0.1", port=pgbouncer, user="postgres", dbname="pgbouncer", autocommit=True,
+            cursor_factory=psycopg.ClientCursor, prepare_threshold=None,
+        )  # fmt: skip
+        with admin:
+            admin.execute("RECONNECT")  # server connections start again, with the role's setting
+        wait_for(lambda: check_statement_timeout_behind_pgbouncer(databases=[bouncer_alias]) == [], timeout=30)
+    finally:
+        with test_database_connection() as conn:
+            conn.execute(f'ALTER ROLE "{role}" RESET statement_timeout')

@@ -24,6 +24,7 @@ class DbopsAppConfig(AppConfig):
         checks.register(dbops_checks.check_pool_covers_threads)
         checks.register(dbops_checks.check_pool_fits_server, checks.Tags.database)
         checks.register(dbops_checks.check_pgbouncer_compatibility)
+        checks.register(dbops_checks.check_statement_timeout_behind_pgbouncer, checks.Tags.database)
         checks.register(dbops_checks.check_metrics_access, checks.Tags.security)
         checks.register(dbops_checks.check_database_tls, checks.Tags.security)
         checks.register(dbops_checks.check_shared_cache, checks.Tags.caches)

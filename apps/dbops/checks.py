@@ -11,6 +11,7 @@ from django.db import DatabaseError, connections
 from dbops.conf import DbopsConfig, cache_is_shared, get_config
 from dbops.conf.caches import cache_backend
 from dbops.database.pool import connection_budget, pool_max_size, server_connection_limit
+from dbops.replication.pgbouncer import session_statement_timeout
 
 W001 = Warning(
     "psycopg is using its pure-Python implementation.",
@@ -37,6 +38,7 @@ W004 = Warning(
     id="dbops.W004",
 )
 W006_ID = "dbops.W006"
+W007_ID = "dbops.W007"
 E001_ID = "dbops.E001"
 E002_ID = "dbops.E002"
 E003_ID = "dbops.E003"
@@ -63,6 +65,31 @@ def check_metrics_access(app_configs=None, **kwargs):
     if config.metrics_allow_loopback:
         return [W004]
     return [] if config.health_token else [W003]
+
+
+def check_statement_timeout_behind_pgbouncer(app_configs=None, databases=None, **kwargs):
+    """Behind PgBouncer in transaction mode the startup statement_timeout is not sent: the role must carry one."""
+    mode = get_config().database.pgbouncer_mode if get_config().database else ""
+    if databases is None or mode not in ("transaction", "statement"):
+        return []
+    warnings = []
+    for alias in databases:
+        try:
+            role, value = session_statement_timeout(alias, timeout=float(get_config().health.probe_timeout))
+        except (DatabaseError, psycopg.Error):
+            continue  # an unreachable server is dbops.E002's and the health checks' to report
+        if value in ("0", ""):
+            seconds = get_config().database.query_timeout
+            warnings.append(
+                Warning(
+                    f"Database {alias!r} behind PgBouncer in {mode} mode: role {role!r} has no statement_timeout, "
+                    "and PgBouncer does not pass the one in the connection options: a runaway query holds a "
+                    "server connection (and its locks) for ever.",
+                    hint=f"As a superuser: ALTER ROLE \"{role}\" SET statement_timeout = '{seconds}s';",
+                    id=W007_ID,
+                )
+            )
+    return warnings
 
 
 def check_shared_cache(app_configs=None, **kwargs):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import psycopg
 
 from dbops.conf import get_config, parse_database_url
+from dbops.database.pool import direct_connection
 
 
 def _connect(url: str, timeout: float) -> psycopg.Connection:
@@ -44,3 +45,15 @@ def pgbouncer_report(*, timeout: float | None = None) -> dict | None:
         "clients_waiting": sum(int(p.get("cl_waiting") or 0) for p in pools),
         "max_wait_seconds": max((int(p.get("maxwait") or 0) for p in pools), default=0),
     }
+
+
+def session_statement_timeout(alias: str, *, timeout: float) -> tuple[str, str]:
+    """Return (role, statement_timeout a new server session starts with) as seen through `alias`.
+
+    Behind PgBouncer in transaction mode no startup option reaches the server: only the role's (or database's)
+    own setting bounds a runaway statement. `reset_val` is that start value, whatever the session set since.
+    """
+    with direct_connection(alias, timeout) as conn:
+        return conn.execute(
+            "SELECT current_user, reset_val FROM pg_settings WHERE name = 'statement_timeout'"
+        ).fetchone()
