@@ -20,7 +20,7 @@ INSTALL_PROMTOOL = { command -v apt-get >/dev/null && mkdir -p $(TOOLS)/deb && \
 	dpkg-deb -x $(TOOLS)/deb/prometheus_*.deb $(TOOLS)/deb/root && \
 	cp $(TOOLS)/deb/root/usr/bin/promtool $(TOOLS)/promtool && rm -rf $(TOOLS)/deb; }
 
-.PHONY: venv system-deps run test test-django6 lint format bench bench-smoke localdb-stop clean
+.PHONY: venv system-deps patroni patroni-cluster run test test-django6 lint format bench bench-smoke localdb-stop clean
 
 # The pinned requirements, then dbops itself (apps/dbops, the django-dbops distribution) in editable mode.
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
@@ -61,6 +61,20 @@ system-deps:
 		echo "pgbackrest not installed: the point-in-time recovery tests will be skipped"
 	@command -v promtool >/dev/null || test -x $(TOOLS)/promtool || $(INSTALL_PROMTOOL) || \
 		echo "promtool not installed: the Prometheus rule tests will be skipped"
+	@$(MAKE) --no-print-directory patroni || echo "Patroni/etcd not installed: the Patroni tests will be skipped"
+
+# Patroni 4 from PyPI (Debian's 3.0.2 lost acknowledged writes after a frozen leader woke) in its own virtualenv,
+# built with a Python the postgres OS user can run; etcd from Debian. For the HA tests and `make patroni-cluster`.
+PATRONI_PYTHON ?= /usr/bin/python3
+patroni:
+	@command -v etcd >/dev/null || $(call APT_INSTALL,etcd-server)
+	@$(PATRONI_PYTHON) -c 'import ensurepip, venv' 2>/dev/null || $(call APT_INSTALL,python3-venv)
+	@test -x $(TOOLS)/patroni/bin/patroni || { $(PATRONI_PYTHON) -m venv $(TOOLS)/patroni && \
+		$(TOOLS)/patroni/bin/pip install --quiet --disable-pip-version-check "patroni[psycopg3,etcd3]==4.1.5"; }
+
+## patroni-cluster: etcd + 3 Patroni-managed PostgreSQL nodes on loopback until Ctrl-C (prints DATABASE_URL)
+patroni-cluster: venv patroni
+	$(PY) bench/patroni.py
 
 test: venv lint system-deps
 	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
