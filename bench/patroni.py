@@ -160,14 +160,15 @@ class PatroniCluster:
         subprocess.run(  # noqa: S603 - our patronictl, fixed arguments
             [str(PATRONICTL), "-c", str(self.nodes[0].config), "switchover", SCOPE, "--leader", leader.name,
              "--candidate", candidate.name, "--force"],
-            check=True, capture_output=True, text=True, timeout=120, user=SERVER_USER if _is_root() else None,
+            check=True, capture_output=True, text=True, timeout=120, **_as_server_user(),
         )  # fmt: skip
 
     def start_node(self, node: Node) -> None:
         node.process = subprocess.Popen(  # noqa: S603 - our Patroni, our config
-            [*_as_server_user(), str(PATRONI), str(node.config)],
+            [str(PATRONI), str(node.config)],
             stdout=(self.root / f"{node.name}.log").open("ab"),
             stderr=subprocess.STDOUT,
+            **_as_server_user(),
         )
 
     def stop(self) -> None:
@@ -194,8 +195,17 @@ def _is_root() -> bool:
     return os.geteuid() == 0
 
 
-def _as_server_user() -> list[str]:
-    return ["runuser", "-u", SERVER_USER, "--"] if _is_root() else []
+def _as_server_user() -> dict:
+    """Popen arguments that run the child as the postgres OS user when we are root (its pid is the child's own)."""
+    if not _is_root():
+        return {}
+    entry = pwd.getpwnam(SERVER_USER)
+    return {
+        "user": entry.pw_uid,
+        "group": entry.pw_gid,
+        "extra_groups": [],
+        "env": {**os.environ, "HOME": entry.pw_dir, "USER": SERVER_USER},
+    }
 
 
 def _node_config(cluster: PatroniCluster, node: Node, bindir: Path) -> str:

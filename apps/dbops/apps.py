@@ -38,6 +38,10 @@ class DbopsAppConfig(AppConfig):
 
             got_request_exception.connect(mark_database_failure, dispatch_uid="dbops.breaker_failure")
 
+            from dbops.breaker.deadline import attach_statement_deadline
+
+            connection_created.connect(attach_statement_deadline, dispatch_uid="dbops.statement_deadline")
+
         if config.replica is not None:
             from dbops.replication.router import attach_write_marker
 

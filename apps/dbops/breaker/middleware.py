@@ -8,6 +8,7 @@ import sys
 from django.conf import settings
 from django.urls import NoReverseMatch, reverse
 
+from dbops.breaker import deadline
 from dbops.breaker.outages import is_database_outage
 from dbops.breaker.responses import database_unavailable_response
 from dbops.breaker.state import get_breaker
@@ -36,7 +37,11 @@ class CircuitBreakerMiddleware:
         if not decision.allow:
             metrics.BREAKER_REJECTIONS.inc()
             return database_unavailable_response(request, decision.retry_after, str(decision.state))
-        response = self.get_response(request)
+        token = deadline.start_request()
+        try:
+            response = self.get_response(request)
+        finally:
+            deadline.end_request(token)
         failure = getattr(request, "dbops_database_failure", None)
         if failure is None:
             self.breaker.record_success(decision)

@@ -56,6 +56,13 @@ class DatabaseConfig:
     entry: Mapping[str, Any] = dataclasses.field(repr=False)
     # "transaction"/"statement": PgBouncer pools server connections per transaction in front of the server.
     pgbouncer_mode: str = ""
+    # A request's statement the server has not answered after query_timeout + this is cut from the client side.
+    client_grace: int = 5
+
+    @property
+    def client_deadline(self) -> int:
+        """Seconds after which a request's statement is cut client-side (the server enforces nothing if frozen)."""
+        return self.query_timeout + self.client_grace
 
     def django_settings(self, alias: str = "default") -> dict[str, Any]:
         """Build the `DATABASES[alias]` entry: the given one with dbops' pool and timeouts applied."""
@@ -233,6 +240,8 @@ class DbopsConfig:
     replica: DatabaseConfig | None = None
     replica_max_lag_ms: int = 1000
     pgbouncer_admin_url: str = dataclasses.field(default="", repr=False)
+    # Patroni's REST API of each node (http://host:8008): health and the dashboard show the cluster as Patroni does.
+    patroni_urls: tuple[str, ...] = ()
     # A site's own aliases that dbops does not manage, passed through `databases()` unchanged.
     other_databases: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict, repr=False)
 

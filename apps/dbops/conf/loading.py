@@ -189,6 +189,7 @@ def _database(reader: SettingsReader, entry: Mapping[str, Any], masked: str, is_
         is_postgresql=is_postgresql,
         entry=dict(entry),
         pgbouncer_mode=mode,
+        client_grace=reader.int("DATABASE_CLIENT_GRACE_SECONDS", 5, unit=" seconds"),
     )
 
 
@@ -285,6 +286,16 @@ def _pgbouncer_admin_url(reader: SettingsReader) -> str:
     if url:
         parse_database_url(url, variable="DATABASE_PGBOUNCER_ADMIN_URL")
     return url
+
+
+def _patroni_urls(reader: SettingsReader) -> tuple[str, ...]:
+    urls = reader.list("DBOPS_PATRONI_URLS", ())
+    for url in urls:
+        if credentials_need_encoding(url) or url.partition("://")[0].lower() not in ("http", "https"):
+            raise ImproperlyConfigured(
+                f"DBOPS_PATRONI_URLS: {mask_url(url)!r} is not an http(s) URL of a Patroni REST API (http://HOST:8008)."
+            )
+    return tuple(url.rstrip("/") for url in urls)
 
 
 def _pitr(reader: SettingsReader, var_dir: Path) -> PitrConfig:
@@ -432,6 +443,7 @@ def _build(
         replica=replica,
         replica_max_lag_ms=reader.int("DATABASE_REPLICA_MAX_LAG_MS", 1000, unit=" ms"),
         pgbouncer_admin_url=_pgbouncer_admin_url(reader),
+        patroni_urls=_patroni_urls(reader),
         migrations=MigrationSafetyConfig(
             warn_rows=reader.int("MIGRATION_SAFETY_WARN_ROWS", 10_000, minimum=0, unit=" rows"),
             block_rows=reader.int("MIGRATION_SAFETY_BLOCK_ROWS", 1_000_000, minimum=0, unit=" rows"),

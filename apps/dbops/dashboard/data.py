@@ -19,6 +19,7 @@ from dbops.migrations_safety.runner import last_run
 from dbops.migrations_safety.status import pending_migrations
 from dbops.models import Alert, BackupRecord, OperationsSample
 from dbops.monitoring.snapshots import fleet_snapshots
+from dbops.replication.patroni import cluster_view
 
 CHART_WINDOW = datetime.timedelta(hours=1)
 MIN_CHART_SPAN = datetime.timedelta(minutes=5)
@@ -93,6 +94,14 @@ def _evaluator(now: datetime.datetime) -> dict:
     }
 
 
+def _patroni() -> dict | None:
+    """Patroni's view of the cluster (None when DBOPS_PATRONI_URLS is unset)."""
+    try:
+        return cluster_view(timeout=2.0)
+    except OSError as exc:
+        return {"error": str(exc)}
+
+
 def dashboard_data() -> dict:
     """Everything the dashboard shows; each part that cannot be read says so instead of failing the page."""
     now = timezone.now()
@@ -116,5 +125,6 @@ def dashboard_data() -> dict:
         "pending_migrations": pending,
         "last_migration_run": last_run(),
         "pitr": window_summary(),
+        "patroni": _patroni(),
         "alerts": list(Alert.objects.filter(state=Alert.State.FIRING).order_by("-severity", "-fired_at")[:20]),
     }

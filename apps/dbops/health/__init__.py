@@ -9,6 +9,7 @@ from dbops.health.backups import BackupFreshness
 from dbops.health.breaker import BreakerClosed
 from dbops.health.database import DatabaseLatency
 from dbops.health.migrations import PendingMigrations
+from dbops.health.patroni import PatroniCluster
 from dbops.health.pgbouncer import PgBouncerPools
 from dbops.health.pitr import PitrWindow
 from dbops.health.pool import PoolUsage
@@ -37,4 +38,5 @@ def all_checks() -> list:
         *([(PitrWindow, {"alias": "default"})] if get_config().pitr.enabled else []),
         *([(ReplicaLag, {"alias": "replica"})] if get_config().replica is not None else []),
         *([(PgBouncerPools, {"alias": "default"})] if get_config().pgbouncer_admin_url else []),
+        *([(PatroniCluster, {"alias": "default"})] if get_config().patroni_urls else []),
     ]
