@@ -5,6 +5,10 @@ failover      a primary with a synchronous standby behind gunicorn (the Dockerfi
               primary is killed (pg_ctl stop -m immediate), the standby promoted 1 s later. Measured: time from the
               primary's death and from the promotion to the first successful write, 500s (target 0), lost
               acknowledged writes (target 0).
+patroni       a 3-node Patroni 4 cluster (etcd, synchronous mode; bench/patroni.py) behind the same site: node loss
+              (the leader's postmaster and Patroni SIGKILLed) and a planned switchover. Measured: the leader's death
+              to Patroni's promotion and to the first successful write, 500s (target 0), lost acknowledged writes
+              (target 0), and how long a switchover answers 503.
 read scaling  /bench/read (one routed ORM read) through a server with DATABASE_REPLICA_URL vs one without, on the
               same primary + asynchronous standby, interleaved wrk rounds: ratio replica/primary-only.
 Run: .venv/bin/python bench/failover.py [--rounds 3] [--seconds 5]
@@ -86,6 +90,50 @@ def failover_round() -> dict:
         }
 
 
+def patroni_round() -> dict:
+    import patroni
+
+    with patroni.cluster(3, synchronous=True) as cluster:
+        sql_url = cluster.url()
+        with psycopg.connect(sql_url, autocommit=True, connect_timeout=5) as conn:
+            conn.execute(
+                "CREATE TABLE bench_writes (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, at timestamptz)"
+            )
+        with gunicorn(environ(sql_url, WEB_CONCURRENCY="2")) as base, Traffic(base + "/bench/write") as traffic:
+            traffic.wait_for(lambda r: r[1] == 200, timeout=30)
+            time.sleep(1.0)
+            old = cluster.leader()
+            cluster.kill(old)
+            died = time.monotonic()
+            wait_for(lambda: (cluster.leader() or old).name != old.name, timeout=120)
+            promoted = time.monotonic()
+            first = traffic.wait_for(lambda r: r[1] == 200 and r[0] > promoted, timeout=60)
+            cluster.start_node(old)  # it rejoins as a replica
+            leader = cluster.wait_healthy(timeout=120)
+            candidate = next(n for n in cluster.nodes if n.name != leader.name and n.name != old.name)
+            switch_started = time.monotonic()
+            cluster.switchover(candidate)
+            wait_for(lambda: (cluster.leader() or leader).name == candidate.name, timeout=120)
+            switched = time.monotonic()
+            traffic.wait_for(lambda r: r[1] == 200 and r[0] > switched, timeout=60)
+            time.sleep(0.5)
+            records = list(traffic.records)
+        acknowledged = {int(r[4]) for r in records if r[1] == 200}
+        with psycopg.connect(cluster.node_url(candidate), autocommit=True, connect_timeout=5) as conn:
+            present = {row[0] for row in conn.execute("SELECT id FROM bench_writes")}
+        switch_503 = [r[0] for r in records if r[1] == 503 and r[0] >= switch_started]
+        return {
+            "promotion_s": promoted - died,
+            "first_write_s": first - died,
+            "after_promotion_s": first - promoted,
+            "switchover_503_s": (max(switch_503) - min(switch_503)) if switch_503 else 0.0,
+            "http_500": sum(1 for r in records if r[1] == 500),
+            "other_errors": sum(1 for r in records if r[1] not in (200, 503, 500)),
+            "lost_writes": len(acknowledged - present),
+            "writes": len(acknowledged),
+        }
+
+
 def read_scaling(rounds: int, seconds: float) -> dict[str, list[float]]:
     with throwaway_cluster() as primary:
         primary.ensure_database("bench")
@@ -114,6 +162,20 @@ def main() -> None:
         print(f"  first write after {key[5:-2]:<10} median {median([r[key] for r in results]):.2f} s")
     for key in ("http_500", "other_errors", "lost_writes", "answered_503", "writes"):
         print(f"  {key:<13} total {sum(r[key] for r in results)}")
+    import patroni
+
+    if args.smoke:
+        print("patroni: left out of the smoke run (tests/test_patroni.py runs the same faults)")
+    elif patroni.available():
+        print(f"patroni: left out ({patroni.available()})")
+    else:
+        runs = [patroni_round() for _ in range(rounds)]
+        print(f"patroni: {rounds} round(s), 3 nodes, synchronous mode, ttl {patroni.TTL} s; medians")
+        for key in ("promotion_s", "first_write_s", "after_promotion_s", "switchover_503_s"):
+            print(f"  {key:<18} median {median([r[key] for r in runs]):.2f} s  rounds: "
+                  + " ".join(f"{r[key]:.2f}" for r in runs))  # fmt: skip
+        for key in ("http_500", "other_errors", "lost_writes", "writes"):
+            print(f"  {key:<18} total {sum(r[key] for r in runs)}")
     read_rounds, seconds = (1, 1) if args.smoke else (args.rounds, args.seconds)
     rps = read_scaling(read_rounds, seconds)
     ratios = [with_r / alone for with_r, alone in zip(rps["with replica"], rps["primary only"], strict=True)]

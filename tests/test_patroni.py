@@ -165,3 +165,24 @@ def test_health__shows_the_cluster_as_patroni_does_and_warns_when_no_sync_standb
     settings.DBOPS = dataclasses.replace(settings.DBOPS, patroni_urls=("http://127.0.0.1:9",))
     with pytest.raises(ServiceUnavailable, match="no Patroni REST API answers"):
         PatroniCluster().run()
+
+
+def test_cluster_helper__leaves_no_process_or_folder_behind_after_a_failing_test():
+
+    reason = patroni.available()
+    if reason:
+        pytest.skip(reason)
+    with pytest.raises(RuntimeError, match="a test failed here"), patroni.cluster(2, synchronous=False) as group:
+        root = group.root
+        pids = [group.etcd.pid, *(n.process.pid for n in group.nodes), *map(group.postmaster_pid, group.nodes)]
+        raise RuntimeError("a test failed here")
+    assert not root.exists()
+
+    def running(pid: int) -> bool:
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                return stat.read().split(") ")[1][0] != "Z"
+        except FileNotFoundError:
+            return False
+
+    wait_for(lambda: not any(running(pid) for pid in pids if pid), timeout=30)
