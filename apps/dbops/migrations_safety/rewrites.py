@@ -34,11 +34,12 @@ from django.db import connections, models
 from django.db.migrations import Migration, operations
 from django.db.migrations.exceptions import AmbiguityError
 from django.db.migrations.loader import MigrationLoader
+from django.db.migrations.state import ProjectState
 from django.db.migrations.writer import MigrationWriter, OperationWriter
 from django.utils import timezone
 
 from dbops.exceptions import MigrationSelectionError
-from dbops.migrations_safety.analysis import MigrationReport, SafetyReport, analyze
+from dbops.migrations_safety.analysis import MigrationReport, SafetyReport, analyze, full_plan
 from dbops.migrations_safety.backfill import BATCH_ROWS, backfill_in_batches
 from dbops.migrations_safety.rules import Severity, table_name
 
@@ -264,12 +265,13 @@ def rewrite_migration(
     alias: str = "default",
     report: MigrationReport | None = None,
     loader: MigrationLoader | None = None,
+    state: ProjectState | None = None,
 ) -> Rewrite | None:
     """Return the `Rewrite` of pending migration `app_label.name`, or None when no finding has a safe form."""
     connection = connections[alias]
     loader = loader or MigrationLoader(connection, ignore_no_migrations=True)
     try:
-        migration = loader.get_migration_by_prefix(app_label, name)
+        migration = loader.graph.nodes.get((app_label, name)) or loader.get_migration_by_prefix(app_label, name)
     except (AmbiguityError, KeyError) as exc:
         raise MigrationSelectionError(f"{app_label} has no single migration matching {name!r}") from exc
     key = (app_label, migration.name)
@@ -291,7 +293,7 @@ def rewrite_migration(
             left.append(f"{finding.code} {finding.rule.title} ({finding.operation}): no mechanical safe form")
     if not codes_by_operation:
         return None
-    state = loader.project_state(key, at_end=False)
+    state = state if state is not None else loader.project_state(key, at_end=False)
     # Consecutive runs of operations that need (or cannot have) a transaction, in their original order.
     segments: list[tuple[bool, list]] = []
     validations, later_ops, changes = [], [], []
@@ -341,13 +343,19 @@ def rewrites_for(report: SafetyReport) -> dict[str, Rewrite]:
     if not candidates:
         return {}
     loader = MigrationLoader(connections[report.alias], ignore_no_migrations=True)
+    wanted = {(m.app_label, m.name): m for m in candidates}
     found = {}
-    for migration in candidates:
-        rewrite = rewrite_migration(
-            migration.app_label, migration.name, alias=report.alias, report=migration, loader=loader
-        )
-        if rewrite is not None:
-            found[migration.key] = rewrite
+    # One walk of the plan carries the project state forward (building it per migration is quadratic).
+    state = ProjectState(real_apps=loader.unmigrated_apps)
+    for node in full_plan(loader):
+        if node in wanted:
+            rewrite = rewrite_migration(
+                node[0], node[1], alias=report.alias, report=wanted[node], loader=loader, state=state.clone()
+            )
+            if rewrite is not None:
+                found[wanted[node].key] = rewrite
+        for op in loader.graph.nodes[node].operations:
+            op.state_forwards(node[0], state)
     return found
 
 
