@@ -7,6 +7,7 @@ import http.client
 import json
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import threading
@@ -223,3 +224,48 @@ class ConnectionSampler:
     def __exit__(self, *exc) -> None:
         self.stop.set()
         self.thread.join(timeout=10)
+
+
+def s3_server_available() -> bool:
+    return (Path(sys.executable).parent / "moto_server").exists()
+
+
+class S3Server:
+    """moto's standalone S3 server on a free loopback port (a real HTTP S3 API, in a process of its own)."""
+
+    ACCESS_KEY, SECRET_KEY = "dbops-test-key", "dbops-test-secret/+= with symbols"
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process = subprocess.Popen(  # noqa: S603 - moto's server from this virtualenv, loopback only
+            [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(self.port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+                break
+            except OSError:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    self.process.kill()
+                    raise RuntimeError("moto's S3 server did not start") from None
+                time.sleep(0.05)
+
+    def client(self):
+        import boto3
+
+        return boto3.client(
+            "s3",
+            endpoint_url=self.url,
+            aws_access_key_id=self.ACCESS_KEY,
+            aws_secret_access_key=self.SECRET_KEY,
+            region_name="us-east-1",
+        )
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)

@@ -72,6 +72,18 @@ def redis_server():
 
 
 @pytest.fixture
+def s3_server():
+    """Yield a running S3-compatible server (moto) with no bucket yet; stop it afterwards."""
+    from bench.servers import S3Server, s3_server_available
+
+    if not s3_server_available():
+        pytest.skip("moto's server is not installed (requirements-dev.txt has moto[server])")
+    server = S3Server()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
 def pg_cluster():
     """Yield the cluster this test run owns, for tests that stop or restart the server."""
     cluster = owned_cluster()

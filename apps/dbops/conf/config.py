@@ -201,6 +201,34 @@ class PitrConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class BackupS3Config:
+    """Backups in an S3 bucket (or an S3-compatible store) through django-storages; credentials never shown."""
+
+    bucket: str
+    prefix: str = "dbops/"
+    endpoint_url: str = ""
+    region: str = "us-east-1"
+    access_key: str = dataclasses.field(default="", repr=False)
+    secret_key: str = dataclasses.field(default="", repr=False)
+
+    def storage(self) -> dict[str, Any]:
+        """Return the `STORAGES["dbbackup"]` entry for django-storages' S3 backend (uploads stream in parts)."""
+        options: dict[str, Any] = {
+            "bucket_name": self.bucket,
+            "location": self.prefix.strip("/"),
+            "region_name": self.region,
+            "file_overwrite": False,  # a second file of the same name gets its own name, never replaces one
+            "default_acl": None,  # the bucket's policy decides; objects are never public
+            "querystring_auth": True,
+        }
+        if self.endpoint_url:
+            options["endpoint_url"] = self.endpoint_url
+        if self.access_key:
+            options["access_key"], options["secret_key"] = self.access_key, self.secret_key
+        return {"BACKEND": "storages.backends.s3.S3Storage", "OPTIONS": options}
+
+
+@dataclasses.dataclass(frozen=True)
 class DbopsConfig:
     """Every dbops setting, validated. Build it with `from_env()` or `configure()`, never by hand in settings."""
 
@@ -234,6 +262,8 @@ class DbopsConfig:
     # age public keys backups are encrypted to (empty: not encrypted), and where the key that reads them is.
     backup_encryption_recipients: tuple[str, ...] = ()
     backup_encryption_identity_file: Path | None = None
+    # Set: backups go to this bucket (DATABASE_BACKUP_S3_*), not to DATABASE_BACKUP_DIR.
+    backup_s3: BackupS3Config | None = None
     migrations: MigrationSafetyConfig = MigrationSafetyConfig()
     alerts: AlertConfig = AlertConfig()
     pitr: PitrConfig = PitrConfig()
@@ -264,11 +294,13 @@ class DbopsConfig:
         return ["dbops.replication.router.ReplicaRouter"] if self.replica is not None else []
 
     def backup_storage(self) -> dict[str, Any]:
-        """Return the `STORAGES["dbbackup"]` entry: the folder DATABASE_BACKUP_DIR (any storage may replace it).
+        """Return the `STORAGES["dbbackup"]` entry: the bucket of DATABASE_BACKUP_S3_BUCKET, else DATABASE_BACKUP_DIR.
 
         Files 0600 and folders 0700 whatever the umask: dumps hold session keys and password hashes, and Django's
         storage would otherwise chmod every saved file to FILE_UPLOAD_PERMISSIONS (0644).
         """
+        if self.backup_s3 is not None:
+            return self.backup_s3.storage()
         return {
             "BACKEND": "django.core.files.storage.FileSystemStorage",
             "OPTIONS": {

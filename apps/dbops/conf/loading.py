@@ -26,6 +26,7 @@ from dbops.conf.config import (
     REPLICA_ALIAS,
     STRICT_ENVIRONMENTS,
     AlertConfig,
+    BackupS3Config,
     BreakerConfig,
     DatabaseConfig,
     DbopsConfig,
@@ -288,6 +289,41 @@ def _pgbouncer_admin_url(reader: SettingsReader) -> str:
     return url
 
 
+def _backup_s3(reader: SettingsReader, *, environment: str) -> BackupS3Config | None:
+    bucket = reader.str("DATABASE_BACKUP_S3_BUCKET", "")
+    if not bucket:
+        return None
+    endpoint = reader.raw("DATABASE_BACKUP_S3_ENDPOINT_URL") or ""
+    if endpoint and (credentials_need_encoding(endpoint) or "@" in endpoint.partition("://")[2]):
+        raise ImproperlyConfigured(
+            "DATABASE_BACKUP_S3_ENDPOINT_URL holds credentials: set DATABASE_BACKUP_S3_ACCESS_KEY_ID and "
+            "DATABASE_BACKUP_S3_SECRET_ACCESS_KEY instead."
+        )
+    scheme = endpoint.partition("://")[0].lower()
+    if endpoint and scheme not in ("http", "https"):
+        raise ImproperlyConfigured(f"DATABASE_BACKUP_S3_ENDPOINT_URL={endpoint!r} is not an http(s) URL.")
+    if scheme == "http" and environment in STRICT_ENVIRONMENTS and not _is_loopback_url(endpoint):
+        raise ImproperlyConfigured(
+            f"DATABASE_BACKUP_S3_ENDPOINT_URL={endpoint!r} is plain http with DJANGO_ENV={environment}: backups "
+            "hold every row of the database, use https:// (plain http only to a store on this host)."
+        )
+    access_key = reader.raw("DATABASE_BACKUP_S3_ACCESS_KEY_ID") or ""
+    secret_key = reader.raw("DATABASE_BACKUP_S3_SECRET_ACCESS_KEY") or ""
+    if bool(access_key) != bool(secret_key):
+        raise ImproperlyConfigured(
+            "DATABASE_BACKUP_S3_ACCESS_KEY_ID and DATABASE_BACKUP_S3_SECRET_ACCESS_KEY go together (or set "
+            "neither and let boto3 find the credentials: an instance role, AWS_* variables)."
+        )
+    return BackupS3Config(
+        bucket=bucket,
+        prefix=reader.str("DATABASE_BACKUP_S3_PREFIX", "dbops/"),
+        endpoint_url=endpoint,
+        region=reader.str("DATABASE_BACKUP_S3_REGION", "us-east-1"),
+        access_key=access_key,
+        secret_key=secret_key,
+    )
+
+
 def _patroni_urls(reader: SettingsReader) -> tuple[str, ...]:
     urls = reader.list("DBOPS_PATRONI_URLS", ())
     for url in urls:
@@ -430,6 +466,7 @@ def _build(
         metrics_allow_loopback=reader.bool("DBOPS_METRICS_ALLOW_LOOPBACK", not strict),
         prometheus_multiproc_dir=reader.str("PROMETHEUS_MULTIPROC_DIR", ""),
         backup_dir=reader.path("DATABASE_BACKUP_DIR", var_dir / "backups"),
+        backup_s3=_backup_s3(reader, environment=environment),
         backup_keep_verified=reader.int("DATABASE_BACKUP_KEEP_VERIFIED", 3, minimum=1),
         backup_encryption_recipients=_encryption_recipients(reader),
         backup_encryption_identity_file=(
