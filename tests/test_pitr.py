@@ -61,7 +61,7 @@ class PitrCluster:
 
     def enable_archiving(self) -> None:
         command = self.target.archive_command().replace("'", "''")
-        self.configure("archive_mode = on", f"archive_command = '{command}'")
+        self.configure("archive_mode = on", f"archive_command = '{command}'", "archive_timeout = 60")
 
     def sql(self, statement: str, params=None):
         with psycopg.connect(self.cluster.url(), autocommit=True) as conn:
@@ -86,6 +86,7 @@ def test_setup_check__a_cluster_without_archiving_says_exactly_what_is_missing(p
     assert lines["pgbackrest"].ok and lines["configuration file"].ok and lines["wal_level"].ok
     assert not lines["archive_mode"].ok and lines["archive_mode"].fix == "ALTER SYSTEM SET archive_mode = 'on'; restart"
     assert not lines["archive_command"].ok
+    assert not lines["archive_timeout"].ok and "archive_timeout = '60s'" in lines["archive_timeout"].fix
     assert lines["archive_command"].fix == (
         f"ALTER SYSTEM SET archive_command = 'pgbackrest --config={pitr_cluster.target.config_file} "
         "--stanza=proof archive-push %p'; SELECT pg_reload_conf();"
@@ -172,3 +173,54 @@ def test_setup_check__a_managed_database_is_named_not_configured():
     )
     (line,) = setup_check(target)
     assert line.ok and "Amazon RDS / Aurora does point-in-time recovery itself" in line.detail
+
+
+def test_restore__a_relative_or_file_target_is_refused_before_anything_runs(pitr_cluster, tmp_path):
+    when = datetime.datetime.now(datetime.UTC)
+    with pytest.raises(PitrRefused, match="is relative"):
+        restore(pitr_cluster.target, when, data_dir=Path("restored"))
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a directory")
+    with pytest.raises(PitrRefused, match="is a file, not a directory"):
+        restore(pitr_cluster.target, when, data_dir=a_file)
+
+
+def test_restore__a_wrong_password_is_named_not_taken_for_a_stopped_server(pitr_cluster):
+    import dataclasses
+
+    pitr_cluster.cluster.start()
+    wrong = dataclasses.replace(pitr_cluster.target, conninfo={**pitr_cluster.target.conninfo, "password": "wrong"})
+    from dbops.backups.pitr import _server_running
+
+    with pytest.raises(PitrRefused, match="password authentication failed"):
+        _server_running(wrong)
+    pitr_cluster.cluster.stop()
+    assert _server_running(pitr_cluster.target) is False
+
+
+def test_restore_to_a_new_directory__the_copy_does_not_archive_into_the_live_stanza(pitr_cluster, tmp_path):
+    pitr_cluster.enable_archiving()
+    pitr_cluster.cluster.start()
+    assert all(line.ok for line in setup_check(pitr_cluster.target, fix=True))
+    backup(pitr_cluster.target, backup_type="full")
+    time.sleep(1.1)  # pgBackRest stop times have one-second resolution
+    target_time = pitr_cluster.sql("SELECT clock_timestamp()")[0][0]
+    pitr_cluster.sql("CREATE TABLE after_target (id int)")  # WAL to switch away from
+    pitr_cluster.sql("SELECT pg_switch_wal()")
+    deadline = time.monotonic() + 30
+    while pitr_cluster.sql("SELECT last_archived_time FROM pg_stat_archiver")[0][0] <= target_time:
+        assert time.monotonic() < deadline, "WAL was not archived"
+        time.sleep(0.2)
+    copy_dir = pitr_cluster.root / "copy"
+    done = restore(pitr_cluster.target, target_time, data_dir=copy_dir)
+    assert done.status == "succeeded"
+    port = free_port()
+    copy = LocalCluster(data_dir=copy_dir, port=port, bindir=find_bindir(), password=pitr_cluster.cluster.password)
+    with (copy_dir / "postgresql.auto.conf").open("a") as conf:
+        conf.write(f"port = {port}\n")
+    copy.start()
+    try:
+        with psycopg.connect(copy.url(), autocommit=True) as conn:
+            assert conn.execute("SHOW archive_mode").fetchone() == ("off",)
+    finally:
+        copy.stop(mode="immediate")

@@ -39,6 +39,8 @@ MANAGED_HOST_SUFFIXES = {
     ".neon.tech": "Neon",
 }
 BACKUP_TYPES = ("full", "diff", "incr")
+# The longest archive_timeout setup-check accepts: how stale the newest restorable moment may get on a quiet server.
+MAX_ARCHIVE_TIMEOUT = 300
 
 Progress = Callable[[str], None]
 
@@ -145,8 +147,12 @@ def _run_pgbackrest(target: PitrTarget, *args: str, timeout: float = 600) -> sub
 
 
 def _failure(result: subprocess.CompletedProcess[str]) -> str:
-    text = (result.stderr or result.stdout or "").strip().splitlines()
-    return mask_url(text[-1] if text else f"exit {result.returncode}")[:500]
+    """Say why pgBackRest failed: its ERROR line (the cause), not the HINT or DETAIL that often comes last."""
+    text = [line.strip() for line in (result.stderr or result.stdout or "").strip().splitlines() if line.strip()]
+    errors = [line for line in text if "ERROR:" in line]
+    chosen = errors[0] if errors else (text[-1] if text else f"exit {result.returncode}")
+    hints = [line for line in text if line.startswith("HINT:")]
+    return mask_url(chosen + (f" ({hints[0]})" if hints and hints[0] != chosen else ""))[:500]
 
 
 def managed_provider(target: PitrTarget) -> str | None:
@@ -217,6 +223,9 @@ def setup_check(target: PitrTarget, *, fix: bool = False, progress: Progress = _
         pending_restart = conn.execute(
             "SELECT coalesce(string_agg(name, ', '), '') FROM pg_settings WHERE pending_restart"
         ).fetchone()[0]
+        archive_timeout = conn.execute(
+            "SELECT setting::int FROM pg_settings WHERE name = 'archive_timeout'"
+        ).fetchone()[0]
     quoted = target.archive_command().replace("'", "''")
     lines += [
         SetupLine(
@@ -238,6 +247,14 @@ def setup_check(target: PitrTarget, *, fix: bool = False, progress: Progress = _
             f"ALTER SYSTEM SET archive_command = '{quoted}'; SELECT pg_reload_conf();",
         ),
         SetupLine("restart", not pending_restart, pending_restart or "none pending", "restart the server"),
+        # Changes become restorable only once their WAL segment is archived: on a quiet server that is the next
+        # segment switch, which archive_timeout forces at least that often.
+        SetupLine(
+            "archive_timeout",
+            0 < archive_timeout <= MAX_ARCHIVE_TIMEOUT,
+            f"{archive_timeout} s" if archive_timeout else "0 (off: a quiet server may archive hours late)",
+            f"ALTER SYSTEM SET archive_timeout = '60s'; SELECT pg_reload_conf();  (at most {MAX_ARCHIVE_TIMEOUT} s)",
+        ),
     ]
     if not all(line.ok for line in lines):
         return lines
@@ -372,12 +389,20 @@ def verify(target: PitrTarget, *, progress: Progress = _quiet) -> PitrRun:
     return _finish(run, PitrRun.Status.SUCCEEDED, started, output=result.stdout.strip()[-2000:])
 
 
+# Connection failures that mean nothing listens there; anything else (a wrong password, a missing role) is an answer.
+_NOT_LISTENING = ("connection refused", "no such file or directory", "could not connect", "timeout expired")
+
+
 def _server_running(target: PitrTarget) -> bool:
+    """Tell whether the server answers; refuse when it answers with an error (it runs, but not for us)."""
     try:
         with target.connect(timeout=2):
             return True
-    except psycopg.OperationalError:
-        return False
+    except psycopg.OperationalError as exc:
+        cause = mask_url(str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__)
+        if any(marker in str(exc).lower() for marker in _NOT_LISTENING) and "authentication" not in str(exc).lower():
+            return False
+        raise PitrRefused(f"refused: cannot tell whether the server on {target.pg_path} runs: {cause}") from None
 
 
 def restore(
@@ -394,6 +419,10 @@ def restore(
     """
     if target_time.tzinfo is None:
         raise PitrRefused("the target time needs a time zone (e.g. 2026-11-27T10:15:00+00:00)")
+    if data_dir is not None and not data_dir.is_absolute():
+        raise PitrRefused(f"refused: --to {data_dir} is relative: give the new data directory's absolute path")
+    if data_dir is not None and data_dir.exists() and not data_dir.is_dir():
+        raise PitrRefused(f"refused: --to {data_dir} is a file, not a directory")
     window = status(target)
     earliest, latest = window["earliest_restorable"], window["latest_restorable"]
     started = time.monotonic()
@@ -419,7 +448,8 @@ def restore(
             entry = pwd.getpwnam(target.os_user)
             os.chown(data_dir, entry.pw_uid, entry.pw_gid)
         data_dir.chmod(0o700)
-        args.append(f"--pg1-path={data_dir}")
+        # A copy must not archive into the live stanza's repository (its archiver would fail every minute).
+        args += [f"--pg1-path={data_dir}", "--archive-mode=off"]
     progress(f"pgbackrest {' '.join(args)}")
     result = _run_pgbackrest(target, *args, timeout=6 * 3600)
     if result.returncode != 0:
