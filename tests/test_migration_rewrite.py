@@ -203,6 +203,27 @@ def migration_waiting_at_marker() -> bool:
         ).fetchone()[0]
 
 
+def assertion(condition: bool) -> None:
+    assert condition
+
+
+def apply_stopping_at_marker(at_marker) -> dict:
+    """Apply the lab's migrations while holding the marker lock; call `at_marker` once the run waits there."""
+    marker = test_database_connection()
+    try:
+        marker.execute("SELECT pg_advisory_lock(%s)", [MARKER_KEY])
+        thread, result = apply_in_thread()
+        try:
+            wait_for(migration_waiting_at_marker, timeout=120)
+            at_marker()
+        finally:
+            marker.execute("SELECT pg_advisory_unlock(%s)", [MARKER_KEY])
+            thread.join(timeout=120)
+    finally:
+        marker.close()
+    return result
+
+
 def apply_in_thread():
     result = {}
 
@@ -229,38 +250,28 @@ def test_rewrite__on_300k_rows_a_concurrent_writer_never_waits_its_lock_timeout_
     rows(300_000)
 
     # The original: while it sits at the marker, still inside its transaction, the build's SHARE lock is held.
-    marker = test_database_connection()
     writer = Writer()
     try:
-        marker.execute("SELECT pg_advisory_lock(%s)", [MARKER_KEY])
-        thread, result = apply_in_thread()
-        wait_for(migration_waiting_at_marker, timeout=120)
-        assert writer.insert() is False  # an insert now waits longer than its lock_timeout
-        marker.execute("SELECT pg_advisory_unlock(%s)", [MARKER_KEY])
-        thread.join(timeout=120)
+        result = apply_stopping_at_marker(lambda: assertion(writer.insert() is False))  # it gives up waiting
     finally:
         writer.close()
-        marker.close()
     assert result["outcome"].run.status == "succeeded", result
     rollback_migrations(app_label=LAB, target="0001", backup=False)
 
     # The rewrite, with the writer inserting the whole time.
     rewrite = rewrite_migration(LAB, "0002")
     use_rewritten(settings, tmp_path, monkeypatch, rewrite, Path(indexed_path[0]))
-    marker = test_database_connection()
     writer = Writer()
     try:
-        marker.execute("SELECT pg_advisory_lock(%s)", [MARKER_KEY])
         writer.thread.start()
-        thread, result = apply_in_thread()
-        wait_for(migration_waiting_at_marker, timeout=120)  # the index is built: CONCURRENTLY, outside a transaction
-        before = writer.inserted
-        wait_for(lambda: writer.inserted > before, timeout=60)  # writes go on at the marker too
-        marker.execute("SELECT pg_advisory_unlock(%s)", [MARKER_KEY])
-        thread.join(timeout=120)
+
+        def writes_go_on() -> None:  # the index is built (CONCURRENTLY, outside a transaction): inserts continue
+            before = writer.inserted
+            wait_for(lambda: writer.inserted > before, timeout=60)
+
+        result = apply_stopping_at_marker(writes_go_on)
     finally:
         writer.close()
-        marker.close()
     assert result["outcome"].run.status == "succeeded", result
     assert writer.gave_up == 0 and writer.inserted > 0  # no insert waited as long as its lock_timeout
     with test_database_connection() as conn:
