@@ -224,3 +224,21 @@ def test_restore_to_a_new_directory__the_copy_does_not_archive_into_the_live_sta
             assert conn.execute("SHOW archive_mode").fetchone() == ("off",)
     finally:
         copy.stop(mode="immediate")
+
+
+def test_setup_check__the_operators_own_config_keys_are_kept_and_only_dbops_keys_are_checked(pitr_cluster):
+    pitr_cluster.cluster.start()
+    setup_check(pitr_cluster.target, fix=True)
+    config = pitr_cluster.target.config_file
+    config.write_text(config.read_text().replace("[global]\n", "[global]\ncompress-type=zst\n", 1))
+
+    def config_line(fix: bool = False):
+        return next(line for line in setup_check(pitr_cluster.target, fix=fix) if line.name == "configuration file")
+
+    assert config_line().ok  # an edit of the operator's own is not "different"
+    config.write_text(config.read_text().replace("repo1-retention-full=2", "repo1-retention-full=9"))
+    line = config_line()
+    assert not line.ok and "[global] repo1-retention-full" in line.detail
+    assert config_line(fix=True).ok
+    text = config.read_text()
+    assert "compress-type=zst" in text and "repo1-retention-full=2" in text  # --fix set dbops' key, kept theirs

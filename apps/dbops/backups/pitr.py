@@ -104,32 +104,93 @@ class PitrTarget:
     def archive_command(self) -> str:
         return f"pgbackrest --config={self.config_file} --stanza={self.stanza} archive-push %p"
 
-    def config_text(self) -> str:
+    def managed_settings(self) -> dict[str, dict[str, str]]:
+        """Return the keys dbops owns in pgbackrest.conf, per section (everything else there is the operator's)."""
         repo = self.repo_path
-        return "\n".join(
-            [
-                "# Written by dbops (manage.py pitr setup-check --fix). pgBackRest reads it; dbops passes --config.",
-                "[global]",
-                f"repo1-path={repo / 'repo'}",
-                f"repo1-retention-full={self.retention_full}",
-                f"log-path={repo / 'log'}",
-                f"lock-path={repo / 'lock'}",
-                f"spool-path={repo / 'spool'}",
-                "log-level-console=warn",
-                "log-level-file=info",
-                "start-fast=y",
-                "",
-                f"[{self.stanza}]",
-                f"pg1-path={self.pg_path}",
-                f"pg1-port={self.pg_port}",
-                f"pg1-socket-path={self.socket_path}",
-                f"pg1-user={self.pg_user}",
-                "",
-            ]
-        )
+        return {
+            "global": {
+                "repo1-path": str(repo / "repo"),
+                "repo1-retention-full": str(self.retention_full),
+                "log-path": str(repo / "log"),
+                "lock-path": str(repo / "lock"),
+                "spool-path": str(repo / "spool"),
+            },
+            self.stanza: {
+                "pg1-path": str(self.pg_path),
+                "pg1-port": str(self.pg_port),
+                "pg1-socket-path": self.socket_path,
+                "pg1-user": self.pg_user,
+            },
+        }
+
+    def config_text(self, current: str | None = None) -> str:
+        """Return pgbackrest.conf: `current` with dbops' keys set (the operator's other lines kept), or a new one."""
+        if current is None:
+            current = (
+                "# Written by dbops (manage.py pitr setup-check --fix). pgBackRest reads it; dbops passes --config.\n"
+                "# Add your own keys (repo1-type=s3, compression, ...): --fix only ever sets dbops' own.\n"
+                "[global]\nlog-level-console=warn\nlog-level-file=info\nstart-fast=y\n"
+            )
+        return _with_settings(current, self.managed_settings())
+
+    def config_differences(self, current: str | None) -> list[str]:
+        """Name dbops' keys that `current` lacks or sets otherwise ([] when it is as dbops needs it)."""
+        found = _parse_config(current or "")
+        return [
+            f"[{section}] {key}"
+            for section, values in self.managed_settings().items()
+            for key, value in values.items()
+            if found.get(section, {}).get(key) != value
+        ]
 
     def connect(self, timeout: float = 5.0) -> psycopg.Connection:
         return psycopg.connect(**self.conninfo, connect_timeout=max(2, int(timeout)), autocommit=True)
+
+
+def _parse_config(text: str) -> dict[str, dict[str, str]]:
+    sections: dict[str, dict[str, str]] = {}
+    section = ""
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("[") and line.endswith("]"):
+            section = line[1:-1].strip()
+            sections.setdefault(section, {})
+        elif "=" in line:
+            key, _, value = line.partition("=")
+            sections.setdefault(section, {})[key.strip()] = value.strip()
+    return sections
+
+
+def _with_settings(text: str, settings: dict[str, dict[str, str]]) -> str:
+    """Set `settings` in the INI `text`, in place where a key exists, else at the end of its section."""
+    lines = text.splitlines()
+    pending = {section: dict(values) for section, values in settings.items()}
+    out: list[str] = []
+    section = ""
+
+    def flush(name: str) -> None:
+        for key, value in pending.pop(name, {}).items():
+            out.append(f"{key}={value}")
+
+    for raw in lines:
+        line = raw.strip()
+        if line.startswith("[") and line.endswith("]"):
+            flush(section)
+            section = line[1:-1].strip()
+        elif "=" in line and not line.startswith("#"):
+            key = line.partition("=")[0].strip()
+            if key in pending.get(section, {}):
+                out.append(f"{key}={pending[section].pop(key)}")
+                continue
+        out.append(raw)
+    flush(section)
+    for name in list(pending):
+        if pending[name]:
+            out += ["", f"[{name}]"]
+            flush(name)
+    return "\n".join(out).rstrip("\n") + "\n"
 
 
 def _run_pgbackrest(target: PitrTarget, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
@@ -202,18 +263,23 @@ def setup_check(target: PitrTarget, *, fix: bool = False, progress: Progress = _
     lines.append(SetupLine("pgbackrest", bool(binary), version.strip() or "not found", "apt install pgbackrest"))
     if not binary:
         return lines
-    expected = target.config_text()
     current = target.config_file.read_text() if target.config_file.exists() else None
-    if current != expected and fix:
+    differences = target.config_differences(current)
+    if differences and fix:
         _owned_folders(target)
-        target.config_file.write_text(expected)
-        current = expected
+        target.config_file.write_text(target.config_text(current))  # dbops' keys set, the operator's kept
+        current = target.config_file.read_text()
+        differences = target.config_differences(current)
+    if current is None:
+        detail = f"{target.config_file} missing"
+    else:
+        detail = str(target.config_file) + (f": differs in {', '.join(differences)}" if differences else "")
     lines.append(
         SetupLine(
             "configuration file",
-            current == expected,
-            str(target.config_file) if current == expected else f"{target.config_file} missing or different",
-            "manage.py pitr setup-check --fix (writes it)",
+            not differences,
+            detail,
+            "manage.py pitr setup-check --fix (sets dbops' keys, keeps your own)",
         )
     )
     with target.connect() as conn:
