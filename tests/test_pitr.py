@@ -242,3 +242,28 @@ def test_setup_check__the_operators_own_config_keys_are_kept_and_only_dbops_keys
     assert config_line(fix=True).ok
     text = config.read_text()
     assert "compress-type=zst" in text and "repo1-retention-full=2" in text  # --fix set dbops' key, kept theirs
+
+
+def test_window__its_end_is_the_last_archived_commit_and_a_restore_there_reaches_it(pitr_cluster):
+    pitr_cluster.enable_archiving()
+    pitr_cluster.cluster.start()
+    assert all(line.ok for line in setup_check(pitr_cluster.target, fix=True))
+    backup(pitr_cluster.target, backup_type="full")
+    time.sleep(1.1)  # pgBackRest stop times have one-second resolution
+    pitr_cluster.sql("CREATE TABLE last_one (id int)")
+    committed = pitr_cluster.sql("SELECT clock_timestamp()")[0][0]
+    time.sleep(1.1)
+    pitr_cluster.sql("SELECT pg_switch_wal()")  # archived after the commit: the archive time is later
+    deadline = time.monotonic() + 30
+    while pitr_cluster.sql("SELECT last_archived_time FROM pg_stat_archiver")[0][0] <= committed:
+        assert time.monotonic() < deadline, "WAL was not archived"
+        time.sleep(0.2)
+    archived_at = pitr_cluster.sql("SELECT last_archived_time FROM pg_stat_archiver")[0][0]
+
+    latest = status(pitr_cluster.target)["latest_restorable"]
+    assert latest < committed < archived_at  # the commit's time, not the archiving's
+    assert committed - latest < datetime.timedelta(seconds=1)
+    with pytest.raises(PitrRefused, match="outside the recoverable window"):
+        restore(pitr_cluster.target, archived_at, data_dir=pitr_cluster.root / "too-late")
+    done = restore(pitr_cluster.target, latest, data_dir=pitr_cluster.root / "at-the-end")
+    assert done.status == "succeeded" and done.details["reached_target"] == "yes"  # started, recovered, promoted

@@ -14,11 +14,14 @@ import contextlib
 import dataclasses
 import datetime
 import getpass
+import gzip
 import json
 import os
 import pwd
+import re
 import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -28,7 +31,8 @@ from django.db import DatabaseError, connections
 from django.utils import timezone
 
 from dbops.conf import PitrConfig, get_config, mask_url
-from dbops.exceptions import DbopsError
+from dbops.exceptions import DbopsError, LocalDbError
+from dbops.localdb import find_bindir, free_port
 from dbops.models import PitrRun
 
 MANAGED_HOST_SUFFIXES = {
@@ -364,6 +368,65 @@ def _newest_archived_segment(target: PitrTarget) -> datetime.datetime | None:
     return _epoch(newest)
 
 
+def _archived_segments(target: PitrTarget) -> list[Path]:
+    """Return the archived WAL segment files of the local repository, newest first."""
+    found = []
+    for folder, _dirs, files in os.walk(target.repo_path / "repo" / "archive" / target.stanza):
+        for name in files:
+            if len(name) > 24 and all(c in "0123456789ABCDEF" for c in name[:24]):
+                found.append(Path(folder) / name)
+    return sorted(found, key=lambda path: path.name[:24], reverse=True)
+
+
+_COMMIT = re.compile(r"desc: COMMIT (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?) UTC")
+# How far back to look for a commit: quiet servers archive segments (archive_timeout) that hold none.
+COMMIT_SEARCH_SEGMENTS = 24
+
+
+def last_archived_commit(target: PitrTarget) -> datetime.datetime | None:
+    """Return the newest commit time in the archived WAL: a restore reaches any moment before it.
+
+    The time a segment was archived is later than its last commit; restoring to it fails ("recovery ended before
+    configured recovery target was reached"). pg_waldump reads the newest segments (decompressed) for COMMIT
+    records. None when the repository is not local or holds no commit.
+    """
+    try:
+        waldump = find_bindir() / "pg_waldump"
+    except LocalDbError:
+        return None
+    if not waldump.exists():
+        return None
+    for segment in _archived_segments(target)[:COMMIT_SEARCH_SEGMENTS]:
+        with tempfile.TemporaryDirectory(prefix="dbops-wal-") as folder:
+            plain = Path(folder) / segment.name[:24]
+            try:
+                _decompress(segment, plain)
+            except (OSError, ValueError):
+                continue
+            result = subprocess.run(  # noqa: S603 - the server's own pg_waldump on a copy of an archived segment
+                [str(waldump), str(plain)],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+                env={**os.environ, "TZ": "UTC", "PGTZ": "UTC"},
+            )
+        commits = _COMMIT.findall(result.stdout)
+        if commits:
+            return datetime.datetime.fromisoformat(commits[-1]).replace(tzinfo=datetime.UTC)
+    return None
+
+
+def _decompress(source: Path, destination: Path) -> None:
+    if source.suffix == ".gz":
+        with gzip.open(source, "rb") as compressed, destination.open("wb") as plain:
+            shutil.copyfileobj(compressed, plain)
+    elif source.suffix in (".zst", ".lz4", ".bz2"):
+        raise ValueError(f"{source.suffix} archives are read through pgBackRest only")
+    else:
+        shutil.copyfile(source, destination)
+
+
 def status(target: PitrTarget) -> dict:
     """Report backups, WAL range and the recoverable window (earliest .. latest restorable time)."""
     info = _stanza_info(target)
@@ -395,7 +458,13 @@ def status(target: PitrTarget) -> dict:
         pass
     earliest = min((b["stop"] for b in backups), default=None)
     newest_stop = max((b["stop"] for b in backups), default=None)
-    latest = max(filter(None, (last_archived, newest_stop, _newest_archived_segment(target))), default=None)
+    last_commit = last_archived_commit(target)
+    if last_commit is not None:
+        # PostgreSQL stops a time-targeted recovery at the first commit after the target, so it must see one: the
+        # latest reachable moment is just before the newest archived commit.
+        latest = max(filter(None, (last_commit - datetime.timedelta(microseconds=1), newest_stop)), default=None)
+    else:  # no local archive to read: the archiving time, which may lie after the last restorable commit
+        latest = max(filter(None, (last_archived, newest_stop, _newest_archived_segment(target))), default=None)
     return {
         "stanza": target.stanza,
         "status": info.get("status", {}).get("message"),
@@ -523,7 +592,61 @@ def restore(
         raise PitrError(f"pgbackrest restore failed: {_failure(result)}")
     folder = data_dir or target.pg_path
     start = f"pg_ctl -D {folder} -l {folder}/server.log start" + ("" if data_dir is None else ' -o "-p <free port>"')
-    return _finish(run, PitrRun.Status.SUCCEEDED, started, start_with=start)
+    if data_dir is None:
+        # In place the server is the operator's to start (systemd, Patroni): it replays to the target on start.
+        return _finish(run, PitrRun.Status.SUCCEEDED, started, start_with=start, reached_target="not checked")
+    progress("starting the restored copy on a free port until it reaches the target")
+    problem = _reaches_target(target, data_dir)
+    if problem:
+        _finish(run, PitrRun.Status.FAILED, started, problem, start_with=start)
+        raise PitrError(f"the restored copy did not reach {target_time.isoformat()}: {problem}")
+    return _finish(run, PitrRun.Status.SUCCEEDED, started, start_with=start, reached_target="yes")
+
+
+def _reaches_target(target: PitrTarget, data_dir: Path, timeout: float = 600) -> str:
+    """Start the restored copy on a free port, wait until recovery ended at the target and it promoted, stop it.
+
+    Return "" when it did, else the server's own reason (e.g. "recovery ended before configured recovery target
+    was reached").
+    """
+    port = free_port()
+    log = data_dir / "dbops-restore-check.log"
+    options = f"-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={data_dir} -c archive_mode=off"
+    as_user = ["runuser", "-u", target.os_user, "--"] if os.geteuid() == 0 else []
+
+    def pg_ctl(*args: str) -> int:
+        command = [*as_user, str(find_bindir() / "pg_ctl"), "-D", str(data_dir), *args]
+        return subprocess.run(command, capture_output=True, check=False).returncode  # noqa: S603 - our pg_ctl
+
+    started = pg_ctl("-l", str(log), "-o", options, "-w", "-t", str(int(timeout)), "start")
+    try:
+        if started != 0:
+            return _server_log_reason(log) or "the restored server did not start"
+        conninfo = {**target.conninfo, "host": "127.0.0.1", "port": port}
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with psycopg.connect(**conninfo, connect_timeout=5, autocommit=True) as conn:
+                    if not conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]:
+                        return ""
+            except psycopg.OperationalError:
+                if pg_ctl("status"):
+                    return _server_log_reason(log) or "the restored server stopped during recovery"
+            if time.monotonic() > deadline:
+                return f"still recovering after {timeout:.0f} s"
+            time.sleep(0.2)
+    finally:
+        pg_ctl("stop", "-m", "fast", "-w")
+
+
+def _server_log_reason(log: Path) -> str:
+    """Return the server's FATAL (or last) line from its log, for the record and the message."""
+    try:
+        lines = [line.strip() for line in log.read_text(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        return ""
+    fatal = [line for line in lines if "FATAL:" in line or "PANIC:" in line]
+    return mask_url((fatal[0] if fatal else lines[-1] if lines else "")[:500])
 
 
 def window_summary() -> dict | None:
