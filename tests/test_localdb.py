@@ -149,3 +149,23 @@ def test_local_cluster__refuses_a_connection_without_its_password(tmp_path):
         assert cluster.password not in repr(cluster)
     finally:
         cluster.destroy()
+
+
+def test_localdb_command__a_start_that_fails_on_a_taken_port_keeps_the_password_for_the_next_start(project_copy):
+    import socket
+
+    port = free_port()
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", port))
+    taken.listen()
+    try:
+        failed = project_copy("localdb", "start", DBOPS_LOCALDB_PORT=str(port))
+        assert failed.returncode == 2 and "is the port taken?" in failed.stderr
+    finally:
+        taken.close()
+    try:
+        started = project_copy("localdb", "start", DBOPS_LOCALDB_PORT=str(port))
+        assert started.returncode == 0, started.stderr  # it logs in with the password the first attempt made
+        assert started.stdout.startswith("Started the cluster")
+    finally:
+        project_copy("localdb", "stop")

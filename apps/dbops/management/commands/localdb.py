@@ -42,15 +42,16 @@ class Command(BaseCommand):
             if action == "start":
                 created, was_running = not cluster.initialized, cluster.initialized and cluster.is_running()
                 cluster.init()
-                cluster.start()
-                cluster.ensure_database(dbname)
-                # Later commands find this cluster again without DBOPS_LOCALDB_PORT, and can log in.
+                # Later commands find this cluster again without DBOPS_LOCALDB_PORT, and can log in: recorded
+                # before starting it, so a start that fails (a port taken) does not lose the generated password.
                 local.port_file.parent.mkdir(parents=True, exist_ok=True)
                 local.port_file.write_text(f"{cluster.port}\n")
                 if cluster.password:
                     local.password_file.touch(mode=0o600)
                     local.password_file.chmod(0o600)
                     local.password_file.write_text(f"{cluster.password}\n")
+                cluster.start()
+                cluster.ensure_database(dbname)
                 verb = "Created and started" if created else "Already running:" if was_running else "Started"
                 message = f"{verb} the cluster in {cluster.data_dir}"
             elif action == "stop":
