@@ -109,6 +109,7 @@ DATABASE_COMMANDS = [
     ["migration_apply"],
     ["migration_report"],
     ["migration_rollback", "dbops", "0001"],
+    ["migration_rewrite", "dbops", "0001"],
 ]
 
 
