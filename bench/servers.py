@@ -226,6 +226,20 @@ class ConnectionSampler:
         self.thread.join(timeout=10)
 
 
+def wait_for_port(port: int, process, timeout: float = 10.0) -> None:
+    """Wait until `process` listens on 127.0.0.1:`port`; kill it and fail if it dies or takes too long."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                raise
+            time.sleep(0.05)
+
+
 def s3_server_available() -> bool:
     return (Path(sys.executable).parent / "moto_server").exists()
 
@@ -243,16 +257,7 @@ class S3Server:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
-                break
-            except OSError:
-                if self.process.poll() is not None or time.monotonic() > deadline:
-                    self.process.kill()
-                    raise RuntimeError("moto's S3 server did not start") from None
-                time.sleep(0.05)
+        wait_for_port(self.port, self.process, timeout=30)
 
     def client(self):
         import boto3

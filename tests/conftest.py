@@ -12,6 +12,7 @@ import pytest
 from django.db import connection, connections
 from psycopg import sql
 
+from bench.servers import wait_for_port
 from tests.pg_cluster_plugin import owned_cluster
 
 LAB = "migration_lab"
@@ -29,23 +30,6 @@ def closed_breaker():
     if breaker.current(force=True).state != State.CLOSED:
         breaker.reset()
     breaker.store.reset_failures()
-
-
-def wait_for_port(port: int, process, timeout: float = 10.0) -> None:
-    """Wait until `process` listens on 127.0.0.1:`port`; kill it and fail if it dies or takes too long."""
-    import socket
-    import time
-
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                raise
-            time.sleep(0.05)
 
 
 @pytest.fixture

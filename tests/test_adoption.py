@@ -24,9 +24,9 @@ import pytest
 from django.db import connection
 from psycopg import sql
 
+from bench.servers import wait_for_port
 from dbops.localdb import free_port
 from tests import PROJECT_DIR
-from tests.conftest import wait_for_port
 from tests.servers import http_get
 
 GUIDE = PROJECT_DIR / "docs" / "adopting.md"

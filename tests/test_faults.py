@@ -19,12 +19,12 @@ import time
 import pytest
 from django.db import connection
 
-from bench.servers import ConnectionSampler, Traffic
+from bench.servers import ConnectionSampler, Traffic, wait_for_port
 from dbops.database.pool import COMMAND_POOL_MAX_SIZE
 from dbops.health.database import select_one_latency_ms
 from dbops.localdb import free_port
 from tests import PROJECT_DIR
-from tests.conftest import test_database_connection, wait_for_port
+from tests.conftest import test_database_connection
 from tests.servers import gunicorn, http_get, manage, production_environ, url_of_test_database
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -16,6 +16,7 @@ from django.contrib.auth import get_user_model
 from django.core import checks
 from django.db import connection, connections, transaction
 
+from bench.servers import wait_for_port
 from dbops.conf import from_env
 from dbops.database.server import server_status
 from dbops.health.database import DatabaseLatency
@@ -23,7 +24,7 @@ from dbops.health.pgbouncer import PgBouncerPools
 from dbops.localdb import free_port
 from dbops.replication.pgbouncer import pgbouncer_report
 from tests import PROJECT_DIR
-from tests.conftest import test_database_connection, wait_for_port
+from tests.conftest import test_database_connection
 from tests.replication import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
