@@ -59,6 +59,8 @@ system-deps:
 		echo "pgbouncer not installed: the PgBouncer tests will be skipped"
 	@command -v pgbackrest >/dev/null || $(call APT_INSTALL,pgbackrest) || \
 		echo "pgbackrest not installed: the point-in-time recovery tests will be skipped"
+	@command -v stunnel4 >/dev/null || $(call APT_INSTALL,stunnel4) || \
+		echo "stunnel4 not installed: the pgBackRest-repository-in-a-bucket test will be skipped"
 	@command -v promtool >/dev/null || test -x $(TOOLS)/promtool || $(INSTALL_PROMTOOL) || \
 		echo "promtool not installed: the Prometheus rule tests will be skipped"
 	@$(MAKE) --no-print-directory patroni || echo "Patroni/etcd not installed: the Patroni tests will be skipped"

@@ -240,24 +240,72 @@ def wait_for_port(port: int, process, timeout: float = 10.0) -> None:
             time.sleep(0.05)
 
 
-def s3_server_available() -> bool:
-    return (Path(sys.executable).parent / "moto_server").exists()
+def s3_server_available(*, tls: bool = False) -> bool:
+    moto = (Path(sys.executable).parent / "moto_server").exists()
+    return moto and (not tls or bool(shutil.which("stunnel4") or shutil.which("stunnel")))
 
 
 class S3Server:
-    """moto's standalone S3 server on a free loopback port (a real HTTP S3 API, in a process of its own)."""
+    """moto's standalone S3 server on a free loopback port (a real HTTP S3 API, in a process of its own).
+
+    With `tls`, stunnel (Debian's stunnel4) serves it as https with a self-signed certificate: pgBackRest speaks
+    only https to a store, and moto's own --ssl ends connections without TLS close_notify, which OpenSSL 3
+    clients (pgBackRest) refuse as "unexpected eof".
+    """
 
     ACCESS_KEY, SECRET_KEY = "dbops-test-key", "dbops-test-secret/+= with symbols"
 
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.process = subprocess.Popen(  # noqa: S603 - moto's server from this virtualenv, loopback only
-            [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(self.port)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+    def __init__(self, *, tls: bool = False) -> None:
+        self.tls = tls
+        moto_port = free_port()
+        self.processes = [
+            subprocess.Popen(  # noqa: S603 - moto's server from this virtualenv, loopback only
+                [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(moto_port)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        ]
+        wait_for_port(moto_port, self.processes[0], timeout=30)
+        self.port = self._serve_tls(moto_port) if tls else moto_port
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
+
+    def _serve_tls(self, backend_port: int) -> int:
+        import tempfile
+
+        folder = Path(tempfile.mkdtemp(prefix="dbops-s3-tls-"))
+        subprocess.run(  # noqa: S603 - a throwaway self-signed certificate for loopback
+            [
+                "openssl",
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=127.0.0.1",
+                "-keyout",
+                str(folder / "key.pem"),
+                "-out",
+                str(folder / "cert.pem"),
+            ],  # fmt: skip
+            check=True,
+            capture_output=True,
         )
-        wait_for_port(self.port, self.process, timeout=30)
+        port = free_port()
+        (folder / "stunnel.conf").write_text(
+            f"foreground = yes\npid =\n[s3]\naccept = 127.0.0.1:{port}\nconnect = 127.0.0.1:{backend_port}\n"
+            f"cert = {folder / 'cert.pem'}\nkey = {folder / 'key.pem'}\n"
+        )
+        stunnel = shutil.which("stunnel4") or shutil.which("stunnel") or "stunnel"
+        self.processes.append(
+            subprocess.Popen(  # noqa: S603 - Debian's stunnel, loopback only
+                [stunnel, str(folder / "stunnel.conf")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
+        )
+        wait_for_port(port, self.processes[-1], timeout=30)
+        return port
 
     def client(self):
         import boto3
@@ -268,9 +316,11 @@ class S3Server:
             aws_access_key_id=self.ACCESS_KEY,
             aws_secret_access_key=self.SECRET_KEY,
             region_name="us-east-1",
+            verify=not self.tls,  # its certificate is self-signed
         )
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(timeout=10)
+        for process in self.processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait(timeout=10)

@@ -58,11 +58,21 @@ def redis_server():
 @pytest.fixture
 def s3_server():
     """Yield a running S3-compatible server (moto) with no bucket yet; stop it afterwards."""
+    yield from _s3_server(tls=False)
+
+
+@pytest.fixture
+def s3_tls_server():
+    """Yield moto's S3 server speaking https (self-signed), as pgBackRest requires; no bucket yet."""
+    yield from _s3_server(tls=True)
+
+
+def _s3_server(*, tls: bool):
     from bench.servers import S3Server, s3_server_available
 
-    if not s3_server_available():
-        pytest.skip("moto's server is not installed (requirements-dev.txt has moto[server])")
-    server = S3Server()
+    if not s3_server_available(tls=tls):
+        pytest.skip("moto's server (requirements-dev.txt) or stunnel (make test installs it) is not installed")
+    server = S3Server(tls=tls)
     yield server
     server.stop()
 

@@ -177,6 +177,17 @@ BAD_VALUES = [
     ({"DATABASE_URL": f"postgres://app:{SECRET_PASSWORD}@h1,h2/app?target_session_attrs=master"}, "DATABASE_URL"),
     ({"DATABASE_PITR_ENGINE": "pgbackrest"}, "DATABASE_PITR_PG_PATH"),
     ({"DATABASE_PITR_STANZA": "my stanza"}, "DATABASE_PITR_STANZA"),
+    ({"DATABASE_PITR_REPO_TYPE": "gcs"}, "DATABASE_PITR_REPO_TYPE"),
+    ({"DATABASE_PITR_REPO_TYPE": "s3"}, "DATABASE_PITR_REPO_TYPE=s3 keeps the repository in DATABASE_BACKUP_S3"),
+    (
+        {
+            "DATABASE_PITR_REPO_TYPE": "s3",
+            "DATABASE_BACKUP_S3_BUCKET": "b",
+            "DATABASE_BACKUP_S3_ENDPOINT_URL": "http://127.0.0.1:9",
+        },
+        "DATABASE_PITR_REPO_TYPE=s3: pgBackRest speaks only https",
+    ),
+    ({"DATABASE_PITR_PG_PASSWORD": SECRET_PASSWORD}, "DATABASE_PITR_PG_PASSWORD without DATABASE_PITR_PG_USER"),
     ({"DBOPS_ALERT_EMAILS": "oncall@example.com,not-an-address"}, "DBOPS_ALERT_EMAILS"),
     ({"DBOPS_ALERT_COOLDOWN_SECONDS": "-1"}, "DBOPS_ALERT_COOLDOWN_SECONDS"),
     ({"EMAIL_URL": f"bogus://user:{SECRET_PASSWORD}@mail"}, "EMAIL_URL"),
@@ -432,3 +443,21 @@ def test_strict_environments__https_and_session_defaults():
     assert (relaxed.hsts_seconds, relaxed.session_cookie_age) == (0, 14 * 86400)
     benchmark = {"DJANGO_ROOT_URLCONF": "bench.urls", "DJANGO_ALLOW_BENCHMARK_URLS": "true"}
     assert site_config({"DJANGO_ENV": "production", **STRICT_OK, **benchmark}).root_urlconf == "bench.urls"
+
+
+def test_load_config__pitr_repository_in_the_bucket_and_a_maintenance_user():
+    config = load_config(
+        {
+            **STRICT_OK,
+            "DJANGO_ENV": "production",
+            "DATABASE_BACKUP_S3_BUCKET": "site-backups",
+            "DATABASE_BACKUP_S3_ACCESS_KEY_ID": "AKIAEXAMPLE",
+            "DATABASE_BACKUP_S3_SECRET_ACCESS_KEY": SECRET_PASSWORD,
+            "DATABASE_PITR_REPO_TYPE": "s3",
+            "DATABASE_PITR_PG_USER": "pgbackrest",
+            "DATABASE_PITR_PG_PASSWORD": SECRET_PASSWORD,
+        }
+    )
+    assert config.pitr.repo_type == "s3" and config.pitr.repo_s3.bucket == "site-backups"
+    assert config.pitr.maintenance_user == "pgbackrest" and config.pitr.s3_verify_tls
+    assert SECRET_PASSWORD not in repr(config.pitr)

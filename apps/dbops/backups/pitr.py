@@ -25,12 +25,15 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import psycopg
+import psycopg.sql
+from django.core import serializers
 from django.db import DatabaseError, connections
 from django.utils import timezone
 
-from dbops.conf import PitrConfig, get_config, mask_url
+from dbops.conf import BackupS3Config, PitrConfig, get_config, mask_url
 from dbops.exceptions import DbopsError, LocalDbError
 from dbops.localdb import find_bindir, free_port
 from dbops.models import PitrRun
@@ -74,6 +77,9 @@ class PitrTarget:
     conninfo: dict = dataclasses.field(repr=False)  # holds the password
     retention_full: int = 2
     run_as: str = ""
+    pg_password: str = dataclasses.field(default="", repr=False)  # pgBackRest's database user's, given as PGPASSWORD
+    repo_s3: BackupS3Config | None = dataclasses.field(default=None, repr=False)  # holds the store's credentials
+    s3_verify_tls: bool = True
 
     @classmethod
     def from_settings(cls, alias: str = "default") -> PitrTarget:
@@ -82,17 +88,32 @@ class PitrTarget:
             raise PitrRefused("point-in-time recovery is not configured: set DATABASE_PITR_ENGINE=pgbackrest")
         params = connections[alias].get_connection_params()
         conninfo = {k: v for k, v in params.items() if k in ("host", "port", "user", "password", "dbname")}
+        app_user = params.get("user") or "postgres"
+        pg_user = config.maintenance_user or app_user
         return cls(
             stanza=config.stanza,
             repo_path=config.repo_path,
             pg_path=Path(config.pg_path),
             pg_port=int(params.get("port") or 5432),
             socket_path=config.socket_path,
-            pg_user=params.get("user") or "postgres",
+            pg_user=pg_user,
             conninfo=conninfo,
             retention_full=config.retention_full,
             run_as=config.run_as,
+            pg_password=config.maintenance_password if config.maintenance_user else params.get("password") or "",
+            repo_s3=config.repo_s3,
+            s3_verify_tls=config.s3_verify_tls,
         )
+
+    @property
+    def repo_location(self) -> str:
+        """Where the repository lives, for people: a folder or s3://bucket/path (never a credential)."""
+        if self.repo_s3 is None:
+            return str(self.repo_path / "repo")
+        return f"s3://{self.repo_s3.bucket}{self._s3_repo_path()}"
+
+    def _s3_repo_path(self) -> str:
+        return "/" + "/".join(filter(None, [self.repo_s3.prefix.strip("/"), "pgbackrest"]))
 
     @property
     def config_file(self) -> Path:
@@ -113,7 +134,7 @@ class PitrTarget:
         repo = self.repo_path
         return {
             "global": {
-                "repo1-path": str(repo / "repo"),
+                **self._repository_settings(),
                 "repo1-retention-full": str(self.retention_full),
                 "log-path": str(repo / "log"),
                 "lock-path": str(repo / "lock"),
@@ -127,12 +148,34 @@ class PitrTarget:
             },
         }
 
+    def _repository_settings(self) -> dict[str, str]:
+        if self.repo_s3 is None:
+            return {"repo1-type": "posix", "repo1-path": str(self.repo_path / "repo")}
+        store = self.repo_s3
+        endpoint = urlsplit(store.endpoint_url or f"https://s3.{store.region}.amazonaws.com")
+        settings = {
+            "repo1-type": "s3",
+            "repo1-path": self._s3_repo_path(),
+            "repo1-s3-bucket": store.bucket,
+            "repo1-s3-endpoint": endpoint.hostname or "",
+            "repo1-s3-region": store.region,
+            # Virtual-host style needs DNS per bucket: S3-compatible stores on their own host answer path style.
+            "repo1-s3-uri-style": "path" if store.endpoint_url else "host",
+            "repo1-storage-port": str(endpoint.port or 443),
+            "repo1-storage-verify-tls": "y" if self.s3_verify_tls else "n",
+        }
+        if store.access_key:
+            settings.update({"repo1-s3-key": store.access_key, "repo1-s3-key-secret": store.secret_key})
+        else:  # an instance role: pgBackRest asks the metadata service, as boto3 does for the dumps
+            settings["repo1-s3-key-type"] = "auto"
+        return settings
+
     def config_text(self, current: str | None = None) -> str:
         """Return pgbackrest.conf: `current` with dbops' keys set (the operator's other lines kept), or a new one."""
         if current is None:
             current = (
                 "# Written by dbops (manage.py pitr setup-check --fix). pgBackRest reads it; dbops passes --config.\n"
-                "# Add your own keys (repo1-type=s3, compression, ...): --fix only ever sets dbops' own.\n"
+                "# Add your own keys (compression, encryption, ...): --fix only ever sets dbops' own.\n"
                 "[global]\nlog-level-console=warn\nlog-level-file=info\nstart-fast=y\n"
             )
         return _with_settings(current, self.managed_settings())
@@ -197,16 +240,23 @@ def _with_settings(text: str, settings: dict[str, dict[str, str]]) -> str:
     return "\n".join(out).rstrip("\n") + "\n"
 
 
-def _run_pgbackrest(target: PitrTarget, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+def _run_pgbackrest(
+    target: PitrTarget, *args: str, timeout: float = 600, text: bool = True
+) -> subprocess.CompletedProcess:
     binary = shutil.which("pgbackrest")
     if binary is None:
         raise PitrError("pgbackrest is not installed: install it on the database host (Debian: apt install pgbackrest)")
     command = [binary, f"--config={target.config_file}", f"--stanza={target.stanza}", *args]
     user = target.os_user
     if user != getpass.getuser():
-        command = (["runuser", "-u", user, "--"] if os.geteuid() == 0 else ["sudo", "-n", "-u", user, "--"]) + command
+        # runuser keeps the environment (PGPASSWORD); sudo is told to keep just that.
+        elevate = ["runuser", "-u", user, "--"] if os.geteuid() == 0 else ["sudo", "-n", "--preserve-env=PGPASSWORD"]
+        command = elevate + ([] if os.geteuid() == 0 else ["-u", user, "--"]) + command
+    env = {**os.environ, "PGPASSWORD": target.pg_password} if target.pg_password else None
     try:
-        return subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)  # noqa: S603
+        return subprocess.run(  # noqa: S603 - pgbackrest with dbops' own arguments
+            command, capture_output=True, text=text, timeout=timeout, check=False, env=env
+        )
     except subprocess.TimeoutExpired:
         raise PitrError(f"pgbackrest {args[0]} did not finish within {timeout:g} s") from None
 
@@ -238,12 +288,24 @@ class SetupLine:
 
 
 def _owned_folders(target: PitrTarget) -> None:
-    for folder in (target.repo_path, *(target.repo_path / name for name in ("repo", "log", "lock", "spool"))):
+    local = ("log", "lock", "spool") if target.repo_s3 else ("repo", "log", "lock", "spool")
+    for folder in (target.repo_path, *(target.repo_path / name for name in local)):
         folder.mkdir(parents=True, exist_ok=True)
         if os.geteuid() == 0:
             entry = pwd.getpwnam(target.os_user)
             os.chown(folder, entry.pw_uid, entry.pw_gid)
         folder.chmod(0o750)
+
+
+def _write_config(target: PitrTarget, text: str) -> None:
+    """Write pgbackrest.conf readable by its OS user alone: it may hold the store's secret key."""
+    descriptor = os.open(target.config_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as config:
+        config.write(text)
+    os.chmod(target.config_file, 0o600)
+    if os.geteuid() == 0:
+        entry = pwd.getpwnam(target.os_user)
+        os.chown(target.config_file, entry.pw_uid, entry.pw_gid)
 
 
 def _stanza_info(target: PitrTarget) -> dict | None:
@@ -252,6 +314,24 @@ def _stanza_info(target: PitrTarget) -> dict | None:
         return None
     stanzas = json.loads(result.stdout or "[]")
     return next((s for s in stanzas if s.get("name") == target.stanza), None)
+
+
+# pgBackRest's stanza status codes that mean "create the stanza" (missing path, missing data).
+STANZA_MISSING = (1, 3)
+_S3_ERROR = re.compile(r"<Code>(.*?)</Code>\s*<Message>(.*?)</Message>", re.S)
+
+
+def _repository_problem(info: dict) -> str:
+    """Return why pgBackRest cannot read the repository (an unreachable store, no bucket), or ""."""
+    if info.get("status", {}).get("code") != 99:  # 99: "other", the repository itself failed
+        return ""
+    for repo in info.get("repo", []):
+        message = repo.get("status", {}).get("message", "")
+        if repo.get("status", {}).get("code") == 99 and message:
+            store = _S3_ERROR.search(message)
+            first = message.strip().splitlines()[0].rstrip(":")
+            return mask_url(first + (f": {store.group(1)}: {store.group(2)}" if store else ""))[:500]
+    return str(info["status"].get("message", "repository error"))
 
 
 def setup_check(target: PitrTarget, *, fix: bool = False, progress: Progress = _quiet) -> list[SetupLine]:
@@ -271,7 +351,7 @@ def setup_check(target: PitrTarget, *, fix: bool = False, progress: Progress = _
     differences = target.config_differences(current)
     if differences and fix:
         _owned_folders(target)
-        target.config_file.write_text(target.config_text(current))  # dbops' keys set, the operator's kept
+        _write_config(target, target.config_text(current))  # dbops' keys set, the operator's kept
         current = target.config_file.read_text()
         differences = target.config_differences(current)
     if current is None:
@@ -296,6 +376,7 @@ def setup_check(target: PitrTarget, *, fix: bool = False, progress: Progress = _
         archive_timeout = conn.execute(
             "SELECT setting::int FROM pg_settings WHERE name = 'archive_timeout'"
         ).fetchone()[0]
+        maintenance = _maintenance_user_line(target, conn)
     quoted = target.archive_command().replace("'", "''")
     lines += [
         SetupLine(
@@ -325,16 +406,22 @@ def setup_check(target: PitrTarget, *, fix: bool = False, progress: Progress = _
             f"{archive_timeout} s" if archive_timeout else "0 (off: a quiet server may archive hours late)",
             f"ALTER SYSTEM SET archive_timeout = '60s'; SELECT pg_reload_conf();  (at most {MAX_ARCHIVE_TIMEOUT} s)",
         ),
+        maintenance,
     ]
     if not all(line.ok for line in lines):
         return lines
     info = _stanza_info(target)
-    if info is None or info.get("status", {}).get("code") == 1:  # 1: missing stanza path
+    problem = _repository_problem(info or {})
+    if problem:
+        where = f"{target.repo_location}: {problem}"
+        lines.append(SetupLine("stanza", False, where, _repository_fix(target)))
+        return lines
+    if info is None or info.get("status", {}).get("code") in STANZA_MISSING:
         if fix:
             progress(f"creating stanza {target.stanza}")
             result = _run_pgbackrest(target, "stanza-create", timeout=120)
             if result.returncode != 0:
-                lines.append(SetupLine("stanza", False, _failure(result), "see the pgBackRest log"))
+                lines.append(SetupLine("stanza", False, _failure(result), _local_access_fix(target)))
                 return lines
         else:
             lines.append(SetupLine("stanza", False, f"{target.stanza} not created", "manage.py pitr setup-check --fix"))
@@ -347,35 +434,94 @@ def setup_check(target: PitrTarget, *, fix: bool = False, progress: Progress = _
             "archiving works",
             result.returncode == 0,
             "a WAL segment was archived" if result.returncode == 0 else _failure(result),
-            "see the server log for archive_command failures",
+            "see the server log for archive_command failures; " + _local_access_fix(target),
         )
     )
     return lines
+
+
+def _repository_fix(target: PitrTarget) -> str:
+    if target.repo_s3 is None:
+        return f"make {target.repo_path / 'repo'} writable by {target.os_user}"
+    return (
+        f"create the bucket {target.repo_s3.bucket} and give DATABASE_BACKUP_S3_ACCESS_KEY_ID list/get/put/delete on "
+        f"{target.repo_location} (docs/recovery.md has the policy); check DATABASE_BACKUP_S3_ENDPOINT_URL"
+    )
+
+
+def _local_access_fix(target: PitrTarget) -> str:
+    """Say how pgBackRest reaches the server: as `pg_user` through the unix socket, from the OS user it runs as."""
+    return (
+        f"pgBackRest connects as {target.pg_user} through the socket in {target.socket_path} as the OS user "
+        f"{target.os_user}: pg_hba.conf needs a `local` line for it (peer when the names match, else "
+        "scram-sha-256 with DATABASE_PITR_PG_PASSWORD); see the pgBackRest log"
+    )
+
+
+def maintenance_grants(server_version: int) -> tuple[tuple[str, str, str], ...]:
+    """Return what pgBackRest's database user needs when it is not a superuser: (kind, object, GRANT statement).
+
+    Reading the data directory's settings, starting/stopping a backup, switching WAL, naming restore points and
+    (start-fast=y) asking for a checkpoint; pg_monitor lets `check` and `info` read the archiver's state.
+    """
+    if server_version >= 150000:
+        functions = ("pg_backup_start(text, boolean)", "pg_backup_stop(boolean)")
+        roles: tuple[str, ...] = ("pg_read_all_settings", "pg_monitor", "pg_checkpoint")
+    else:
+        functions = ("pg_start_backup(text, boolean, boolean)", "pg_stop_backup(boolean, boolean)")
+        roles = ("pg_read_all_settings", "pg_monitor")
+    functions += ("pg_switch_wal()", "pg_create_restore_point(text)")
+    return tuple(("role", role, f"GRANT {role} TO {{user}}") for role in roles) + tuple(
+        ("function", name, f"GRANT EXECUTE ON FUNCTION {name} TO {{user}}") for name in functions
+    )
+
+
+def _maintenance_user_line(target: PitrTarget, conn: psycopg.Connection) -> SetupLine:
+    """Check pgBackRest's database user exists and holds what it needs (a superuser holds everything)."""
+    user = target.pg_user
+    name = "maintenance user"
+    row = conn.execute("SELECT rolsuper, rolcanlogin FROM pg_roles WHERE rolname = %s", (user,)).fetchone()
+    quoted = psycopg.sql.Identifier(user).as_string(conn)
+    if row is None:
+        return SetupLine(name, False, f"role {user} does not exist", f"CREATE ROLE {quoted} LOGIN; then the grants")
+    if row[0]:
+        return SetupLine(name, True, f"{user} (superuser)")
+    server_version = conn.info.server_version
+    missing = []
+    for kind, obj, grant in maintenance_grants(server_version):
+        holds = "pg_has_role(%s, %s, 'USAGE')" if kind == "role" else "has_function_privilege(%s, %s, 'EXECUTE')"
+        if not conn.execute(f"SELECT {holds}", (user, obj)).fetchone()[0]:
+            missing.append((obj, grant.format(user=quoted)))
+    if not row[1]:
+        missing.insert(0, ("LOGIN", f"ALTER ROLE {quoted} LOGIN"))
+    if missing:
+        return SetupLine(
+            name,
+            False,
+            f"{user} lacks {', '.join(obj for obj, _grant in missing)}",
+            "as a superuser: " + "; ".join(grant for _obj, grant in missing) + ";",
+        )
+    return SetupLine(name, True, f"{user} (not a superuser; holds every grant pgBackRest needs)")
 
 
 def _epoch(value: float | None) -> datetime.datetime | None:
     return datetime.datetime.fromtimestamp(value, tz=datetime.UTC) if value else None
 
 
-def _newest_archived_segment(target: PitrTarget) -> datetime.datetime | None:
-    """When the newest WAL segment reached the repository (its file time): readable with the server stopped."""
-    newest = 0.0
-    for folder, _dirs, files in os.walk(target.repo_path / "repo" / "archive" / target.stanza):
-        for name in files:
-            if len(name) > 24 and all(c in "0123456789ABCDEF" for c in name[:24]):
-                with contextlib.suppress(OSError):
-                    newest = max(newest, os.stat(os.path.join(folder, name)).st_mtime)
-    return _epoch(newest)
+def _archived_segments(target: PitrTarget) -> list[tuple[str, float]]:
+    """Return the repository's archived WAL segment files (path in the repository, time archived), newest first.
 
-
-def _archived_segments(target: PitrTarget) -> list[Path]:
-    """Return the archived WAL segment files of the local repository, newest first."""
+    Listed through pgBackRest (`repo-ls`), so a repository in a bucket reads like a local one.
+    """
+    result = _run_pgbackrest(target, "repo-ls", f"archive/{target.stanza}", "--recurse", "--output=json", timeout=120)
+    if result.returncode != 0:
+        return []
     found = []
-    for folder, _dirs, files in os.walk(target.repo_path / "repo" / "archive" / target.stanza):
-        for name in files:
-            if len(name) > 24 and all(c in "0123456789ABCDEF" for c in name[:24]):
-                found.append(Path(folder) / name)
-    return sorted(found, key=lambda path: path.name[:24], reverse=True)
+    for path, entry in json.loads(result.stdout or "{}").items():
+        name = path.rpartition("/")[2]
+        if entry.get("type") == "file" and len(name) > 24 and all(c in "0123456789ABCDEF" for c in name[:24]):
+            found.append((f"archive/{target.stanza}/{path}", float(entry.get("time") or 0)))
+    return sorted(found, key=lambda item: item[0].rpartition("/")[2][:24], reverse=True)
 
 
 _COMMIT = re.compile(r"desc: COMMIT (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?) UTC")
@@ -383,12 +529,12 @@ _COMMIT = re.compile(r"desc: COMMIT (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?) U
 COMMIT_SEARCH_SEGMENTS = 24
 
 
-def last_archived_commit(target: PitrTarget) -> datetime.datetime | None:
+def last_archived_commit(target: PitrTarget, segments: list[tuple[str, float]]) -> datetime.datetime | None:
     """Return the newest commit time in the archived WAL: a restore reaches any moment before it.
 
     The time a segment was archived is later than its last commit; restoring to it fails ("recovery ended before
-    configured recovery target was reached"). pg_waldump reads the newest segments (decompressed) for COMMIT
-    records. None when the repository is not local or holds no commit.
+    configured recovery target was reached"). pg_waldump reads the newest segments (fetched with `repo-get`,
+    decompressed) for COMMIT records. None when the archive holds no commit pg_waldump can read.
     """
     try:
         waldump = find_bindir() / "pg_waldump"
@@ -396,11 +542,14 @@ def last_archived_commit(target: PitrTarget) -> datetime.datetime | None:
         return None
     if not waldump.exists():
         return None
-    for segment in _archived_segments(target)[:COMMIT_SEARCH_SEGMENTS]:
+    for path, _archived_at in segments[:COMMIT_SEARCH_SEGMENTS]:
+        fetched = _run_pgbackrest(target, "repo-get", path, timeout=120, text=False)
+        if fetched.returncode != 0:
+            continue
         with tempfile.TemporaryDirectory(prefix="dbops-wal-") as folder:
-            plain = Path(folder) / segment.name[:24]
+            plain = Path(folder) / path.rpartition("/")[2][:24]
             try:
-                _decompress(segment, plain)
+                plain.write_bytes(_decompress(path, fetched.stdout))
             except (OSError, ValueError):
                 continue
             result = subprocess.run(  # noqa: S603 - the server's own pg_waldump on a copy of an archived segment
@@ -417,14 +566,12 @@ def last_archived_commit(target: PitrTarget) -> datetime.datetime | None:
     return None
 
 
-def _decompress(source: Path, destination: Path) -> None:
-    if source.suffix == ".gz":
-        with gzip.open(source, "rb") as compressed, destination.open("wb") as plain:
-            shutil.copyfileobj(compressed, plain)
-    elif source.suffix in (".zst", ".lz4", ".bz2"):
-        raise ValueError(f"{source.suffix} archives are read through pgBackRest only")
-    else:
-        shutil.copyfile(source, destination)
+def _decompress(path: str, content: bytes) -> bytes:
+    if path.endswith(".gz"):
+        return gzip.decompress(content)
+    if path.endswith((".zst", ".lz4", ".bz2")):
+        raise ValueError(f"{path.rpartition('.')[2]} archives are not read by dbops: the window ends at archive time")
+    return content
 
 
 def status(target: PitrTarget) -> dict:
@@ -432,6 +579,9 @@ def status(target: PitrTarget) -> dict:
     info = _stanza_info(target)
     if info is None:
         raise PitrError(f"pgbackrest info failed for stanza {target.stanza}: run manage.py pitr setup-check")
+    problem = _repository_problem(info)
+    if problem:
+        raise PitrError(f"the repository {target.repo_location} cannot be read: {problem}")
     backups = [
         {
             "label": b["label"],
@@ -458,13 +608,15 @@ def status(target: PitrTarget) -> dict:
         pass
     earliest = min((b["stop"] for b in backups), default=None)
     newest_stop = max((b["stop"] for b in backups), default=None)
-    last_commit = last_archived_commit(target)
+    segments = _archived_segments(target)
+    last_commit = last_archived_commit(target, segments)
     if last_commit is not None:
         # PostgreSQL stops a time-targeted recovery at the first commit after the target, so it must see one: the
         # latest reachable moment is just before the newest archived commit.
         latest = max(filter(None, (last_commit - datetime.timedelta(microseconds=1), newest_stop)), default=None)
-    else:  # no local archive to read: the archiving time, which may lie after the last restorable commit
-        latest = max(filter(None, (last_archived, newest_stop, _newest_archived_segment(target))), default=None)
+    else:  # no archive dbops can read: the archiving time, which may lie after the last restorable commit
+        newest_segment = _epoch(max((archived_at for _path, archived_at in segments), default=None))
+        latest = max(filter(None, (last_archived, newest_stop, newest_segment)), default=None)
     return {
         "stanza": target.stanza,
         "status": info.get("status", {}).get("message"),
@@ -477,23 +629,62 @@ def status(target: PitrTarget) -> dict:
     }
 
 
-def _record(kind: str, target: PitrTarget, **fields) -> PitrRun:
+def _record(kind: str, target: PitrTarget, *, database_up: bool = True, **fields) -> PitrRun:
+    """Start a run's record; with the database down (an in-place restore) it is kept for the journal instead."""
     run = PitrRun(kind=kind, started_at=timezone.now(), stanza=target.stanza, **fields)
     with contextlib.suppress(KeyError, OSError):
         run.requested_by = getpass.getuser()
-    with contextlib.suppress(DatabaseError):
-        run.save()
+    if database_up:
+        with contextlib.suppress(DatabaseError):
+            run.save()
     return run
 
 
-def _finish(run: PitrRun, status_: str, started: float, error: str = "", **details) -> PitrRun:
+def _finish(
+    run: PitrRun, status_: str, started: float, error: str = "", *, journal: Path | None = None, **details
+) -> PitrRun:
+    """End a run's record; when it cannot be saved (or `journal` is given: the database is down), journal it."""
     run.status, run.error = status_, error
     run.finished_at = timezone.now()
     run.duration_seconds = round(time.monotonic() - started, 3)
     run.details = {**run.details, **details}
-    with contextlib.suppress(DatabaseError):
-        run.save()
+    if journal is None:
+        try:
+            run.save()
+            return run
+        except DatabaseError:
+            journal = get_config().pitr.repo_path / JOURNAL_NAME
+    journal.parent.mkdir(parents=True, exist_ok=True)
+    with journal.open("a") as lines:
+        lines.write(serializers.serialize("json", [run]) + "\n")
     return run
+
+
+# Runs the database could not take (it was down, or the one being restored): saved by record_journal later.
+JOURNAL_NAME = "unrecorded-runs.jsonl"
+
+
+def record_journal(target: PitrTarget) -> int:
+    """Save the journaled runs into the history once the database answers; return how many were saved.
+
+    Checked with a direct connection first: a pool asked while the server is down logs a warning per retry.
+    """
+    path = target.repo_path / JOURNAL_NAME
+    if not path.exists() or not path.read_text().strip():
+        return 0
+    try:
+        with target.connect(timeout=2):
+            pass
+    except psycopg.Error:
+        return 0
+    saved = 0
+    for line in path.read_text().splitlines():
+        for entry in serializers.deserialize("json", line):
+            entry.object.pk = None  # a restored history may already hold that id for another run
+            entry.object.save()
+            saved += 1
+    path.unlink()
+    return saved
 
 
 def backup(target: PitrTarget, *, backup_type: str = "full", progress: Progress = _quiet) -> PitrRun:
@@ -561,19 +752,29 @@ def restore(
     window = status(target)
     earliest, latest = window["earliest_restorable"], window["latest_restorable"]
     started = time.monotonic()
-    run = _record(PitrRun.Kind.RESTORE, target, target_time=target_time, data_dir=str(data_dir or target.pg_path))
+    # In place, the history's own database is the one being replaced: the run goes to the local journal and into
+    # the restored history once it answers (record_journal), never through a pool retrying a stopped server.
+    in_place_while_down = data_dir is None and not _server_running(target)
+    journal = target.repo_path / JOURNAL_NAME if in_place_while_down else None
+    run = _record(
+        PitrRun.Kind.RESTORE,
+        target,
+        database_up=not in_place_while_down,
+        target_time=target_time,
+        data_dir=str(data_dir or target.pg_path),
+    )
 
     def refuse(reason: str) -> PitrRefused:
-        _finish(run, PitrRun.Status.REFUSED, started, reason)
+        _finish(run, PitrRun.Status.REFUSED, started, reason, journal=journal)
         return PitrRefused(reason)
 
+    if data_dir is None and not in_place_while_down:
+        raise refuse(f"refused: the server on {target.pg_path} is running: stop it before an in-place restore")
     if earliest is None or not (earliest <= target_time <= latest):
         shown = f"{earliest:%Y-%m-%d %H:%M:%S%z} .. {latest:%Y-%m-%d %H:%M:%S%z}" if earliest else "empty (no backup)"
         raise refuse(f"refused: {target_time.isoformat()} is outside the recoverable window {shown}")
     args = ["restore", "--type=time", f"--target={target_time.isoformat(sep=' ')}", "--target-action=promote"]
     if data_dir is None:
-        if _server_running(target):
-            raise refuse(f"refused: the server on {target.pg_path} is running: stop it before an in-place restore")
         args.append("--delta")
     else:
         if data_dir.exists() and any(data_dir.iterdir()):
@@ -588,30 +789,32 @@ def restore(
     progress(f"pgbackrest {' '.join(args)}")
     result = _run_pgbackrest(target, *args, timeout=6 * 3600)
     if result.returncode != 0:
-        _finish(run, PitrRun.Status.FAILED, started, _failure(result))
+        _finish(run, PitrRun.Status.FAILED, started, _failure(result), journal=journal)
         raise PitrError(f"pgbackrest restore failed: {_failure(result)}")
     folder = data_dir or target.pg_path
     start = f"pg_ctl -D {folder} -l {folder}/server.log start" + ("" if data_dir is None else ' -o "-p <free port>"')
-    if data_dir is None:
-        # In place the server is the operator's to start (systemd, Patroni): it replays to the target on start.
-        return _finish(run, PitrRun.Status.SUCCEEDED, started, start_with=start, reached_target="not checked")
-    progress("starting the restored copy on a free port until it reaches the target")
-    problem = _reaches_target(target, data_dir)
+    # In place too: the server is started on a free loopback port until it has replayed to the target and
+    # promoted, then stopped for the operator (systemd, Patroni) to start as usual.
+    progress("starting the restored cluster on a free port until it reaches the target")
+    problem = _reaches_target(target, folder, archive=data_dir is None)
     if problem:
-        _finish(run, PitrRun.Status.FAILED, started, problem, start_with=start)
-        raise PitrError(f"the restored copy did not reach {target_time.isoformat()}: {problem}")
-    return _finish(run, PitrRun.Status.SUCCEEDED, started, start_with=start, reached_target="yes")
+        _finish(run, PitrRun.Status.FAILED, started, problem, journal=journal, start_with=start)
+        raise PitrError(f"the restored cluster did not reach {target_time.isoformat()}: {problem}")
+    return _finish(run, PitrRun.Status.SUCCEEDED, started, journal=journal, start_with=start, reached_target="yes")
 
 
-def _reaches_target(target: PitrTarget, data_dir: Path, timeout: float = 600) -> str:
-    """Start the restored copy on a free port, wait until recovery ended at the target and it promoted, stop it.
+def _reaches_target(target: PitrTarget, data_dir: Path, *, archive: bool, timeout: float = 600) -> str:
+    """Start the restored cluster on a free port, wait until recovery ended at the target and it promoted, stop it.
 
     Return "" when it did, else the server's own reason (e.g. "recovery ended before configured recovery target
-    was reached").
+    was reached"). A copy (`archive` False) must not archive into the live stanza; in place it must, or the new
+    timeline's history file never reaches the repository.
     """
     port = free_port()
     log = data_dir / "dbops-restore-check.log"
-    options = f"-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={data_dir} -c archive_mode=off"
+    options = f"-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={data_dir}"
+    if not archive:
+        options += " -c archive_mode=off"
     as_user = ["runuser", "-u", target.os_user, "--"] if os.geteuid() == 0 else []
 
     def pg_ctl(*args: str) -> int:

@@ -14,6 +14,7 @@ from dbops.conf.caches import cache_is_shared
 from dbops.conf.config import (
     STRICT_ENVIRONMENTS,
     AlertConfig,
+    BackupS3Config,
     BreakerConfig,
     DatabaseConfig,
     DbopsConfig,
@@ -34,6 +35,7 @@ __all__ = [
     "INSECURE_SECRET_KEY",
     "STRICT_ENVIRONMENTS",
     "AlertConfig",
+    "BackupS3Config",
     "BreakerConfig",
     "DatabaseConfig",
     "DbopsConfig",

@@ -194,6 +194,13 @@ class PitrConfig:
     retention_full: int = 2
     run_as: str = ""
     max_archive_age: int = 3600
+    # The database user pgBackRest connects as (empty: DATABASE_URL's); it needs the grants setup-check prints.
+    maintenance_user: str = ""
+    maintenance_password: str = dataclasses.field(default="", repr=False)
+    # "posix" (a folder on this host) or "s3": the repository in DATABASE_BACKUP_S3_*'s bucket, beside the dumps.
+    repo_type: str = "posix"
+    repo_s3: BackupS3Config | None = None
+    s3_verify_tls: bool = True
 
     @property
     def enabled(self) -> bool:

@@ -334,7 +334,7 @@ def _patroni_urls(reader: SettingsReader) -> tuple[str, ...]:
     return tuple(url.rstrip("/") for url in urls)
 
 
-def _pitr(reader: SettingsReader, var_dir: Path) -> PitrConfig:
+def _pitr(reader: SettingsReader, var_dir: Path, backup_s3: BackupS3Config | None) -> PitrConfig:
     # Every PITR problem in one line: fixing them one run at a time is how operators gave up on set-up.
     problems = []
     engine = reader.str("DATABASE_PITR_ENGINE", "none").lower()
@@ -349,6 +349,17 @@ def _pitr(reader: SettingsReader, var_dir: Path) -> PitrConfig:
     stanza = reader.str("DATABASE_PITR_STANZA", "dbops")
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", stanza):
         problems.append(f"DATABASE_PITR_STANZA={stanza!r}: use letters, digits, '_', '.', '-'")
+    repo_type = reader.str("DATABASE_PITR_REPO_TYPE", "posix").lower()
+    if repo_type not in ("posix", "s3"):
+        problems.append(f"DATABASE_PITR_REPO_TYPE={repo_type!r} is not posix or s3")
+    elif repo_type == "s3" and backup_s3 is None:
+        problems.append("DATABASE_PITR_REPO_TYPE=s3 keeps the repository in DATABASE_BACKUP_S3_BUCKET: set it")
+    elif repo_type == "s3" and backup_s3.endpoint_url.lower().startswith("http://"):
+        problems.append("DATABASE_PITR_REPO_TYPE=s3: pgBackRest speaks only https to a store, not http://")
+    maintenance_user = reader.str("DATABASE_PITR_PG_USER", "")
+    maintenance_password = reader.raw("DATABASE_PITR_PG_PASSWORD") or ""
+    if maintenance_password and not maintenance_user:
+        problems.append("DATABASE_PITR_PG_PASSWORD without DATABASE_PITR_PG_USER: name the maintenance user")
     if problems:
         raise ImproperlyConfigured("; ".join(problems) + ".")
     return PitrConfig(
@@ -360,6 +371,11 @@ def _pitr(reader: SettingsReader, var_dir: Path) -> PitrConfig:
         retention_full=reader.int("DATABASE_PITR_RETENTION_FULL", 2),
         run_as=reader.str("DATABASE_PITR_RUN_AS", ""),
         max_archive_age=reader.int("DATABASE_PITR_MAX_ARCHIVE_AGE_SECONDS", 3600, unit=" seconds"),
+        maintenance_user=maintenance_user,
+        maintenance_password=maintenance_password,
+        repo_type=repo_type,
+        repo_s3=backup_s3 if repo_type == "s3" else None,
+        s3_verify_tls=reader.bool("DATABASE_PITR_S3_VERIFY_TLS", True),
     )
 
 
@@ -441,6 +457,7 @@ def _build(
                 replica.django_settings(REPLICA_ALIAS), required_by=required_by, variable=replica_variable
             )
 
+    backup_s3 = _backup_s3(reader, environment=environment)
     return DbopsConfig(
         environment=environment,
         database=database,
@@ -466,7 +483,7 @@ def _build(
         metrics_allow_loopback=reader.bool("DBOPS_METRICS_ALLOW_LOOPBACK", not strict),
         prometheus_multiproc_dir=reader.str("PROMETHEUS_MULTIPROC_DIR", ""),
         backup_dir=reader.path("DATABASE_BACKUP_DIR", var_dir / "backups"),
-        backup_s3=_backup_s3(reader, environment=environment),
+        backup_s3=backup_s3,
         backup_keep_verified=reader.int("DATABASE_BACKUP_KEEP_VERIFIED", 3, minimum=1),
         backup_encryption_recipients=_encryption_recipients(reader),
         backup_encryption_identity_file=(
@@ -476,7 +493,7 @@ def _build(
         ),
         cache=parse_cache_url(reader.str("CACHE_URL", "locmem://")),
         alerts=_alerts(reader, environment=environment),
-        pitr=_pitr(reader, var_dir),
+        pitr=_pitr(reader, var_dir, backup_s3),
         replica=replica,
         replica_max_lag_ms=reader.int("DATABASE_REPLICA_MAX_LAG_MS", 1000, unit=" ms"),
         pgbouncer_admin_url=_pgbouncer_admin_url(reader),

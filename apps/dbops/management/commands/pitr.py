@@ -10,6 +10,7 @@ from dbops.backups.pitr import (
     PitrRefused,
     PitrTarget,
     backup,
+    record_journal,
     restore,
     setup_check,
     status,
@@ -39,6 +40,9 @@ class Command(BaseCommand):
     def handle(self, *args, action, **options):
         try:
             target = PitrTarget.from_settings()
+            recorded = record_journal(target)
+            if recorded:
+                self.stderr.write(f"{recorded} run(s) made while the database was down are now in the history")
             handler = getattr(self, f"_{action.replace('-', '_')}")
             handler(target, options)
         except PitrRefused as exc:
@@ -76,8 +80,8 @@ class Command(BaseCommand):
         )
 
     def _status(self, target, options):
-        report = status(target)
-        lines = [f"stanza {report['stanza']}: {report['status']}"]
+        report = {**status(target), "repository": target.repo_location}
+        lines = [f"stanza {report['stanza']}: {report['status']} (repository {report['repository']})"]
         lines += [f"  {b['label']:<28} {b['type']:<5} ended {b['stop']:%Y-%m-%d %H:%M:%S}" for b in report["backups"]]
         earliest, latest = report["earliest_restorable"], report["latest_restorable"]
         lines.append(
@@ -104,8 +108,9 @@ class Command(BaseCommand):
             if answer.strip() != target.stanza:
                 raise CommandError("not confirmed: nothing was changed", returncode=1)
         run = restore(target, when, data_dir=data_dir, progress=self._progress(options))
+        later = "" if run.pk else " (recorded in the history by the next pitr command once the server answers)"
         self._print(
-            {"id": run.pk, "status": run.status, "start_with": run.details.get("start_with")},
+            {"id": run.pk, "status": run.status, "start_with": run.details.get("start_with"), "recorded": bool(run.pk)},
             options,
-            [f"restored to {when}; start it with: {run.details.get('start_with')}"],
+            [f"restored to {when}: the cluster reached it{later}; start it with: {run.details.get('start_with')}"],
         )
