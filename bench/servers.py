@@ -257,6 +257,7 @@ class S3Server:
 
     def __init__(self, *, tls: bool = False) -> None:
         self.tls = tls
+        self.certificate: Path | None = None
         moto_port = free_port()
         self.processes = [
             subprocess.Popen(  # noqa: S603 - moto's server from this virtualenv, loopback only
@@ -267,12 +268,14 @@ class S3Server:
         ]
         wait_for_port(moto_port, self.processes[0], timeout=30)
         self.port = self._serve_tls(moto_port) if tls else moto_port
-        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
+        self.url = f"https://localhost:{self.port}" if tls else f"http://127.0.0.1:{self.port}"
 
     def _serve_tls(self, backend_port: int) -> int:
         import tempfile
 
         folder = Path(tempfile.mkdtemp(prefix="dbops-s3-tls-"))
+        # pgBackRest matches the endpoint's host name against the DNS names only: serve it as "localhost".
+        certificate = ["-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost", "-days", "2", "-nodes"]
         subprocess.run(  # noqa: S603 - a throwaway self-signed certificate for loopback
             [
                 "openssl",
@@ -280,11 +283,7 @@ class S3Server:
                 "-x509",
                 "-newkey",
                 "rsa:2048",
-                "-nodes",
-                "-days",
-                "2",
-                "-subj",
-                "/CN=127.0.0.1",
+                *certificate,
                 "-keyout",
                 str(folder / "key.pem"),
                 "-out",
@@ -293,6 +292,9 @@ class S3Server:
             check=True,
             capture_output=True,
         )
+        self.certificate = folder / "cert.pem"
+        folder.chmod(0o755)  # the certificate (not the key) is for every client, pgBackRest's OS user too
+        self.certificate.chmod(0o644)
         port = free_port()
         (folder / "stunnel.conf").write_text(
             f"foreground = yes\npid =\n[s3]\naccept = 127.0.0.1:{port}\nconnect = 127.0.0.1:{backend_port}\n"
@@ -316,7 +318,7 @@ class S3Server:
             aws_access_key_id=self.ACCESS_KEY,
             aws_secret_access_key=self.SECRET_KEY,
             region_name="us-east-1",
-            verify=not self.tls,  # its certificate is self-signed
+            verify=str(self.certificate) if self.certificate else True,  # self-signed: trusted by its file here
         )
 
     def stop(self) -> None:

@@ -80,6 +80,7 @@ class PitrTarget:
     pg_password: str = dataclasses.field(default="", repr=False)  # pgBackRest's database user's, given as PGPASSWORD
     repo_s3: BackupS3Config | None = dataclasses.field(default=None, repr=False)  # holds the store's credentials
     s3_verify_tls: bool = True
+    s3_ca_file: str = ""
 
     @classmethod
     def from_settings(cls, alias: str = "default") -> PitrTarget:
@@ -103,6 +104,7 @@ class PitrTarget:
             pg_password=config.maintenance_password if config.maintenance_user else params.get("password") or "",
             repo_s3=config.repo_s3,
             s3_verify_tls=config.s3_verify_tls,
+            s3_ca_file=config.s3_ca_file,
         )
 
     @property
@@ -164,6 +166,8 @@ class PitrTarget:
             "repo1-storage-port": str(endpoint.port or 443),
             "repo1-storage-verify-tls": "y" if self.s3_verify_tls else "n",
         }
+        if self.s3_ca_file:
+            settings["repo1-storage-ca-file"] = self.s3_ca_file
         if store.access_key:
             settings.update({"repo1-s3-key": store.access_key, "repo1-s3-key-secret": store.secret_key})
         else:  # an instance role: pgBackRest asks the metadata service, as boto3 does for the dumps

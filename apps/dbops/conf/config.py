@@ -201,6 +201,7 @@ class PitrConfig:
     repo_type: str = "posix"
     repo_s3: BackupS3Config | None = None
     s3_verify_tls: bool = True
+    s3_ca_file: str = ""  # a private CA's certificate for the store (pgBackRest's repo1-storage-ca-file)
 
     @property
     def enabled(self) -> bool:

@@ -376,6 +376,7 @@ def _pitr(reader: SettingsReader, var_dir: Path, backup_s3: BackupS3Config | Non
         repo_type=repo_type,
         repo_s3=backup_s3 if repo_type == "s3" else None,
         s3_verify_tls=reader.bool("DATABASE_PITR_S3_VERIFY_TLS", True),
+        s3_ca_file=reader.str("DATABASE_PITR_S3_CA_FILE", ""),
     )
 
 
