@@ -7,15 +7,19 @@ the store stopped during an upload (a failed record, nothing claimed good), and 
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import threading
+import time
 
 import pytest
 from django.core.management import call_command
+from django.utils import timezone
 
 from bench.servers import S3Server
 from dbops.backups import logical as backups
 from dbops.conf.config import BackupS3Config
 from dbops.exceptions import BackupError
+from dbops.health.backups import backup_findings
 from dbops.models import BackupRecord, RestoreRecord
 from tests.conftest import test_database_connection
 from tests.factories import UserFactory
@@ -108,3 +112,79 @@ def test_bucket__credentials_appear_in_no_output(bucket, capsys):
     from django.conf import settings
 
     assert S3Server.SECRET_KEY not in repr(settings.DBOPS)
+
+
+@pytest.fixture
+def with_local_copy(bucket, settings, tmp_path):
+    """Keep a local copy of each backup beside the bucket, for 2 days, in a folder of its own."""
+    settings.DBOPS = dataclasses.replace(settings.DBOPS, backup_local_copy_days=2, backup_dir=tmp_path / "local")
+    return tmp_path / "local"
+
+
+def dump_files(folder) -> list[str]:
+    return sorted(p.name for p in folder.glob("*.dump*") if not p.name.endswith(".metadata")) if folder.exists() else []
+
+
+def newest_verified() -> dict:
+    return {location: entry["id"] for location, entry in backups.backup_status()["newest_verified"].items()}
+
+
+def test_local_copy__kept_beside_the_bucket_verified_on_its_own_and_pruned_by_its_own_retention(
+    with_local_copy, bucket, settings
+):
+    UserFactory.create_batch(5)
+    first = backups.take_backup()
+    assert dump_files(with_local_copy) == [first.local_copy] and first.local_copy == first.filename
+    assert oct((with_local_copy / first.local_copy).stat().st_mode & 0o777) == "0o600"
+    assert objects(bucket) == [f"site/backups/{first.filename}", f"site/backups/{first.filename}.metadata"]
+    assert newest_verified() == {"remote": None, "local": None}
+    first = backups.verify_backup(first)
+    assert first.verification_details["local_copy"] == "sha256 matches"
+    assert newest_verified() == {"remote": first.pk, "local": first.pk}
+
+    # A changed local copy: the bucket's file still verifies, the local location has no verified backup any more.
+    path = with_local_copy / first.local_copy
+    content = bytearray(path.read_bytes())
+    content[len(content) // 2] ^= 0xFF
+    path.write_bytes(bytes(content))
+    first = backups.verify_backup(first)
+    assert (
+        first.verification == BackupRecord.Verification.PASSED and "differs" in first.verification_details["local_copy"]
+    )
+    assert newest_verified() == {"remote": first.pk, "local": None}
+    health = {f.message for f in backup_findings(now=timezone.now() + datetime.timedelta(hours=49))}
+    assert any("no backup on local disk has been verified" in m for m in health), health
+    assert any(f"the newest verified backup in the bucket (#{first.pk}) is 49" in m for m in health), health
+
+    # Retention per location: local copies go after 2 days (the newest verified stays), the bucket keeps 30 days.
+    second = backups.verify_backup(backups.take_backup())
+    third = backups.take_backup()
+    for days, record in ((5, first), (4, second), (3, third)):
+        BackupRecord.objects.filter(pk=record.pk).update(started_at=timezone.now() - datetime.timedelta(days=days))
+    pruned = backups.prune_local_copies()
+    assert {r.pk for r in pruned} == {first.pk, third.pk}  # second is the newest verified local copy: kept
+    assert dump_files(with_local_copy) == [second.local_copy]
+    assert backups.prune_backups() == []  # nothing in the bucket is past 30 days
+    assert len([key for key in objects(bucket) if not key.endswith(".metadata")]) == 3
+    assert newest_verified() == {"remote": second.pk, "local": second.pk}
+
+
+def test_local_copy__an_unreachable_store_is_one_line_a_failed_record_an_alert_and_no_local_file(
+    with_local_copy, bucket, settings
+):
+    from django.core.management.base import CommandError
+
+    from dbops.models import Alert
+
+    settings.DBOPS = dataclasses.replace(settings.DBOPS, alerts=dataclasses.replace(settings.DBOPS.alerts, events=True))
+    bucket.stop()
+    with pytest.raises(CommandError) as failed:
+        call_command("backup")
+    assert "\n" not in str(failed.value) and failed.value.returncode == 2
+    record = BackupRecord.objects.get()
+    assert record.status == BackupRecord.Status.FAILED and record.finished_at is not None and record.error
+    assert dump_files(with_local_copy) == []  # no local copy claims what the bucket never got
+    deadline = time.monotonic() + 60  # the event is evaluated on a thread in a process that serves requests
+    while not Alert.objects.filter(rule="backup_failed", state=Alert.State.FIRING).exists():
+        assert time.monotonic() < deadline, "no backup_failed alert"
+        time.sleep(0.1)

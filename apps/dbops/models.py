@@ -47,6 +47,12 @@ class BackupRecord(models.Model):
     )
     verification_details = models.JSONField(default=dict, blank=True)
     file_deleted_at = models.DateTimeField(null=True, blank=True, help_text="When retention removed the file.")
+    # The copy in DATABASE_BACKUP_DIR kept beside a bucket (DATABASE_BACKUP_LOCAL_COPY_DAYS): same bytes, same name.
+    local_copy = models.CharField(max_length=500, blank=True, help_text="Local copy beside the bucket's file.")
+    local_copy_deleted_at = models.DateTimeField(null=True, blank=True, help_text="When retention removed it.")
+    local_copy_verified_at = models.DateTimeField(
+        null=True, blank=True, help_text="When verification last found its sha256 equal to the recorded one."
+    )
 
     class Meta:
         ordering = ["-started_at"]

@@ -27,7 +27,7 @@ from tempfile import SpooledTemporaryFile
 from dbbackup.db.base import get_connector
 from dbbackup.utils import compress_file, uncompress_file
 from django.core.files.base import ContentFile, File
-from django.core.files.storage import storages
+from django.core.files.storage import FileSystemStorage, storages
 from django.db import DatabaseError, connections, transaction
 from django.utils import timezone
 from psycopg import sql
@@ -91,6 +91,14 @@ def backup_storage():
     return storages[STORAGE_ALIAS]
 
 
+def local_copy_storage() -> FileSystemStorage | None:
+    """Return DATABASE_BACKUP_DIR's storage when each backup also keeps a local copy beside the bucket, else None."""
+    config = get_config()
+    if "remote" not in config.backup_locations() or "local" not in config.backup_locations():
+        return None
+    return FileSystemStorage(**config.local_backup_storage()["OPTIONS"])
+
+
 @contextlib.contextmanager
 def _maintenance_connection(alias: str, dbname: str | None = None):
     """Yield an autocommit connection outside the pool with no statement timeout (long maintenance work)."""
@@ -142,10 +150,10 @@ def _hash_file(handle) -> tuple[str, int]:
     return digest.hexdigest(), size
 
 
-def _delete_files(name: str | None) -> None:
+def _delete_files(name: str | None, storage=None) -> None:
     if not name:
         return
-    storage = backup_storage()
+    storage = storage or backup_storage()
     for path in (name, f"{name}.metadata"):
         with contextlib.suppress(Exception):
             if storage.exists(path):
@@ -311,12 +319,17 @@ def _dump_and_store(record: BackupRecord, alias: str, *, compress: bool, progres
     progress("hashing")
     sha256, size = _hash_file(dump)
     name = f"{record.database_name}-{record.started_at:%Y%m%d-%H%M%S}-{record.pk}.{extension}"
-    progress(f"storing {size} bytes as {name}")
-    storage = backup_storage()
+    storage, local = backup_storage(), local_copy_storage()
+    kept = ""
     try:
+        if local is not None:  # first: a local write is cheap, and a failed upload then removes it again
+            progress(f"keeping a local copy in {get_config().backup_dir}")
+            kept = local.save(name, File(dump, name=name))
+        progress(f"storing {size} bytes as {name}")
         stored = storage.save(name, File(dump, name=name))
     except Exception:
         _delete_files(name)  # a full disk leaves the part written so far under the name
+        _delete_files(kept or (name if local else None), local)
         raise
     metadata = {
         "engine": connections[alias].settings_dict["ENGINE"],
@@ -330,13 +343,17 @@ def _dump_and_store(record: BackupRecord, alias: str, *, compress: bool, progres
         "row_counts": counts,
         "started_at": record.started_at.isoformat(),
     }
+    described = json.dumps(metadata, indent=2, sort_keys=True).encode()
     try:
-        storage.save(f"{stored}.metadata", ContentFile(json.dumps(metadata, indent=2, sort_keys=True).encode()))
+        storage.save(f"{stored}.metadata", ContentFile(described))
+        if local is not None:
+            local.save(f"{kept}.metadata", ContentFile(described))
         BackupRecord.objects.filter(pk=record.pk).update(
-            filename=stored, size_bytes=size, sha256=sha256, row_counts=counts, server_version=version
+            filename=stored, local_copy=kept, size_bytes=size, sha256=sha256, row_counts=counts, server_version=version
         )
     except Exception:
         _delete_files(stored)
+        _delete_files(kept, local)
         raise
     return stored
 
@@ -513,10 +530,29 @@ def verify_backup(record: BackupRecord, *, progress: Progress = _quiet) -> Backu
     else:
         record.verification = BackupRecord.Verification.PASSED
     record.verified_at = timezone.now()
+    _check_local_copy(record, details)
     record.verification_details = details
-    record.save(update_fields=["verification", "verified_at", "verification_details"])
+    record.save(update_fields=["verification", "verified_at", "verification_details", "local_copy_verified_at"])
     backup_finished.send(sender=BackupRecord, record=record)
     return record
+
+
+def _check_local_copy(record: BackupRecord, details: dict) -> None:
+    """Hash the local copy beside the bucket's file: it counts as verified only with the recorded sha256."""
+    local = local_copy_storage()
+    if not record.local_copy or record.local_copy_deleted_at or local is None:
+        return
+    record.local_copy_verified_at = None
+    if not local.exists(record.local_copy):
+        details["local_copy"] = f"{record.local_copy} is missing from {get_config().backup_dir}"
+        return
+    with local.open(record.local_copy, "rb") as handle:
+        sha256, _size = _hash_file(handle)
+    if sha256 != record.sha256:
+        details["local_copy"] = f"sha256 {sha256[:12]}… differs from the recorded {record.sha256[:12]}…"
+        return
+    details["local_copy"] = "sha256 matches"
+    record.local_copy_verified_at = record.verified_at
 
 
 # dbops' own history, parents first: a restore puts the present's history back, not the backup's.
@@ -644,16 +680,35 @@ def prune_backups(*, dry_run: bool = False, now: datetime.datetime | None = None
     return doomed
 
 
-def orphan_files() -> list[str]:
-    """Return backup-named files in the storage that no record holds: what a backup that died while writing left.
+def prune_local_copies(*, dry_run: bool = False, now: datetime.datetime | None = None) -> list[BackupRecord]:
+    """Delete local copies older than DATABASE_BACKUP_LOCAL_COPY_DAYS, keeping the newest verified one."""
+    local = local_copy_storage()
+    if local is None:
+        return []
+    now = now or timezone.now()
+    cutoff = now - datetime.timedelta(days=get_config().backup_local_copy_days)
+    held = BackupRecord.objects.filter(local_copy_deleted_at__isnull=True).exclude(local_copy="")
+    newest_verified = (
+        held.filter(verification=BackupRecord.Verification.PASSED, local_copy_verified_at__isnull=False)
+        .order_by("-started_at")
+        .values_list("pk", flat=True)
+        .first()
+    )
+    doomed = [r for r in held.filter(started_at__lt=cutoff).order_by("started_at") if r.pk != newest_verified]
+    if not dry_run:
+        for record in doomed:
+            _delete_files(record.local_copy, local)
+            record.local_copy_deleted_at = now
+            record.save(update_fields=["local_copy_deleted_at"])
+    return doomed
 
-    Files of a backup still running are not orphans.
-    """
+
+def _orphans_in(storage, held_field: str) -> list[str]:
     try:
-        _, files = backup_storage().listdir("")
+        _, files = storage.listdir("")
     except (OSError, NotImplementedError):
         return []
-    held = set(BackupRecord.objects.exclude(filename="").values_list("filename", flat=True))
+    held = set(BackupRecord.objects.exclude(**{held_field: ""}).values_list(held_field, flat=True))
     running = set(BackupRecord.objects.filter(status=BackupRecord.Status.RUNNING).values_list("pk", flat=True))
     orphans = []
     for name in sorted(files):
@@ -664,15 +719,28 @@ def orphan_files() -> list[str]:
     return orphans
 
 
+def orphan_files() -> list[str]:
+    """Return backup-named files that no record holds: what a backup that died while writing left.
+
+    Files of a backup still running are not orphans; local copies beside a bucket are named "local:<file>".
+    """
+    orphans = _orphans_in(backup_storage(), "filename")
+    local = local_copy_storage()
+    if local is not None:
+        orphans += [f"local:{name}" for name in _orphans_in(local, "local_copy")]
+    return orphans
+
+
 def prune_orphans(*, dry_run: bool = False) -> list[str]:
     """Delete the files `orphan_files` names (after finishing the records of backups that died); return them."""
     reap_interrupted()
     orphans = orphan_files()
     if not dry_run:
-        storage = backup_storage()
+        storage, local = backup_storage(), local_copy_storage()
         for name in orphans:
+            where, path = (local, name.removeprefix("local:")) if name.startswith("local:") else (storage, name)
             with contextlib.suppress(FileNotFoundError):
-                storage.delete(name)
+                where.delete(path)
     return orphans
 
 
@@ -694,8 +762,56 @@ def backup_summary(record: BackupRecord, *, now: datetime.datetime | None = None
         "rows": sum(record.row_counts.values()) if record.row_counts else None,
         "verification": record.verification,
         "verified_at": record.verified_at.isoformat() if record.verified_at else None,
+        "local_copy": (record.local_copy or None) if not record.local_copy_deleted_at else None,
         "error": record.error or None,
     }
+
+
+LOCATION_NAMES = {"remote": "in the bucket", "local": "on local disk"}
+# Where a backup's bytes are present, per location: the main file, or the local copy kept beside a bucket.
+_PRESENT_AT = {
+    "main": "filename <> '' AND file_deleted_at IS NULL",
+    "local copy": "local_copy <> '' AND local_copy_deleted_at IS NULL AND local_copy_verified_at IS NOT NULL",
+}
+
+
+def newest_verified_by_location(cursor, *, now: datetime.datetime) -> dict[str, dict]:
+    """Return, per location ("remote": the bucket, "local": DATABASE_BACKUP_DIR), its newest verified backup.
+
+    Each entry: id, started_at and age_hours of the newest verified backup whose copy is still there (None for
+    all three when there is none), and oldest_unverified_hours, the age of the oldest successful backup there
+    when none is verified. `cursor` is any DB-API cursor (a probe connection's in health, the ORM's elsewhere).
+    """
+    locations = get_config().backup_locations()
+    table = BackupRecord._meta.db_table
+    report = {}
+    for location in locations:
+        present = _PRESENT_AT["local copy" if location == "local" and "remote" in locations else "main"]
+        cursor.execute(
+            f"SELECT id, started_at FROM {table} WHERE status = 'succeeded' AND verification = 'passed' "  # noqa: S608
+            f"AND {present} ORDER BY started_at DESC LIMIT 1"
+        )
+        newest = cursor.fetchone()
+        entry = {"id": None, "started_at": None, "age_hours": None, "oldest_unverified_hours": None}
+        if newest is not None:
+            entry.update(
+                id=newest[0],
+                started_at=newest[1].isoformat(),
+                age_hours=round((now - newest[1]).total_seconds() / 3600, 2),
+            )
+        else:
+            present = present.replace(" AND local_copy_verified_at IS NOT NULL", "")
+            cursor.execute(f"SELECT min(started_at) FROM {table} WHERE status = 'succeeded' AND {present}")  # noqa: S608
+            oldest = cursor.fetchone()[0]
+            if oldest is not None:
+                entry["oldest_unverified_hours"] = round((now - oldest).total_seconds() / 3600, 2)
+        report[location] = entry
+    return report
+
+
+def _newest_verified(now: datetime.datetime) -> dict[str, dict]:
+    with connections["default"].cursor() as cursor:
+        return newest_verified_by_location(cursor, now=now)
 
 
 def backup_status(*, limit: int = 10) -> dict:
@@ -711,5 +827,6 @@ def backup_status(*, limit: int = 10) -> dict:
         "retention_days": config.backup_retention_days,
         "due": backup_due(now=now),
         "last_success": backup_summary(last_success, now=now) if last_success else None,
+        "newest_verified": _newest_verified(now),
         "recent": [backup_summary(r, now=now) for r in recent],
     }

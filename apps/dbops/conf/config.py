@@ -267,6 +267,10 @@ class DbopsConfig:
     breaker: BreakerConfig = BreakerConfig()
     backup_dir: Path = Path("var/backups")
     backup_keep_verified: int = 3
+    # With the bucket: also keep each dump in backup_dir for this many days (0: no local copy).
+    backup_local_copy_days: int = 0
+    # Health warns when a location's newest verified backup is older (verification proves a copy restores).
+    backup_max_verified_age_hours: int = 48
     # age public keys backups are encrypted to (empty: not encrypted), and where the key that reads them is.
     backup_encryption_recipients: tuple[str, ...] = ()
     backup_encryption_identity_file: Path | None = None
@@ -309,6 +313,10 @@ class DbopsConfig:
         """
         if self.backup_s3 is not None:
             return self.backup_s3.storage()
+        return self.local_backup_storage()
+
+    def local_backup_storage(self) -> dict[str, Any]:
+        """Return the storage entry of DATABASE_BACKUP_DIR: the backups' home, or the local copy beside a bucket."""
         return {
             "BACKEND": "django.core.files.storage.FileSystemStorage",
             "OPTIONS": {
@@ -317,6 +325,12 @@ class DbopsConfig:
                 "directory_permissions_mode": 0o700,
             },
         }
+
+    def backup_locations(self) -> tuple[str, ...]:
+        """Name where each backup is kept: "remote" (the bucket) and/or "local" (DATABASE_BACKUP_DIR)."""
+        if self.backup_s3 is None:
+            return ("local",)
+        return ("remote", "local") if self.backup_local_copy_days else ("remote",)
 
     def middleware(self) -> list[str]:
         """Return dbops' middleware, to put first in `MIDDLEWARE` (the breaker must see every database failure)."""

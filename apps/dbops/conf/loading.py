@@ -324,6 +324,16 @@ def _backup_s3(reader: SettingsReader, *, environment: str) -> BackupS3Config | 
     )
 
 
+def _local_copy_days(reader: SettingsReader, backup_s3: BackupS3Config | None) -> int:
+    days = reader.int("DATABASE_BACKUP_LOCAL_COPY_DAYS", 0, minimum=0, unit=" days")
+    if days and backup_s3 is None:
+        raise ImproperlyConfigured(
+            "DATABASE_BACKUP_LOCAL_COPY_DAYS keeps a local copy beside the bucket: set DATABASE_BACKUP_S3_BUCKET "
+            "(without a bucket every backup is local already)."
+        )
+    return days
+
+
 def _patroni_urls(reader: SettingsReader) -> tuple[str, ...]:
     urls = reader.list("DBOPS_PATRONI_URLS", ())
     for url in urls:
@@ -486,6 +496,8 @@ def _build(
         backup_dir=reader.path("DATABASE_BACKUP_DIR", var_dir / "backups"),
         backup_s3=backup_s3,
         backup_keep_verified=reader.int("DATABASE_BACKUP_KEEP_VERIFIED", 3, minimum=1),
+        backup_local_copy_days=_local_copy_days(reader, backup_s3),
+        backup_max_verified_age_hours=reader.int("DATABASE_BACKUP_MAX_VERIFIED_AGE_HOURS", 48, unit=" hours"),
         backup_encryption_recipients=_encryption_recipients(reader),
         backup_encryption_identity_file=(
             reader.path("DATABASE_BACKUP_ENCRYPTION_IDENTITY_FILE", Path())

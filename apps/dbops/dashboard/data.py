@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import datetime
 
-from django.db import connections
+from django.db import DatabaseError, connections
 from django.utils import timezone
 
-from dbops.backups.logical import backup_summary
+from dbops.backups.logical import LOCATION_NAMES, backup_summary, newest_verified_by_location
 from dbops.backups.pitr import window_summary
 from dbops.breaker.state import get_breaker
 from dbops.conf import cache_is_shared, get_config
@@ -112,6 +112,14 @@ def dashboard_data() -> dict:
     except Exception as exc:
         pending = [f"cannot read ({type(exc).__name__})"]
     backups = [backup_summary(record, now=now) for record in BackupRecord.objects.order_by("-started_at")[:5]]
+    try:
+        with connections["default"].cursor() as cursor:
+            verified = [
+                {"location": LOCATION_NAMES[location], **entry}
+                for location, entry in newest_verified_by_location(cursor, now=now).items()
+            ]
+    except DatabaseError as exc:
+        verified = [{"location": "any", "error": f"cannot read ({type(exc).__name__})"}]
     return {
         "now": now,
         "budget_ms": get_config().performance_threshold_ms,
@@ -122,6 +130,7 @@ def dashboard_data() -> dict:
         "databases": [_database(alias, snapshots, now) for alias in connections],
         "slow_queries": _merged_slow_queries(snapshots),
         "backups": backups,
+        "newest_verified": verified,
         "pending_migrations": pending,
         "last_migration_run": last_run(),
         "pitr": window_summary(),

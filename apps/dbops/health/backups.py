@@ -7,6 +7,7 @@ from django.utils import timezone
 from health_check.exceptions import ServiceUnavailable
 from psycopg import sql
 
+from dbops.backups.logical import LOCATION_NAMES, newest_verified_by_location
 from dbops.conf import get_config
 from dbops.database.pool import probe_connection
 from dbops.database.server import Finding
@@ -44,7 +45,9 @@ def backup_findings(*, alias: str = "default", timeout: float = 2.0, now=None) -
     now = now or timezone.now()
     interval_hours = config.backup_interval_hours
     success, last = _last_backups(alias, timeout)
-    findings = []
+    with probe_connection(alias, timeout) as conn:
+        locations = newest_verified_by_location(conn.cursor(), now=now)
+    findings = _verified_age_findings(locations, config.backup_max_verified_age_hours)
     if success is None:
         findings.append(Finding("failure", "no successful backup yet while backups are enabled: run manage.py backup"))
     else:
@@ -64,6 +67,30 @@ def backup_findings(*, alias: str = "default", timeout: float = 2.0, now=None) -
     if last is not None and last.status == BackupRecord.Status.FAILED:
         reason = last.error.strip().splitlines()[-1][:200] if last.error.strip() else "see the backup history"
         findings.append(Finding("warning", f"the last backup #{last.pk} failed: {reason}"))
+    return findings
+
+
+def _verified_age_findings(locations: dict[str, dict], max_age_hours: int) -> list[Finding]:
+    """Warn per location when its newest verified backup (proven restorable, still there) is too old or missing."""
+    findings = []
+    for location, newest in locations.items():
+        where = LOCATION_NAMES[location]
+        if newest["age_hours"] is not None and newest["age_hours"] > max_age_hours:
+            findings.append(
+                Finding(
+                    "warning",
+                    f"the newest verified backup {where} (#{newest['id']}) is {newest['age_hours']:.1f} h old "
+                    f"(limit {max_age_hours} h): run manage.py backup_verify",
+                )
+            )
+        elif newest["age_hours"] is None and (newest["oldest_unverified_hours"] or 0) > max_age_hours:
+            findings.append(
+                Finding(
+                    "warning",
+                    f"no backup {where} has been verified for {newest['oldest_unverified_hours']:.1f} h "
+                    f"(limit {max_age_hours} h): run manage.py backup_verify",
+                )
+            )
     return findings
 
 

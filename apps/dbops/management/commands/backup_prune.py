@@ -1,4 +1,4 @@
-from dbops.backups.logical import backup_summary, prune_backups, prune_orphans
+from dbops.backups.logical import backup_summary, prune_backups, prune_local_copies, prune_orphans
 from dbops.conf import get_config
 from dbops.management.commands._backup_output import backup_line, render
 from dbops.management.commands._database import DatabaseCommand
@@ -7,8 +7,9 @@ from dbops.management.commands._database import DatabaseCommand
 class Command(DatabaseCommand):
     help = (
         "Delete backup files older than DATABASE_BACKUP_RETENTION_DAYS, always keeping the newest "
-        "DATABASE_BACKUP_KEEP_VERIFIED verified successful backups, and files no record holds (left by a backup "
-        "that died while writing). Records stay as history."
+        "DATABASE_BACKUP_KEEP_VERIFIED verified successful backups; local copies beside a bucket older than "
+        "DATABASE_BACKUP_LOCAL_COPY_DAYS (keeping the newest verified one); and files no record holds (left by a "
+        "backup that died while writing). Records stay as history."
     )
 
     def add_arguments(self, parser):
@@ -17,9 +18,16 @@ class Command(DatabaseCommand):
 
     def handle(self, *args, **options):
         doomed = prune_backups(dry_run=options["dry_run"])
+        local_copies = prune_local_copies(dry_run=options["dry_run"])
         orphans = prune_orphans(dry_run=options["dry_run"])
         summaries = [backup_summary(r) for r in doomed]
-        render(self, {"dry_run": options["dry_run"], "backups": summaries, "orphans": orphans}, as_json=options["json"])
+        report = {
+            "dry_run": options["dry_run"],
+            "backups": summaries,
+            "local_copies": [record.local_copy for record in local_copies],
+            "orphans": orphans,
+        }
+        render(self, report, as_json=options["json"])
         if not options["json"]:
             verb = "Would delete" if options["dry_run"] else "Deleted"
             config = get_config()
@@ -29,5 +37,10 @@ class Command(DatabaseCommand):
             )
             for summary in summaries:
                 self.stdout.write(backup_line(summary))
+            if local_copies:
+                self.stdout.write(
+                    f"{verb} {len(local_copies)} local cop(ies) older than {config.backup_local_copy_days} days "
+                    f"(the bucket keeps its own): {', '.join(report['local_copies'])}"
+                )
             if orphans:
                 self.stdout.write(f"{verb} {len(orphans)} file(s) no backup record holds: {', '.join(orphans)}")
