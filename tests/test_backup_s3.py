@@ -6,8 +6,10 @@ the store stopped during an upload (a failed record, nothing claimed good), and 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
+import io
 import threading
 import time
 
@@ -167,6 +169,11 @@ def test_local_copy__kept_beside_the_bucket_verified_on_its_own_and_pruned_by_it
     assert backups.prune_backups() == []  # nothing in the bucket is past 30 days
     assert len([key for key in objects(bucket) if not key.endswith(".metadata")]) == 3
     assert newest_verified() == {"remote": second.pk, "local": second.pk}
+    listing = io.StringIO()
+    with contextlib.suppress(SystemExit):  # exit 1: a backup is due (the newest is three days old)
+        call_command("backup_list", stdout=listing)
+    assert f"Newest verified backup in the bucket: #{second.pk}, 96.0 h old." in listing.getvalue()
+    assert f"Newest verified backup on local disk: #{second.pk}, 96.0 h old." in listing.getvalue()
 
 
 def test_local_copy__an_unreachable_store_is_one_line_a_failed_record_an_alert_and_no_local_file(

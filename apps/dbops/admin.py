@@ -106,7 +106,16 @@ class BackupRecordAdmin(HistoryAdmin):
         ("Outcome", {"fields": (("status_badge", "trigger"), ("started_at", "finished_at", "duration"), "error")}),
         (
             "File",
-            {"fields": ("file", ("size", "storage"), "sha256", ("compressed", "encrypted"), "file_deleted_at")},
+            {
+                "fields": (
+                    "file",
+                    ("size", "storage"),
+                    "sha256",
+                    ("compressed", "encrypted"),
+                    "file_deleted_at",
+                    ("local_copy", "local_copy_verified_at", "local_copy_deleted_at"),
+                )
+            },
         ),
         ("Verification", {"fields": (("verification_badge", "verified_at"), "verification_summary")}),
         ("Contents", {"fields": (("database_name", "server_version"), "row_count_table")}),

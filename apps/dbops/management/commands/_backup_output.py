@@ -17,7 +17,9 @@ BACKUP_HEADER = (
 
 def backup_line(summary: dict) -> str:
     size = filesizeformat(summary["size_bytes"]) if summary["size_bytes"] is not None else "-"
-    file_state = " (file pruned)" if summary["file_deleted"] else ""
+    file_state = (" (file pruned)" if summary["file_deleted"] else "") + (
+        " + local copy" if summary["local_copy"] else ""
+    )
     return (
         f"#{summary['id']:<5} {summary['started_at'][:19]}  {summary['age_hours']:>8.1f} h  {summary['status']:<9} "
         f"{summary['trigger']:<13} {size:>10}  {summary['verification']}{file_state}"

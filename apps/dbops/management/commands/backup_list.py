@@ -1,4 +1,4 @@
-from dbops.backups.logical import backup_status
+from dbops.backups.logical import LOCATION_NAMES, backup_status
 from dbops.management.commands._backup_output import BACKUP_HEADER, backup_line, render
 from dbops.management.commands._database import DatabaseCommand, record_id
 
@@ -17,6 +17,11 @@ class Command(DatabaseCommand):
             state = "enabled" if status["enabled"] else "DISABLED"
             due = "a backup is DUE" if status["due"] else "no backup due"
             self.stdout.write(f"Backups {state}, every {status['interval_hours']} h; {due}.")
+            for location, newest in status["newest_verified"].items():
+                shown = (
+                    f"#{newest['id']}, {newest['age_hours']:.1f} h old" if newest["id"] else "none yet (backup_verify)"
+                )
+                self.stdout.write(f"Newest verified backup {LOCATION_NAMES[location]}: {shown}.")
             if status["recent"]:
                 self.stdout.write(BACKUP_HEADER)
             else:
