@@ -24,6 +24,9 @@ def test_checks__ids_are_unique_and_namespaced():
         dbops_checks.E003_ID,
         dbops_checks.E004_ID,
         dbops_checks.E005_ID,
+        dbops_checks.W006_ID,
+        dbops_checks.W007_ID,
+        dbops_checks.W008_ID,
     ]
     assert len(ids) == len(set(ids))
     assert all(i.startswith("dbops.") for i in ids)
@@ -121,3 +124,23 @@ def test_database_tls__a_network_database_without_required_tls_is_named(settings
         if saved[1] is not None:
             options["sslmode"] = saved[1]
     assert [m.id for m in messages] == ([dbops_checks.W005_ID] if warned else [])
+
+
+@pytest.mark.parametrize(("pool_timeout", "warned"), [("2", True), ("5", False)])
+def test_pool_timeout__with_several_hosts_it_must_exceed_the_connect_timeout(settings, pool_timeout, warned):
+    from dbops.conf import from_env
+    from tests import PROJECT_DIR
+
+    settings.DBOPS = from_env(
+        {
+            "DJANGO_ENV": "development",
+            "DATABASE_URL": "postgres://app:pw@node1:5432,node2:5432/app?target_session_attrs=read-write",
+            "DATABASE_CONNECT_TIMEOUT": "2",
+            "DATABASE_POOL_TIMEOUT": pool_timeout,
+        },
+        base_dir=PROJECT_DIR,
+    )
+    messages = dbops_checks.check_pool_timeout_above_connect_timeout()
+    assert [m.id for m in messages] == ([dbops_checks.W008_ID] if warned else [])
+    if warned:
+        assert "DATABASE_POOL_TIMEOUT (2 s) is not above DATABASE_CONNECT_TIMEOUT (2 s)" in messages[0].msg

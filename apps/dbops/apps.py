@@ -22,6 +22,7 @@ class DbopsAppConfig(AppConfig):
         checks.register(dbops_checks.check_psycopg_implementation)
         checks.register(dbops_checks.check_engine_outside_strict_environments)
         checks.register(dbops_checks.check_pool_covers_threads)
+        checks.register(dbops_checks.check_pool_timeout_above_connect_timeout)
         checks.register(dbops_checks.check_pool_fits_server, checks.Tags.database)
         checks.register(dbops_checks.check_pgbouncer_compatibility)
         checks.register(dbops_checks.check_statement_timeout_behind_pgbouncer, checks.Tags.database)

@@ -39,6 +39,7 @@ W004 = Warning(
 )
 W006_ID = "dbops.W006"
 W007_ID = "dbops.W007"
+W008_ID = "dbops.W008"
 E001_ID = "dbops.E001"
 E002_ID = "dbops.E002"
 E003_ID = "dbops.E003"
@@ -87,6 +88,30 @@ def check_statement_timeout_behind_pgbouncer(app_configs=None, databases=None, *
                     "server connection (and its locks) for ever.",
                     hint=f"As a superuser: ALTER ROLE \"{role}\" SET statement_timeout = '{seconds}s';",
                     id=W007_ID,
+                )
+            )
+    return warnings
+
+
+def check_pool_timeout_above_connect_timeout(app_configs=None, **kwargs):
+    """Several hosts in the URL: a new connection may spend connect_timeout on a frozen first host before the next.
+
+    With the pool's timeout not above it, every request that needs a new connection fails first.
+    """
+    config = get_config()
+    warnings = []
+    for alias, database in (("default", config.database), ("replica", config.replica)):
+        if database is None or not database.pool.enabled or "," not in str(database.entry.get("HOST") or ""):
+            continue
+        if database.pool.timeout <= database.connect_timeout:
+            warnings.append(
+                Warning(
+                    f"Database {alias!r} lists several hosts, and DATABASE_POOL_TIMEOUT ({database.pool.timeout} s) "
+                    f"is not above DATABASE_CONNECT_TIMEOUT ({database.connect_timeout} s): while the first host "
+                    "hangs (frozen, not down), no new connection reaches the next host before requests give up.",
+                    hint=f"Set DATABASE_POOL_TIMEOUT to at least {2 * database.connect_timeout + 1} "
+                    "(docs/high-availability.md).",
+                    id=W008_ID,
                 )
             )
     return warnings

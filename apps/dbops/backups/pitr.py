@@ -151,8 +151,8 @@ class PitrTarget:
         }
 
     def _repository_settings(self) -> dict[str, str]:
-        if self.repo_s3 is None:
-            return {"repo1-type": "posix", "repo1-path": str(self.repo_path / "repo")}
+        if self.repo_s3 is None:  # repo1-type left to pgBackRest's default (posix) or to the operator
+            return {"repo1-path": str(self.repo_path / "repo")}
         store = self.repo_s3
         endpoint = urlsplit(store.endpoint_url or f"https://s3.{store.region}.amazonaws.com")
         settings = {
