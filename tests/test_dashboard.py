@@ -64,6 +64,8 @@ def test_dashboard__shows_pool_breaker_latency_slow_queries_backups_alerts(admin
     assert f"admin/dbops/backuprecord/{operations.pk}/change/" in html and "5.0\xa0MB" in html
     assert "query_latency_p95" in html and "Every migration is applied." in html
     assert database["samples"] == 2
+    assert [(v["location"], v["id"]) for v in data["newest_verified"]] == [("on local disk", operations.pk)]
+    assert "Newest verified backup:" in html and f"#{operations.pk}</a>, 0.0 h old" in html
 
 
 def test_alert_admin__filters_and_acknowledge_action(admin_client, operations, django_user_model):

@@ -209,8 +209,9 @@ def test_backup_list__has_column_headers_and_says_when_empty(capsys):
     BackupRecordFactory()
     call_command("backup_list")
     lines = capsys.readouterr().out.splitlines()
-    assert lines[1].split() == ["ID", "STARTED", "(UTC)", "AGE", "STATUS", "TRIGGER", "SIZE", "VERIFICATION"]
-    assert lines[2].startswith("#")
+    assert lines[1].startswith("Newest verified backup on local disk: #")
+    assert lines[2].split() == ["ID", "STARTED", "(UTC)", "AGE", "STATUS", "TRIGGER", "SIZE", "VERIFICATION"]
+    assert lines[3].startswith("#")
 
 
 def test_migration_apply__with_nothing_to_do_says_so(capsys):
