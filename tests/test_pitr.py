@@ -391,6 +391,12 @@ def test_repository_in_a_bucket__backup_and_restore_to_a_time_go_through_the_sto
     assert window["latest_restorable"] < pitr_cluster.sql("SELECT last_archived_time FROM pg_stat_archiver")[0][0]
     assert verify(target).status == "succeeded"
 
+    # A new machine with only the bucket and the credentials: the old server and its data are gone.
+    pitr_cluster.cluster.stop(mode="immediate")
+    shutil.rmtree(pitr_cluster.cluster.data_dir)
+    target.config_file.unlink()
+    lines = {line.name: line for line in setup_check(target, fix=True)}  # writes the configuration, names the rest
+    assert lines["configuration file"].ok and not lines["server"].ok
     done = restore(target, target_time, data_dir=pitr_cluster.root / "from-the-bucket")
     assert done.status == "succeeded" and done.details["reached_target"] == "yes"
     port = free_port()

@@ -370,17 +370,23 @@ def setup_check(target: PitrTarget, *, fix: bool = False, progress: Progress = _
             "manage.py pitr setup-check --fix (sets dbops' keys, keeps your own)",
         )
     )
-    with target.connect() as conn:
-        wal_level, archive_mode, archive_command = conn.execute(
-            "SELECT current_setting('wal_level'), current_setting('archive_mode'), current_setting('archive_command')"
-        ).fetchone()
-        pending_restart = conn.execute(
-            "SELECT coalesce(string_agg(name, ', '), '') FROM pg_settings WHERE pending_restart"
-        ).fetchone()[0]
-        archive_timeout = conn.execute(
-            "SELECT setting::int FROM pg_settings WHERE name = 'archive_timeout'"
-        ).fetchone()[0]
-        maintenance = _maintenance_user_line(target, conn)
+    try:
+        with target.connect() as conn:
+            wal_level, archive_mode, archive_command = conn.execute(
+                "SELECT current_setting('wal_level'), current_setting('archive_mode'), "
+                "current_setting('archive_command')"
+            ).fetchone()
+            pending_restart = conn.execute(
+                "SELECT coalesce(string_agg(name, ', '), '') FROM pg_settings WHERE pending_restart"
+            ).fetchone()[0]
+            archive_timeout = conn.execute(
+                "SELECT setting::int FROM pg_settings WHERE name = 'archive_timeout'"
+            ).fetchone()[0]
+            maintenance = _maintenance_user_line(target, conn)
+    except psycopg.Error as exc:  # the rest needs the server; the configuration file is written already
+        cause = mask_url(str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__)
+        lines.append(SetupLine("server", False, cause, "start the server, or check DATABASE_URL"))
+        return lines
     quoted = target.archive_command().replace("'", "''")
     lines += [
         SetupLine(
