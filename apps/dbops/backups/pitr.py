@@ -30,6 +30,7 @@ from urllib.parse import urlsplit
 import psycopg
 import psycopg.sql
 from django.core import serializers
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import DatabaseError, connections
 from django.utils import timezone
 
@@ -666,7 +667,8 @@ def _finish(
             journal = get_config().pitr.repo_path / JOURNAL_NAME
     journal.parent.mkdir(parents=True, exist_ok=True)
     with journal.open("a") as lines:
-        lines.write(serializers.serialize("json", [run]) + "\n")
+        # One JSON object per line, whatever the JSON serializer's layout (Django 6 spreads it over lines).
+        lines.write(json.dumps(serializers.serialize("python", [run])[0], cls=DjangoJSONEncoder) + "\n")
     return run
 
 
@@ -687,14 +689,17 @@ def record_journal(target: PitrTarget) -> int:
             pass
     except psycopg.Error:
         return 0
-    saved = 0
-    for line in path.read_text().splitlines():
-        for entry in serializers.deserialize("json", line):
-            entry.object.pk = None  # a restored history may already hold that id for another run
-            entry.object.save()
-            saved += 1
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    for saved, line in enumerate(lines):
+        try:
+            for entry in serializers.deserialize("python", [json.loads(line)]):
+                entry.object.pk = None  # a restored history may already hold that id for another run
+                entry.object.save()
+        except DatabaseError:  # keep what is not saved yet, and only that, for the next time
+            path.write_text("\n".join(lines[saved:]) + "\n")
+            return saved
     path.unlink()
-    return saved
+    return len(lines)
 
 
 def backup(target: PitrTarget, *, backup_type: str = "full", progress: Progress = _quiet) -> PitrRun:
