@@ -94,7 +94,7 @@ def backup_storage():
 def local_copy_storage() -> FileSystemStorage | None:
     """Return DATABASE_BACKUP_DIR's storage when each backup also keeps a local copy beside the bucket, else None."""
     config = get_config()
-    if "remote" not in config.backup_locations() or "local" not in config.backup_locations():
+    if config.backup_s3 is None or not config.backup_local_copy_days:
         return None
     return FileSystemStorage(**config.local_backup_storage()["OPTIONS"])
 
@@ -329,7 +329,8 @@ def _dump_and_store(record: BackupRecord, alias: str, *, compress: bool, progres
         stored = storage.save(name, File(dump, name=name))
     except Exception:
         _delete_files(name)  # a full disk leaves the part written so far under the name
-        _delete_files(kept or (name if local else None), local)
+        if local is not None:
+            _delete_files(kept or name, local)
         raise
     metadata = {
         "engine": connections[alias].settings_dict["ENGINE"],
@@ -768,10 +769,14 @@ def backup_summary(record: BackupRecord, *, now: datetime.datetime | None = None
 
 
 LOCATION_NAMES = {"remote": "in the bucket", "local": "on local disk"}
-# Where a backup's bytes are present, per location: the main file, or the local copy kept beside a bucket.
-_PRESENT_AT = {
+# Per kind of copy (the main file, or the local copy kept beside a bucket): when it is there, when it is verified.
+_PRESENT = {
     "main": "filename <> '' AND file_deleted_at IS NULL",
-    "local copy": "local_copy <> '' AND local_copy_deleted_at IS NULL AND local_copy_verified_at IS NOT NULL",
+    "local copy": "local_copy <> '' AND local_copy_deleted_at IS NULL",
+}
+_VERIFIED = {
+    "main": "verification = 'passed'",
+    "local copy": "verification = 'passed' AND local_copy_verified_at IS NOT NULL",
 }
 
 
@@ -786,10 +791,11 @@ def newest_verified_by_location(cursor, *, now: datetime.datetime) -> dict[str, 
     table = BackupRecord._meta.db_table
     report = {}
     for location in locations:
-        present = _PRESENT_AT["local copy" if location == "local" and "remote" in locations else "main"]
+        copy = "local copy" if location == "local" and "remote" in locations else "main"
+        present = f"status = 'succeeded' AND {_PRESENT[copy]}"
         cursor.execute(
-            f"SELECT id, started_at FROM {table} WHERE status = 'succeeded' AND verification = 'passed' "  # noqa: S608
-            f"AND {present} ORDER BY started_at DESC LIMIT 1"
+            f"SELECT id, started_at FROM {table} WHERE {present} AND {_VERIFIED[copy]} "  # noqa: S608
+            "ORDER BY started_at DESC LIMIT 1"
         )
         newest = cursor.fetchone()
         entry = {"id": None, "started_at": None, "age_hours": None, "oldest_unverified_hours": None}
@@ -800,8 +806,7 @@ def newest_verified_by_location(cursor, *, now: datetime.datetime) -> dict[str, 
                 age_hours=round((now - newest[1]).total_seconds() / 3600, 2),
             )
         else:
-            present = present.replace(" AND local_copy_verified_at IS NOT NULL", "")
-            cursor.execute(f"SELECT min(started_at) FROM {table} WHERE status = 'succeeded' AND {present}")  # noqa: S608
+            cursor.execute(f"SELECT min(started_at) FROM {table} WHERE {present}")  # noqa: S608
             oldest = cursor.fetchone()[0]
             if oldest is not None:
                 entry["oldest_unverified_hours"] = round((now - oldest).total_seconds() / 3600, 2)

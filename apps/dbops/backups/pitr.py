@@ -90,15 +90,13 @@ class PitrTarget:
             raise PitrRefused("point-in-time recovery is not configured: set DATABASE_PITR_ENGINE=pgbackrest")
         params = connections[alias].get_connection_params()
         conninfo = {k: v for k, v in params.items() if k in ("host", "port", "user", "password", "dbname")}
-        app_user = params.get("user") or "postgres"
-        pg_user = config.maintenance_user or app_user
         return cls(
             stanza=config.stanza,
             repo_path=config.repo_path,
             pg_path=Path(config.pg_path),
             pg_port=int(params.get("port") or 5432),
             socket_path=config.socket_path,
-            pg_user=pg_user,
+            pg_user=config.maintenance_user or params.get("user") or "postgres",
             conninfo=conninfo,
             retention_full=config.retention_full,
             run_as=config.run_as,
@@ -255,8 +253,10 @@ def _run_pgbackrest(
     user = target.os_user
     if user != getpass.getuser():
         # runuser keeps the environment (PGPASSWORD); sudo is told to keep just that.
-        elevate = ["runuser", "-u", user, "--"] if os.geteuid() == 0 else ["sudo", "-n", "--preserve-env=PGPASSWORD"]
-        command = elevate + ([] if os.geteuid() == 0 else ["-u", user, "--"]) + command
+        if os.geteuid() == 0:
+            command = ["runuser", "-u", user, "--", *command]
+        else:
+            command = ["sudo", "-n", "--preserve-env=PGPASSWORD", "-u", user, "--", *command]
     env = {**os.environ, "PGPASSWORD": target.pg_password} if target.pg_password else None
     try:
         return subprocess.run(  # noqa: S603 - pgbackrest with dbops' own arguments
@@ -473,7 +473,7 @@ def maintenance_grants(server_version: int) -> tuple[tuple[str, str, str], ...]:
     """Return what pgBackRest's database user needs when it is not a superuser: (kind, object, GRANT statement).
 
     Reading the data directory's settings, starting/stopping a backup, switching WAL, naming restore points and
-    (start-fast=y) asking for a checkpoint; pg_monitor lets `check` and `info` read the archiver's state.
+    (start-fast=y) asking for a checkpoint; pg_monitor as non-superuser pgBackRest set-ups grant it (statistics).
     """
     if server_version >= 150000:
         functions = ("pg_backup_start(text, boolean)", "pg_backup_stop(boolean)")
