@@ -10,7 +10,8 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?=
 TOOLS := var/tools
-# Debian packages for the tests (root with apt-get only; otherwise the tests that need them say they skip).
+# Debian packages for the tests (root with apt-get only). Elsewhere the tests that need one skip; in CI (CI=true)
+# a package that cannot be installed fails the run, and so does any test whose tool is missing (tests/tiers.py).
 APT_INSTALL = { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
 	(apt-get install --yes --no-install-recommends $(1) >/dev/null 2>&1 || \
 	 (apt-get update >/dev/null 2>&1 && apt-get install --yes --no-install-recommends $(1) >/dev/null 2>&1)); }
@@ -20,7 +21,11 @@ INSTALL_PROMTOOL = { command -v apt-get >/dev/null && mkdir -p $(TOOLS)/deb && \
 	dpkg-deb -x $(TOOLS)/deb/prometheus_*.deb $(TOOLS)/deb/root && \
 	cp $(TOOLS)/deb/root/usr/bin/promtool $(TOOLS)/promtool && rm -rf $(TOOLS)/deb; }
 
-.PHONY: venv system-deps patroni patroni-cluster run test test-django6 lint format bench bench-smoke localdb-stop clean
+.PHONY: venv system-deps patroni patroni-cluster run test test-fast test-system test-django6 lint typecheck format \
+	bench bench-smoke localdb-stop clean
+# A missing test tool: a warning on a developer's machine, a failure in CI.
+MISSING = { if [ -n "$$CI" ]; then echo "$(1) could not be installed: CI runs every tier"; exit 1; \
+	else echo "$(1) not installed: the tests that need it will be skipped"; fi; }
 
 # The pinned requirements, then dbops itself (apps/dbops, the django-dbops distribution) in editable mode.
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
@@ -51,19 +56,15 @@ run: venv
 ## test: venv, lint, then the whole suite against a throwaway PostgreSQL cluster (or TEST_DATABASE_URL)
 # Services some tests start themselves (redis-server for the shared circuit-breaker state).
 system-deps:
-	@command -v redis-server >/dev/null || $(call APT_INSTALL,redis-server) || \
-		echo "redis-server not installed: the shared-breaker tests will be skipped"
+	@command -v redis-server >/dev/null || $(call APT_INSTALL,redis-server) || $(call MISSING,redis-server)
 	@{ command -v chromium >/dev/null && command -v chromedriver >/dev/null; } || \
-		$(call APT_INSTALL,chromium chromium-driver) || echo "chromium not installed: the browser test will be skipped"
+		$(call APT_INSTALL,chromium chromium-driver) || $(call MISSING,chromium)
 	@command -v pgbouncer >/dev/null || test -x /usr/sbin/pgbouncer || $(call APT_INSTALL,pgbouncer) || \
-		echo "pgbouncer not installed: the PgBouncer tests will be skipped"
-	@command -v pgbackrest >/dev/null || $(call APT_INSTALL,pgbackrest) || \
-		echo "pgbackrest not installed: the point-in-time recovery tests will be skipped"
-	@command -v stunnel4 >/dev/null || $(call APT_INSTALL,stunnel4) || \
-		echo "stunnel4 not installed: the pgBackRest-repository-in-a-bucket test will be skipped"
-	@command -v promtool >/dev/null || test -x $(TOOLS)/promtool || $(INSTALL_PROMTOOL) || \
-		echo "promtool not installed: the Prometheus rule tests will be skipped"
-	@$(MAKE) --no-print-directory patroni || echo "Patroni/etcd not installed: the Patroni tests will be skipped"
+		$(call MISSING,pgbouncer)
+	@command -v pgbackrest >/dev/null || $(call APT_INSTALL,pgbackrest) || $(call MISSING,pgbackrest)
+	@command -v stunnel4 >/dev/null || $(call APT_INSTALL,stunnel4) || $(call MISSING,stunnel4)
+	@command -v promtool >/dev/null || test -x $(TOOLS)/promtool || $(INSTALL_PROMTOOL) || $(call MISSING,promtool)
+	@$(MAKE) --no-print-directory patroni || $(call MISSING,Patroni/etcd)
 
 # Patroni 4 from PyPI (Debian's 3.0.2 lost acknowledged writes after a frozen leader woke) in its own virtualenv,
 # built with a Python the postgres OS user can run; etcd from Debian. For the HA tests and `make patroni-cluster`.
@@ -78,11 +79,23 @@ patroni:
 patroni-cluster: venv patroni
 	$(PY) bench/patroni.py
 
-test: venv lint system-deps
-	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
-	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing (exit 5 is not a pass)"; fi; exit $$rc
+# pytest's exit 5 (no test collected) is a failure, never a pass.
+PYTEST = { $(1) -m pytest $(2) $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing (exit 5 is not a pass)"; fi; exit $$rc; }
 
-## test-django6: the same suite on Django 6.0 (Python 3.12)
+test: venv lint system-deps
+	@$(call PYTEST,$(PY),)
+
+## test-fast: the pure and database tiers (no other process): the edit-test loop, under 2 minutes
+test-fast: venv
+	@$(call PYTEST,$(PY),--tier pure --tier database)
+
+## test-system: the system tier alone (real servers, clusters, subprocesses, the browser)
+test-system: venv system-deps
+	@$(call PYTEST,$(PY),--tier system)
+
+## test-django6: Django 6.0 (Python 3.12): the pure and database tiers plus the system smoke (the system tier runs
+## once, on Django 5.2, in `make test`); TIERS="" runs every tier there too
 $(VENV6)/.installed: requirements.txt requirements-dev.txt requirements-django6.txt pyproject.toml
 	@test -n "$(PYTHON312)" || { echo "python3.12 not found: Django 6.0 target skipped"; exit 1; }
 	@test -d $(VENV6) || "$(PYTHON312)" -m venv $(VENV6)
@@ -91,9 +104,9 @@ $(VENV6)/.installed: requirements.txt requirements-dev.txt requirements-django6.
 	$(VENV6)/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	touch $@
 
+TIERS ?= --tier pure --tier database --tier smoke
 test-django6: $(VENV6)/.installed system-deps
-	@$(VENV6)/bin/python -m pytest $(PYTEST_ARGS); rc=$$?; \
-	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing (exit 5 is not a pass)"; fi; exit $$rc
+	@$(call PYTEST,$(VENV6)/bin/python,$(TIERS))
 
 lint: venv
 	$(VENV)/bin/ruff check .

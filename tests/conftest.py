@@ -14,10 +14,28 @@ from psycopg import sql
 
 from bench.servers import wait_for_port
 from tests.pg_cluster_plugin import owned_cluster
+from tests.tiers import add_tier_option, check_tiers, forbid_processes, require_tool, select_tiers, tier_of
 
 LAB = "migration_lab"
 LOCK_TIMEOUT_MS = 300
 SECRET_PASSWORD = "S3cretPw"  # noqa: S105 - the marker tests look for in every output
+
+
+def pytest_addoption(parser):
+    add_tier_option(parser)
+
+
+def pytest_collection_modifyitems(config, items):
+    check_tiers(items)
+    select_tiers(config, items)
+
+
+@pytest.fixture(autouse=True)
+def tier_guard(request, monkeypatch):
+    """Refuse a process in a pure or database test (tests/tiers.py)."""
+    tier = tier_of(request.node)
+    if tier in ("pure", "database"):
+        forbid_processes(monkeypatch, tier)
 
 
 @pytest.fixture(autouse=True)
@@ -40,9 +58,8 @@ def redis_server():
 
     from dbops.localdb import free_port
 
+    require_tool("redis-server", how="make test installs it with apt-get")
     binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.skip("redis-server is not installed (make test installs it with apt-get when it can)")
     port = free_port()
     process = subprocess.Popen(
         [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
@@ -70,8 +87,11 @@ def s3_tls_server():
 def _s3_server(*, tls: bool):
     from bench.servers import S3Server, s3_server_available
 
-    if not s3_server_available(tls=tls):
-        pytest.skip("moto's server (requirements-dev.txt) or stunnel (make test installs it) is not installed")
+    require_tool(
+        "moto_server" + (" and stunnel4" if tls else ""),
+        how="requirements-dev.txt; make test installs stunnel4",
+        found=s3_server_available(tls=tls),
+    )
     server = S3Server(tls=tls)
     yield server
     server.stop()

@@ -12,7 +12,7 @@ from dbops.backups import logical as backups
 from dbops.models import BackupRecord, RestoreRecord
 from tests.factories import BackupRecordFactory, UserFactory
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.database, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture(autouse=True)
@@ -61,6 +61,7 @@ def test_backup_admin__read_only_history_with_badges_and_filters(admin_client):
     assert change.status_code == 403 and record.status == "failed"
 
 
+@pytest.mark.system
 def test_backup_admin__verify_needs_its_permission_and_is_logged(admin_client, staff_client, verifier_client):
     from django.contrib.admin.models import LogEntry
 
@@ -88,6 +89,7 @@ def test_backup_admin__verify_needs_its_permission_and_is_logged(admin_client, s
     assert LogEntry.objects.filter(object_id=str(record.pk), change_message="Downloaded the backup file").exists()
 
 
+@pytest.mark.system
 def test_backup_admin__restore_needs_confirmation_naming_the_database(admin_client, staff_client):
     UserFactory.create_batch(2)
     record = backups.take_backup()
@@ -121,6 +123,7 @@ def test_admin_login__five_wrong_passwords_lock_the_account_out_even_for_the_rig
     assert "_auth_user_id" not in client.session
 
 
+@pytest.mark.system
 def test_backup_detail__reads_well_and_offers_verify_restore_download_by_permission(admin_client, staff_client):
     UserFactory.create_batch(4)
     record = backups.take_backup()

@@ -29,6 +29,8 @@ from dbops.localdb import free_port
 from tests import PROJECT_DIR
 from tests.servers import http_get
 
+pytestmark = pytest.mark.system
+
 GUIDE = PROJECT_DIR / "docs" / "adopting.md"
 EDIT = re.compile(r"<!-- adopt(?:\[(\w+)\])?: (append|replace) (\S+) -->\n```\w*\n(.*?)```", re.DOTALL)
 HTTPS = {"X-Forwarded-Proto": "https"}  # as behind the TLS-terminating proxy the guide's production block assumes

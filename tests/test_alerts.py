@@ -27,7 +27,7 @@ from dbops.monitoring import queries as monitoring
 from dbops.monitoring import snapshots
 from tests.factories import BackupRecordFactory
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.database, pytest.mark.django_db(transaction=True)]
 
 
 class WebhookReceiver:
@@ -155,6 +155,7 @@ def test_pool_rules__utilization_and_exhaustion_on_the_real_pool(alert_settings,
     assert "pool_utilization[default]" not in firing()
 
 
+@pytest.mark.system
 def test_breaker__real_outage_alert_is_sent_even_though_the_database_is_down(
     alert_settings, webhook, pg_cluster, monkeypatch
 ):

@@ -12,6 +12,8 @@ import pytest
 
 import dbops
 
+pytestmark = pytest.mark.pure
+
 PACKAGE_DIR = Path(dbops.__file__).parent
 CAPABILITIES = (
     "conf",

@@ -27,7 +27,7 @@ from tests.conftest import test_database_connection
 from tests.factories import UserFactory
 from tests.test_backups import content_hashes
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.system, pytest.mark.django_db(transaction=True)]
 BUCKET = "dbops-backups"
 
 

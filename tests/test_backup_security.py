@@ -15,7 +15,7 @@ from dbops.models import BackupRecord, RestoreRecord
 from tests.factories import UserFactory
 from tests.test_backups import backup_dir, content_hashes  # noqa: F401 - the fixture, shared
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.system, pytest.mark.django_db(transaction=True)]
 
 
 def mode(path) -> int:

@@ -24,8 +24,9 @@ from tests.factories import UserFactory
 from tests.replication import wait_for
 from tests.servers import manage, url_of_test_database
 from tests.test_backups import backup_dir, content_hashes  # noqa: F401 - backup_dir is an autouse fixture
+from tests.tiers import require_tool
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.system, pytest.mark.django_db(transaction=True)]
 
 
 def cli_environ(backup_folder, **extra: str) -> dict[str, str]:
@@ -127,8 +128,7 @@ def test_no_createdb__verify_and_restore_say_what_is_needed_and_finish_every_rec
 @pytest.fixture
 def small_tmpfs(tmp_path):
     """Yield a 256 KiB tmpfs mounted for this test (needs root, as CI has)."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root (CI runs as root)")
+    require_tool("root", how="mounting a tmpfs needs root; CI runs as root", found=os.geteuid() == 0)
     mount = tmp_path / "full"
     mount.mkdir()
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k,mode=0700", "tmpfs", str(mount)], check=True)

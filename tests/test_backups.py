@@ -23,7 +23,7 @@ from dbops.models import BackupRecord, RestoreRecord
 from tests.conftest import test_database_connection
 from tests.factories import BackupRecordFactory, UserFactory
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.system, pytest.mark.django_db(transaction=True)]
 HISTORY_TABLES = {"public.dbops_backuprecord", "public.dbops_restorerecord", "public.dbops_migrationrun"}
 
 
@@ -54,6 +54,7 @@ def content_hashes() -> dict[str, str]:
         return result
 
 
+@pytest.mark.smoke  # also on the second Django target
 def test_backup__round_trip_restores_every_table_exactly():
     UserFactory.create_batch(25)
     original = content_hashes()
@@ -173,6 +174,7 @@ def test_backup__if_due_honours_the_interval(settings):
     assert BackupRecord.objects.latest().trigger == BackupRecord.Trigger.SCHEDULE
 
 
+@pytest.mark.database
 def test_backup__disabled_is_respected(settings):
     settings.DBOPS = dataclasses.replace(settings.DBOPS, backup_enabled=False)
     call_command("backup", "--if-due")
@@ -276,6 +278,7 @@ def test_backup__pg_dump_older_than_the_server_is_refused_and_recorded(tmp_path,
     assert "install postgresql-client-15" in record.error
 
 
+@pytest.mark.database
 def test_backup__missing_pg_dump_is_a_clear_error(monkeypatch, tmp_path):
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(BackupError, match="pg_dump not found"):
@@ -300,6 +303,7 @@ def test_backup__storage_error_fails_the_record_and_leaves_no_file(settings, tmp
     assert record.error
 
 
+@pytest.mark.database
 def test_prune__keeps_the_newest_verified_and_deletes_the_old(settings, backup_dir):
     settings.DBOPS = dataclasses.replace(settings.DBOPS, backup_retention_days=30, backup_keep_verified=2)
     now = timezone.now()
@@ -327,6 +331,7 @@ def test_prune__keeps_the_newest_verified_and_deletes_the_old(settings, backup_d
         assert (backup_dir / record.filename).exists()
 
 
+@pytest.mark.database
 def test_backup_health__freshness_and_failed_verification(settings):
     assert backup_findings()[0] == (
         "failure",

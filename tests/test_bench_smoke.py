@@ -11,6 +11,8 @@ import pytest
 from tests import PROJECT_DIR
 from tests.servers import url_of_test_database
 
+pytestmark = pytest.mark.system
+
 # A benchmark takes the shared options (harness.parser: --smoke, --rounds); helpers such as patroni.py do not.
 BENCHMARKS = sorted(p.name for p in (PROJECT_DIR / "bench").glob("*.py") if "parser(__doc__)" in p.read_text())
 

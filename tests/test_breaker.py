@@ -20,7 +20,7 @@ from dbops.signals import breaker_transition
 from tests.conftest import reconfigured_pool
 from tests.servers import gunicorn, http_get, production_environ
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.database, pytest.mark.django_db(transaction=True)]
 
 
 def breaker_environ(tmp_path, **extra):
@@ -36,6 +36,8 @@ def breaker_environ(tmp_path, **extra):
     )
 
 
+@pytest.mark.smoke  # also on the second Django target
+@pytest.mark.system
 def test_breaker__real_outage_gives_fast_503s_then_heals_with_no_500(tmp_path, pg_cluster):
     with gunicorn(breaker_environ(tmp_path)) as base, Traffic(base + "/bench/select-one") as traffic:
         traffic.wait_for(lambda r: r[1] == 200, timeout=10)
@@ -69,6 +71,7 @@ def test_breaker__application_errors_never_trip_it():
     assert get_breaker().current(force=True).state == State.CLOSED
 
 
+@pytest.mark.system
 def test_breaker__a_connection_failure_before_the_breaker_opens_is_a_503(pg_cluster):
     client = Client(raise_request_exception=False)
 
@@ -95,6 +98,7 @@ def real_error(sql: str, **connect) -> BaseException:
     raise AssertionError("no error")
 
 
+@pytest.mark.system
 def test_is_database_outage__classifies_real_errors(pg_cluster, hold_connections):
     assert not is_database_outage(real_error("SELECT 1/0"))  # DataError
     assert not is_database_outage(real_error("SELEKT 1"))  # ProgrammingError
@@ -221,6 +225,7 @@ def test_breaker__shared_store_down_falls_back_to_process_local(settings, caplog
     assert sum("breaker_store_unavailable" in r.getMessage() for r in caplog.records) == 1
 
 
+@pytest.mark.system
 def test_breaker__two_servers_sharing_redis_see_the_same_outage(tmp_path, pg_cluster, redis_server):
     env = breaker_environ(tmp_path, CACHE_URL=redis_server)
     with gunicorn(env) as first, gunicorn(env) as second:

@@ -11,6 +11,8 @@ from django.db import connection
 from dbops import checks as dbops_checks
 from tests.conftest import reconfigured_pool
 
+pytestmark = pytest.mark.pure
+
 
 def test_checks__ids_are_unique_and_namespaced():
     ids = [
@@ -60,6 +62,7 @@ def test_check_pool_covers_threads__fires_when_threads_exceed_pool(settings):
     assert "pool max size 4 is below GUNICORN_THREADS=16" in messages[0].msg
 
 
+@pytest.mark.database
 @pytest.mark.django_db
 def test_check_pool_fits_server__compares_with_live_max_connections(settings):
     with connection.cursor() as cursor:
@@ -76,6 +79,7 @@ def test_check_pool_fits_server__compares_with_live_max_connections(settings):
     assert dbops_checks.check_pool_fits_server(databases=None) == []
 
 
+@pytest.mark.database
 @pytest.mark.django_db
 def test_checks__the_whole_project_has_no_errors():
     """Every Django check (admin, models, urls, dbops) passes: what `manage.py check` runs in CI and deploys."""

@@ -11,6 +11,8 @@ from dbops.conf import INSECURE_SECRET_KEY, configure, from_env, mask_url, site_
 from tests import PROJECT_DIR
 from tests.conftest import SECRET_PASSWORD
 
+pytestmark = pytest.mark.pure
+
 PG_URL = f"postgres://app:{SECRET_PASSWORD}@db.internal:5432/app"
 STRICT_OK = {"SECRET_KEY": "a-real-secret-" * 4, "ALLOWED_HOSTS": "example.com", "DATABASE_URL": PG_URL}
 

@@ -7,7 +7,11 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from tests import PROJECT_DIR
+
+pytestmark = pytest.mark.pure
 
 
 def test_dockerfile__code_belongs_to_root_and_only_var_to_the_runtime_user():

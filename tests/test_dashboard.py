@@ -16,8 +16,9 @@ from dbops.models import OperationsSample
 from dbops.monitoring import queries as monitoring
 from tests import PROJECT_DIR
 from tests.factories import BackupRecordFactory, UserFactory
+from tests.tiers import require_tool
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.database, pytest.mark.django_db(transaction=True)]
 DASHBOARD_URL = "/admin/dbops/dashboard/"
 ARTIFACTS = PROJECT_DIR / "test-artifacts"
 
@@ -96,8 +97,11 @@ def test_alert_admin__filters_and_acknowledge_action(admin_client, operations, d
 
 def chromium_driver():
     chromium, chromedriver = shutil.which("chromium"), shutil.which("chromedriver")
-    if not (chromium and chromedriver):
-        pytest.skip("chromium/chromedriver not installed (make test installs Debian's chromium and chromium-driver)")
+    require_tool(
+        "chromium and chromedriver",
+        how="make test installs Debian's chromium and chromium-driver",
+        found=bool(chromium and chromedriver),
+    )
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -109,6 +113,7 @@ def chromium_driver():
     return webdriver.Chrome(service=Service(chromedriver), options=options)
 
 
+@pytest.mark.system
 def test_browser__logs_in_opens_the_dashboard_and_backup_history(live_server, operations, django_user_model):
     django_user_model.objects.create_superuser("operator", "op@example.com", "pw-operator-12345")
     UserFactory()  # unrelated data, so the pages are not trivially empty

@@ -10,7 +10,10 @@ import pytest
 from tests import PROJECT_DIR
 from tests.servers import dockerfile_command, gunicorn, http_get, production_environ
 
+pytestmark = pytest.mark.system
 
+
+@pytest.mark.smoke  # also on the second Django target
 @pytest.mark.django_db(transaction=True)
 def test_dockerfile_command__serves_health_and_admin_with_production_settings(tmp_path):
     env = production_environ(tmp_path / "static")

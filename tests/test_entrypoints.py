@@ -11,6 +11,8 @@ import pytest
 from tests import PROJECT_DIR
 from tests.conftest import SECRET_PASSWORD
 
+pytestmark = pytest.mark.system
+
 
 def run_python(args: list[str], **environ: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "DJANGO_", "ENFORCE_"))}

@@ -27,7 +27,7 @@ from tests import PROJECT_DIR
 from tests.conftest import test_database_connection
 from tests.servers import gunicorn, http_get, manage, production_environ, url_of_test_database
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.system, pytest.mark.django_db(transaction=True)]
 RECOVERY_BOUND = 20.0  # seconds; a guard against hanging, not a budget (the stock pool took ~45 s here)
 
 
@@ -275,6 +275,7 @@ def test_breaker__two_processes_that_see_the_same_failures_make_one_transition(r
     assert workers[0].store.load().state == State.OPEN
 
 
+@pytest.mark.database
 def test_repeated_message_filter__passes_one_per_interval_and_counts_the_rest():
     import logging
 

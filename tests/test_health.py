@@ -16,7 +16,7 @@ from django.urls import reverse
 from dbops import views
 from tests.conftest import reconfigured_pool, test_database_connection
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.database, pytest.mark.django_db(transaction=True)]
 TOKEN = "health-token-0123456789"
 
 
@@ -63,6 +63,7 @@ def test_health__every_check_passes_on_a_healthy_cluster(client):
     assert (response.status_code, response.json()) == (200, {"status": "ready"})
 
 
+@pytest.mark.system
 def test_readiness__stopped_cluster_answers_503_within_the_budget(client, pg_cluster):
     pg_cluster.stop(mode="immediate")
     started = time.monotonic()
@@ -74,6 +75,7 @@ def test_readiness__stopped_cluster_answers_503_within_the_budget(client, pg_clu
     assert elapsed < 3.0  # budget (DBOPS_HEALTH_PROBE_TIMEOUT=2 s) plus scheduling slack
 
 
+@pytest.mark.system
 def test_readiness__reuses_its_answer_for_a_few_seconds(client, pg_cluster, settings):
     set_thresholds(settings, ready_cache_seconds=30)
     assert client.get(reverse("dbops:health_ready")).status_code == 200
@@ -179,6 +181,7 @@ def test_detail_endpoints__no_token_setting_means_staff_only(client, settings):
     assert client.get(reverse("dbops:database_health"), HTTP_AUTHORIZATION="Bearer ").status_code == 401
 
 
+@pytest.mark.system
 def test_public_endpoints__reveal_status_only(client, pg_cluster):
     s = connection.settings_dict
     with connection.cursor() as cursor:

@@ -21,7 +21,7 @@ from tests.pg_cluster_plugin import owned_cluster
 from tests.replication import sql, wait_for
 from tests.servers import gunicorn
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.system, pytest.mark.django_db(transaction=True)]
 MAX_LAG_MS = 300
 DB = "test_dbops"
 

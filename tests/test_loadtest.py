@@ -11,7 +11,7 @@ from django.core.management.base import CommandError
 from dbops.loadtest import LoadPlan, LoadTestError, run_load
 from tests.conftest import test_database_connection
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.database, pytest.mark.django_db(transaction=True)]
 
 
 def scratch_schemas() -> list[str]:
@@ -66,6 +66,7 @@ def test_loadtest__http_mode_refuses_a_remote_url_unless_allowed():
     assert bad.value.returncode == 2
 
 
+@pytest.mark.system
 def test_loadtest__http_mode_against_a_live_server(live_server):
     report = run_load(LoadPlan(users=5, duration=2, think_ms=10, ramp_up=0, url=f"{live_server.url}/health/live"))
     assert report["mode"] == "http" and report["pool"] is None

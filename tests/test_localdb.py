@@ -13,6 +13,8 @@ from dbops import localdb
 from dbops.exceptions import LocalDbError
 from dbops.localdb import LocalCluster, find_bindir, free_port
 
+pytestmark = pytest.mark.system
+
 
 def test_local_cluster__survives_a_restart_with_its_data(tmp_path):
     # As root, pytest's private tmp folder is unreachable for the postgres user: this also covers the fallback.
@@ -36,6 +38,7 @@ def test_local_cluster__survives_a_restart_with_its_data(tmp_path):
         cluster.destroy()
 
 
+@pytest.mark.pure
 def test_find_bindir__without_server_binaries_says_how_to_install(monkeypatch):
     monkeypatch.setattr(localdb.shutil, "which", lambda name: None)
     monkeypatch.setattr(localdb.glob, "glob", lambda pattern: [])
@@ -127,6 +130,7 @@ def test_localdb_command__a_cluster_on_another_port_is_found_again_without_the_v
     assert json.loads(project_copy("localdb", "status", "--json").stdout)["running"] is False
 
 
+@pytest.mark.pure
 def test_localdb_command__start_is_refused_in_strict_environments(settings):
     from django.core.management.base import CommandError
 

@@ -24,7 +24,7 @@ from tests.conftest import LAB, test_database_connection
 from tests.migration_lab.scenarios.indexed import __path__ as indexed_path
 from tests.replication import wait_for
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.database, pytest.mark.django_db(transaction=True)]
 WRITER_LOCK_TIMEOUT_MS = 500
 MARKER_KEY = 4242  # tests/migration_lab/scenarios/indexed/0002_item_name_index.py
 

@@ -29,7 +29,7 @@ from dbops.migrations_safety.analysis import analyze
 from dbops.migrations_safety.rules import RULES, Severity
 from tests.conftest import test_database_connection
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.database, pytest.mark.django_db]
 
 THRESHOLDS = MigrationSafetyConfig(warn_rows=100, block_rows=10_000, warn_mb=1024, block_mb=4096)
 BIG_ROWS, SMALL_ROWS = 20_000, 10

@@ -18,7 +18,7 @@ from dbops.migrations_safety.runner import MIGRATION_LOCK_KEY, apply_migrations,
 from dbops.models import BackupRecord, MigrationRun
 from tests.conftest import LAB, test_database_connection
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.database, pytest.mark.django_db(transaction=True)]
 
 
 def columns() -> set[str]:
@@ -162,6 +162,7 @@ def test_rollback__dry_run_shows_the_plan_then_the_rollback_runs(lab):
         rollback_migrations(app_label=LAB, target="0002")
 
 
+@pytest.mark.system
 def test_pre_migration_backup__taken_when_backups_are_enabled(lab, settings, tmp_path):
     lab("guarded")
     settings.DBOPS = dataclasses.replace(

@@ -26,7 +26,7 @@ from tests.test_migration_rules import (  # noqa: F401 - corpus_tables is a fixt
     migration_of,
 )
 
-pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("corpus_tables")]
+pytestmark = [pytest.mark.database, pytest.mark.django_db, pytest.mark.usefixtures("corpus_tables")]
 
 
 def sql_findings(sql, reverse_sql="SELECT 1", *, atomic=True):

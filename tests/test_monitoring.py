@@ -20,7 +20,7 @@ from dbops.monitoring.window import RollingWindow, percentile
 from tests.conftest import reconfigured_pool
 from tests.servers import gunicorn, http_get, production_environ
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.database, pytest.mark.django_db(transaction=True)]
 
 
 def sample(name: str, **labels) -> float:
@@ -184,6 +184,7 @@ def test_metrics_endpoint__loopback_or_token_only(client, settings):
     assert client.get("/metrics", REMOTE_ADDR="127.0.0.1").status_code == 401
 
 
+@pytest.mark.system
 def test_gunicorn_multiprocess__metrics_aggregate_both_workers(tmp_path):
     multiproc = tmp_path / "prometheus"
     env = production_environ(
@@ -249,6 +250,7 @@ class LocalReverseProxy:
         self.server.server_close()
 
 
+@pytest.mark.system
 @pytest.mark.parametrize("trust_loopback", [None, "true"])
 def test_metrics__behind_a_local_reverse_proxy_production_needs_the_token(tmp_path, trust_loopback):
     token = "scraper-token-" * 3

@@ -22,8 +22,9 @@ from tests import PROJECT_DIR
 from tests.replication import wait_for
 from tests.servers import gunicorn, manage, production_environ, url_of_test_database
 from tests.test_alerts import WebhookReceiver
+from tests.tiers import require_tool
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.system, pytest.mark.django_db(transaction=True)]
 LOCMEM = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 
@@ -96,6 +97,7 @@ def test_per_process_cache__the_evaluator_counts_no_process_and_the_dashboard_sa
     assert "none with queries" in html  # the chart says why it is empty, not "no samples yet"
 
 
+@pytest.mark.database
 def test_dashboard__names_the_processes_it_sees_and_an_evaluator_that_never_ran(admin_client):
     html = admin_client.get("/admin/dbops/dashboard/").content.decode()
     assert "Web processes seen: <code>" in html  # this test process serves the page
@@ -109,8 +111,7 @@ def test_make_run_helper__finds_or_starts_a_redis_that_answers():
     url = subprocess.run(
         [sys.executable, "ops/dev/shared_cache.py"], cwd=PROJECT_DIR, capture_output=True, text=True, check=True
     ).stdout.strip()
-    if not url:
-        pytest.skip("no Redis on this machine (make test installs redis-server when it can)")
+    require_tool("a Redis server", how="make test installs redis-server", found=bool(url))
     import redis
 
     assert redis.Redis.from_url(url).ping()
@@ -145,6 +146,7 @@ def test_failed_backup_from_the_shell__its_alert_is_sent_and_recorded_before_the
     assert Alert.objects.filter(rule="backup_failed", state=Alert.State.FIRING).exists()
 
 
+@pytest.mark.database
 def test_failed_rollback__advice_does_not_say_re_run_migration_apply():
     MigrationRun.objects.create(
         kind=MigrationRun.Kind.ROLLBACK,
@@ -168,6 +170,7 @@ def test_breaker_status__shared_store_only_on_a_shared_cache(redis_server):
     assert json.loads(shared.stdout)["shared_store"] is True
 
 
+@pytest.mark.database
 def test_breaker_reset__of_a_closed_breaker_logs_no_transition(caplog):
     with caplog.at_level("INFO", logger="dbops.breaker"):
         call_command("breaker", "reset")
@@ -200,6 +203,7 @@ def test_alerts_ack__an_id_that_names_no_open_alert_exits_4():
     assert "acknowledged" not in result.stdout
 
 
+@pytest.mark.database
 def test_backup_list__has_column_headers_and_says_when_empty(capsys):
     with pytest.raises(SystemExit):  # exit 1: a backup is due
         call_command("backup_list")
@@ -214,11 +218,13 @@ def test_backup_list__has_column_headers_and_says_when_empty(capsys):
     assert lines[3].startswith("#")
 
 
+@pytest.mark.database
 def test_migration_apply__with_nothing_to_do_says_so(capsys):
     call_command("migration_apply", "--no-backup")
     assert capsys.readouterr().out.strip() == "Nothing to do: every migration is applied."
 
 
+@pytest.mark.database
 def test_pitr_settings__every_problem_in_one_line():
     from django.core.exceptions import ImproperlyConfigured
 
@@ -240,11 +246,13 @@ def test_pitr_settings__every_problem_in_one_line():
 
 
 # -- 13: pages ---------------------------------------------------------------------------------------------------------
+@pytest.mark.database
 def test_site_root__leads_to_the_dashboard(client):
     response = client.get("/")
     assert (response.status_code, response["Location"]) == (302, "/admin/dbops/dashboard/")
 
 
+@pytest.mark.database
 def test_chart__starts_at_the_first_sample_with_a_time_grid():
     import datetime
 

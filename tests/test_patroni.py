@@ -17,6 +17,9 @@ from bench import patroni
 from bench.harness import server_environ
 from bench.servers import Traffic, gunicorn
 from tests.replication import wait_for
+from tests.tiers import require_tool
+
+pytestmark = pytest.mark.system
 
 QUERY_TIMEOUT_S = 2
 CLIENT_GRACE_S = 2
@@ -25,8 +28,7 @@ CLIENT_GRACE_S = 2
 @pytest.fixture
 def cluster():
     reason = patroni.available()
-    if reason:
-        pytest.skip(reason)
+    require_tool("Patroni and etcd", how=reason or "", found=not reason)
     with patroni.cluster(3, synchronous=True) as group:
         with psycopg.connect(group.url(), autocommit=True, connect_timeout=5) as conn:
             conn.execute(
@@ -171,8 +173,7 @@ def test_health__shows_the_cluster_as_patroni_does_and_warns_when_no_sync_standb
 def test_cluster_helper__leaves_no_process_or_folder_behind_after_a_failing_test():
 
     reason = patroni.available()
-    if reason:
-        pytest.skip(reason)
+    require_tool("Patroni and etcd", how=reason or "", found=not reason)
     with pytest.raises(RuntimeError, match="a test failed here"), patroni.cluster(2, synchronous=False) as group:
         root = group.root
         pids = [group.etcd.pid, *(n.process.pid for n in group.nodes), *map(group.postmaster_pid, group.nodes)]

@@ -26,16 +26,16 @@ from dbops.replication.pgbouncer import pgbouncer_report
 from tests import PROJECT_DIR
 from tests.conftest import test_database_connection
 from tests.replication import wait_for
+from tests.tiers import require_tool
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.system, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture
 def pgbouncer():
     """Run pgbouncer (transaction pooling, 2 server connections) as the postgres user; yield its port."""
+    require_tool("pgbouncer", how="make test installs Debian's pgbouncer")
     binary = shutil.which("pgbouncer")
-    if binary is None:
-        pytest.skip("pgbouncer not installed (make test installs Debian's pgbouncer)")
     folder = Path(tempfile.mkdtemp(prefix="dbops-pgbouncer-"))
     port = free_port()
     settings_dict = connection.settings_dict
@@ -125,6 +125,7 @@ def test_pgbouncer_health_reads_show_pools(pgbouncer, bouncer_alias, settings):
         PgBouncerPools().run()
 
 
+@pytest.mark.database
 def test_system_check_flags_server_side_cursors_left_on_behind_pgbouncer(settings):
     settings.DBOPS = dataclasses.replace(
         settings.DBOPS, database=dataclasses.replace(settings.DBOPS.database, pgbouncer_mode="transaction")

@@ -29,11 +29,15 @@ from dbops.backups.pitr import (
 from dbops.health.pitr import pitr_findings
 from dbops.localdb import LocalCluster, find_bindir, free_port
 from dbops.models import PitrRun
+from tests.tiers import require_tool, tier_of
 
-pytestmark = [
-    pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(shutil.which("pgbackrest") is None, reason="pgbackrest not installed (make test installs it)"),
-]
+pytestmark = [pytest.mark.system, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture(autouse=True)
+def pgbackrest_installed(request):
+    if tier_of(request.node) == "system":
+        require_tool("pgbackrest", how="make test installs Debian's pgbackrest")
 
 
 APP_ROLE, APP_PASSWORD = "app", 'app-pw "with" ;symbols'
@@ -179,12 +183,14 @@ def test_restore__refuses_a_time_outside_the_window_and_names_it(pitr_cluster):
     assert finding.level == "warning" and "latest restorable time is 1" in finding.message
 
 
+@pytest.mark.database
 def test_command__refuses_when_pitr_is_not_configured():
     with pytest.raises(CommandError, match="DATABASE_PITR_ENGINE=pgbackrest") as refused:
         call_command("pitr", "status")
     assert refused.value.returncode == 1
 
 
+@pytest.mark.database
 def test_setup_check__a_managed_database_is_named_not_configured():
     target = PitrTarget(
         stanza="dbops",
@@ -327,6 +333,7 @@ def test_setup_check__a_maintenance_user_without_grants_gets_them_printed_and_th
     assert MAINT_PASSWORD not in repr(maintenance)
 
 
+@pytest.mark.database
 def test_pitr_target__the_maintenance_user_setting_replaces_the_sites_user(settings):
     from dbops.conf import PitrConfig
 

@@ -14,7 +14,7 @@ from dbops.database.pool import pool_stats
 from tests import PROJECT_DIR
 from tests.conftest import reconfigured_pool, server_connections
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.database, pytest.mark.django_db(transaction=True)]
 
 
 def test_pool__django_uses_the_native_psycopg_pool():

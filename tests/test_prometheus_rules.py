@@ -13,6 +13,9 @@ from prometheus_client import REGISTRY
 
 from dbops.monitoring import metrics  # noqa: F401 - registers dbops' collectors
 from tests import PROJECT_DIR
+from tests.tiers import require_tool
+
+pytestmark = pytest.mark.system
 
 RULES_DIR = PROJECT_DIR / "ops" / "prometheus"
 DASHBOARD = PROJECT_DIR / "ops" / "grafana" / "dashboard.json"
@@ -21,8 +24,9 @@ SUFFIXES = {"counter": ("_total", "_created"), "histogram": ("_bucket", "_count"
 
 def promtool() -> str:
     found = shutil.which("promtool") or str(PROJECT_DIR / "var" / "tools" / "promtool")
-    if not os.access(found, os.X_OK):
-        pytest.skip("promtool not installed (make test extracts it from Debian's prometheus package when it can)")
+    require_tool(
+        "promtool", how="make test extracts it from Debian's prometheus package", found=os.access(found, os.X_OK)
+    )
     return found
 
 
@@ -52,6 +56,7 @@ def exported_names() -> set[str]:
     return names
 
 
+@pytest.mark.pure
 def test_rules_and_dashboard_only_use_metrics_dbops_exports():
     exported = exported_names()
     dashboard = json.loads(DASHBOARD.read_text())

@@ -15,7 +15,7 @@ from tests import PROJECT_DIR
 from tests.conftest import test_database_connection
 from tests.servers import gunicorn, http_get, production_environ
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.system, pytest.mark.django_db(transaction=True)]
 HEAD, TAIL = "S3cretHead", "Tail9pw"
 PASSWORD = f"{HEAD}/@:%#?{TAIL}"
 TOKEN = "health-token-for-the-secrets-test-0123456789"

@@ -14,7 +14,7 @@ from django.utils import timezone
 from dbops.selftest import SelftestOptions, run_selftest
 from tests.factories import BackupRecordFactory
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.database, pytest.mark.django_db(transaction=True)]
 # Each test is about one line's verdict, not this machine's speed: the timing budgets are out of reach here
 # (a busy 2-core box took over 50 ms to connect); the budgets' own comparison is plain arithmetic.
 QUICK = SelftestOptions(connect_samples=5, query_samples=50, load_users=10, load_seconds=1, connect_budget_ms=60_000)
@@ -59,6 +59,7 @@ def test_selftest__passes_on_a_healthy_setup(capsys):
         assert f"PASS  {name}" in out
 
 
+@pytest.mark.system
 def test_selftest__stopped_cluster_fails_fast_and_exits_1(pg_cluster, capsys):
     BackupRecordFactory()
     time.sleep(1)  # let the test cluster's writes settle before the crash stop
