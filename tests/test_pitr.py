@@ -218,12 +218,12 @@ def test_restore__a_relative_or_file_target_is_refused_before_anything_runs(pitr
 def test_restore__a_wrong_password_is_named_not_taken_for_a_stopped_server(pitr_cluster):
     pitr_cluster.start()
     wrong = dataclasses.replace(pitr_cluster.target, conninfo={**pitr_cluster.target.conninfo, "password": "wrong"})
-    from dbops.backups.pitr import _server_running
+    from dbops.backups.pitr import server_running
 
     with pytest.raises(PitrRefused, match="password authentication failed"):
-        _server_running(wrong)
+        server_running(wrong)
     pitr_cluster.cluster.stop()
-    assert _server_running(pitr_cluster.target) is False
+    assert server_running(pitr_cluster.target) is False
 
 
 def test_restore_to_a_new_directory__the_copy_does_not_archive_into_the_live_stanza(pitr_cluster, tmp_path):

@@ -18,7 +18,6 @@ import dataclasses
 import glob
 import hashlib
 import os
-import pwd
 import secrets
 import shutil
 import socket
@@ -32,6 +31,7 @@ import psycopg
 from psycopg import sql
 
 from dbops.exceptions import LocalDbError
+from dbops.osuser import as_user, give_to, is_root
 
 SERVER_USER = "postgres"
 SUPERUSER = "postgres"
@@ -40,10 +40,6 @@ INSTALL_HINT = (
     "(Debian/Ubuntu: apt-get install postgresql; macOS: brew install postgresql@16), "
     "or set PG_BINDIR to their folder, or set DATABASE_URL to an existing server."
 )
-
-
-def _is_root() -> bool:
-    return os.geteuid() == 0
 
 
 def _has_server_binaries(folder: Path) -> bool:
@@ -83,15 +79,13 @@ def _reachable_by_server_user(path: Path) -> bool:
     probe = path if path.exists() else path.parent
     while not probe.exists():
         probe = probe.parent
-    result = subprocess.run(
-        ["runuser", "-u", SERVER_USER, "--", "test", "-x", str(probe)], capture_output=True, check=False
-    )
+    result = subprocess.run(as_user(SERVER_USER, ["test", "-x", str(probe)]), capture_output=True, check=False)
     return result.returncode == 0
 
 
 def resolve_data_dir(configured: Path) -> Path:
     """Return where the cluster can live: `configured`, or as root a temp folder when postgres cannot reach it."""
-    if not _is_root() or _reachable_by_server_user(configured):
+    if not is_root() or _reachable_by_server_user(configured):
         return configured
     digest = hashlib.sha256(str(configured).encode()).hexdigest()[:10]
     return Path(tempfile.gettempdir()) / f"dbops-localdb-{digest}" / configured.name
@@ -126,8 +120,8 @@ class LocalCluster:
         self, program: str, *args: str, timeout: float = 120, password: str = ""
     ) -> subprocess.CompletedProcess[str]:
         command = [str(self.bindir / program), *args]
-        if _is_root():
-            command = ["runuser", "-u", SERVER_USER, "--", *command]
+        if is_root():
+            command = as_user(SERVER_USER, command)
         env = {**os.environ, "PGPASSWORD": password} if password else None
         try:
             return subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False, env=env)
@@ -136,10 +130,7 @@ class LocalCluster:
 
     def _make_owned_folder(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
-        if _is_root():
-            entry = pwd.getpwnam(SERVER_USER)
-            os.chown(folder, entry.pw_uid, entry.pw_gid)
-        folder.chmod(0o700)
+        give_to(SERVER_USER, folder, 0o700)
 
     def init(self, *, durable: bool = True) -> None:
         """Create the cluster (initdb) unless it exists. `durable=False` turns fsync off: for throwaway clusters."""
@@ -173,9 +164,7 @@ class LocalCluster:
         try:
             with os.fdopen(handle, "w") as file:
                 file.write(self.password + "\n")
-            if _is_root():
-                entry = pwd.getpwnam(SERVER_USER)
-                os.chown(name, entry.pw_uid, entry.pw_gid)
+            give_to(SERVER_USER, name)
             yield name
         finally:
             os.unlink(name)
@@ -254,9 +243,7 @@ def throwaway_cluster(bindir: str | None = None):
     root = Path(tempfile.mkdtemp(prefix="dbops-test-pg-"))
     cluster = LocalCluster(data_dir=root / "data", port=free_port(), bindir=find_bindir(bindir))
     try:
-        if _is_root():
-            entry = pwd.getpwnam(SERVER_USER)
-            os.chown(root, entry.pw_uid, entry.pw_gid)
+        give_to(SERVER_USER, root)
         cluster.init(durable=False)
         cluster.start()
         yield cluster
@@ -271,9 +258,7 @@ def throwaway_standby(primary: LocalCluster):
     root = Path(tempfile.mkdtemp(prefix="dbops-standby-"))
     standby = LocalCluster(data_dir=root / "data", port=free_port(), bindir=primary.bindir)
     try:
-        if _is_root():
-            entry = pwd.getpwnam(SERVER_USER)
-            os.chown(root, entry.pw_uid, entry.pw_gid)
+        give_to(SERVER_USER, root)
         standby.replicate_from(primary)
         standby.start()
         yield standby

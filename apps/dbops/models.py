@@ -2,10 +2,45 @@
 
 from __future__ import annotations
 
+import time
+
 from django.db import models
+from django.utils import timezone
 
 
-class BackupRecord(models.Model):
+class RunRecord(models.Model):
+    """What every recorded run has (backups, restores, migration runs, PITR runs): its times and why it failed.
+
+    `finish()` ends a run in one place: status, error, finish time and duration together, so no kind of run can end
+    without its duration or leave `running` behind because one code path forgot a field.
+    """
+
+    started_at = models.DateTimeField(db_index=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    duration_seconds = models.FloatField(null=True, blank=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        abstract = True
+
+    def ended(self, status: str, error: str = "", *, started: float | None = None, **fields) -> dict:
+        """Set the fields that end this run and return them; `started` is a `time.monotonic()` of its start."""
+        now = timezone.now()
+        values = {"status": status, "error": error, "finished_at": now, **fields}
+        if any(field.name == "duration_seconds" for field in self._meta.concrete_fields):
+            elapsed = time.monotonic() - started if started is not None else (now - self.started_at).total_seconds()
+            values["duration_seconds"] = round(elapsed, 3)
+        for name, value in values.items():
+            setattr(self, name, value)
+        return values
+
+    def finish(self, status: str, error: str = "", *, started: float | None = None, **fields) -> None:
+        """End this run with one UPDATE of the fields that end it (fields saved elsewhere meanwhile are kept)."""
+        values = self.ended(status, error, started=started, **fields)
+        type(self)._default_manager.filter(pk=self.pk).update(**values)
+
+
+class BackupRecord(RunRecord):
     """One backup: how it was taken, where it is, what it held, and whether a restore of it was proven."""
 
     class Status(models.TextChoices):
@@ -25,9 +60,6 @@ class BackupRecord(models.Model):
         PASSED = "passed"
         FAILED = "failed"
 
-    started_at = models.DateTimeField(db_index=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
-    duration_seconds = models.FloatField(null=True, blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING, db_index=True)
     trigger = models.CharField(max_length=16, choices=Trigger.choices, default=Trigger.COMMAND)
     database_alias = models.CharField(max_length=100, default="default")
@@ -40,7 +72,6 @@ class BackupRecord(models.Model):
     compressed = models.BooleanField(default=False)
     encrypted = models.BooleanField(default=False)
     row_counts = models.JSONField(default=dict, blank=True)
-    error = models.TextField(blank=True)
     verified_at = models.DateTimeField(null=True, blank=True)
     verification = models.CharField(
         max_length=16, choices=Verification.choices, default=Verification.UNVERIFIED, db_index=True
@@ -68,7 +99,7 @@ class BackupRecord(models.Model):
         return f"backup #{self.pk} {self.status} {self.started_at:%Y-%m-%d %H:%M:%S}"
 
 
-class RestoreRecord(models.Model):
+class RestoreRecord(RunRecord):
     """One restore of a backup into the live database, with the safety backup that can undo it."""
 
     class Status(models.TextChoices):
@@ -80,11 +111,10 @@ class RestoreRecord(models.Model):
     backup = models.ForeignKey(BackupRecord, on_delete=models.PROTECT, related_name="restores")
     safety_backup = models.ForeignKey(BackupRecord, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
     started_at = models.DateTimeField()
-    finished_at = models.DateTimeField(null=True, blank=True)
+    duration_seconds = None  # a restore's record has none (its backup's and safety backup's have theirs)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING)
     requested_by = models.CharField(max_length=200, blank=True)
     database_name = models.CharField(max_length=200, blank=True)
-    error = models.TextField(blank=True)
 
     class Meta:
         ordering = ["-started_at"]
@@ -93,7 +123,7 @@ class RestoreRecord(models.Model):
         return f"restore of backup #{self.backup_id} {self.status}"
 
 
-class MigrationRun(models.Model):
+class MigrationRun(RunRecord):
     """One guarded `migrate` or rollback: who ran it, what it planned, what the analyzer found, how it ended."""
 
     class Kind(models.TextChoices):
@@ -108,9 +138,6 @@ class MigrationRun(models.Model):
 
     kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.APPLY)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING, db_index=True)
-    started_at = models.DateTimeField(db_index=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
-    duration_seconds = models.FloatField(null=True, blank=True)
     database_alias = models.CharField(max_length=100, default="default")
     requested_by = models.CharField(max_length=200, blank=True, help_text="OS or admin user.")
     host = models.CharField(max_length=255, blank=True)
@@ -121,7 +148,6 @@ class MigrationRun(models.Model):
     allowed_unsafe = models.BooleanField(default=False)
     migrations = models.JSONField(default=list, blank=True, help_text="Each step: name, seconds, attempts, outcome.")
     backup = models.ForeignKey(BackupRecord, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
-    error = models.TextField(blank=True)
 
     class Meta:
         ordering = ["-started_at"]
@@ -204,7 +230,7 @@ class Dashboard(Alert):
         verbose_name_plural = "dashboard"
 
 
-class PitrRun(models.Model):
+class PitrRun(RunRecord):
     """One pgBackRest operation driven by dbops: a physical backup, a verification or a point-in-time restore."""
 
     class Kind(models.TextChoices):
@@ -220,9 +246,6 @@ class PitrRun(models.Model):
 
     kind = models.CharField(max_length=16, choices=Kind.choices)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING, db_index=True)
-    started_at = models.DateTimeField(db_index=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
-    duration_seconds = models.FloatField(null=True, blank=True)
     stanza = models.CharField(max_length=100)
     backup_type = models.CharField(max_length=8, blank=True, help_text="full, diff or incr.")
     label = models.CharField(max_length=100, blank=True, help_text="pgBackRest's backup label.")
@@ -230,7 +253,6 @@ class PitrRun(models.Model):
     data_dir = models.CharField(max_length=500, blank=True, help_text="Where a restore wrote the cluster.")
     requested_by = models.CharField(max_length=200, blank=True)
     details = models.JSONField(default=dict, blank=True)
-    error = models.TextField(blank=True)
 
     class Meta:
         ordering = ["-started_at"]

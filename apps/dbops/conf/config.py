@@ -10,6 +10,8 @@ from urllib.parse import quote
 
 from django.core.exceptions import ImproperlyConfigured
 
+from dbops.conf.variables import default
+
 ENVIRONMENTS = ("development", "test", "staging", "production")
 ENVIRONMENT_ALIASES = {"prod": "production"}
 STRICT_ENVIRONMENTS = ("staging", "production")
@@ -55,9 +57,9 @@ class DatabaseConfig:
     # The Django settings entry holds the password: keep it out of reprs.
     entry: Mapping[str, Any] = dataclasses.field(repr=False)
     # "transaction"/"statement": PgBouncer pools server connections per transaction in front of the server.
-    pgbouncer_mode: str = ""
+    pgbouncer_mode: str = default("DATABASE_PGBOUNCER_MODE")
     # A request's statement the server has not answered after query_timeout + this is cut from the client side.
-    client_grace: int = 5
+    client_grace: int = default("DATABASE_CLIENT_GRACE_SECONDS")
 
     @property
     def client_deadline(self) -> int:
@@ -121,29 +123,29 @@ class LocalDbConfig:
 class HealthConfig:
     """Budgets and thresholds of the health checks."""
 
-    probe_timeout: int = 2
-    ready_cache_seconds: int = 3
-    connections_warn_percent: int = 80
-    long_transaction_seconds: int = 300
-    idle_in_transaction_seconds: int = 60
-    lock_wait_seconds: int = 10
-    replication_lag_seconds: int = 30
-    database_size_warn_mb: int = 0
+    probe_timeout: int = default("DBOPS_HEALTH_PROBE_TIMEOUT")
+    ready_cache_seconds: int = default("DBOPS_HEALTH_READY_CACHE_SECONDS")
+    connections_warn_percent: int = default("DBOPS_HEALTH_CONNECTIONS_WARN_PERCENT")
+    long_transaction_seconds: int = default("DBOPS_HEALTH_LONG_TRANSACTION_SECONDS")
+    idle_in_transaction_seconds: int = default("DBOPS_HEALTH_IDLE_IN_TRANSACTION_SECONDS")
+    lock_wait_seconds: int = default("DBOPS_HEALTH_LOCK_WAIT_SECONDS")
+    replication_lag_seconds: int = default("DBOPS_HEALTH_REPLICATION_LAG_SECONDS")
+    database_size_warn_mb: int = default("DBOPS_HEALTH_DATABASE_SIZE_WARN_MB")
 
 
 @dataclasses.dataclass(frozen=True)
 class BreakerConfig:
     """The circuit breaker in front of the database."""
 
-    enabled: bool = True
-    failure_threshold: int = 5
-    failure_window: int = 30
-    probe_interval: int = 1
-    reset_timeout: int = 30
-    count_statement_timeouts: bool = False
+    enabled: bool = default("DBOPS_BREAKER_ENABLED")
+    failure_threshold: int = default("DBOPS_BREAKER_FAILURE_THRESHOLD")
+    failure_window: int = default("DBOPS_BREAKER_FAILURE_WINDOW")
+    probe_interval: int = default("DBOPS_BREAKER_PROBE_INTERVAL")
+    reset_timeout: int = default("DBOPS_BREAKER_RESET_TIMEOUT")
+    count_statement_timeouts: bool = default("DBOPS_BREAKER_COUNT_STATEMENT_TIMEOUTS")
     # Empty: dbops' own health and metrics URLs and STATIC_URL, wherever the site mounts them.
-    exempt_paths: tuple[str, ...] = ()
-    cache_alias: str = "default"
+    exempt_paths: tuple[str, ...] = default("DBOPS_BREAKER_EXEMPT_PATHS")
+    cache_alias: str = default("DBOPS_BREAKER_CACHE_ALIAS")
     alias: str = "default"
 
 
@@ -151,15 +153,15 @@ class BreakerConfig:
 class MigrationSafetyConfig:
     """How migrations are graded and guarded."""
 
-    warn_rows: int = 10_000
-    block_rows: int = 1_000_000
-    warn_mb: int = 100
-    block_mb: int = 1024
-    lock_timeout_ms: int = 5000
-    statement_timeout: int = 1800
-    lock_retries: int = 3
-    lock_retry_delay_ms: int = 2000
-    backup: bool = True
+    warn_rows: int = default("MIGRATION_SAFETY_WARN_ROWS")
+    block_rows: int = default("MIGRATION_SAFETY_BLOCK_ROWS")
+    warn_mb: int = default("MIGRATION_SAFETY_WARN_MB")
+    block_mb: int = default("MIGRATION_SAFETY_BLOCK_MB")
+    lock_timeout_ms: int = default("MIGRATION_LOCK_TIMEOUT_MS")
+    statement_timeout: int = default("MIGRATION_STATEMENT_TIMEOUT")
+    lock_retries: int = default("MIGRATION_LOCK_RETRIES")
+    lock_retry_delay_ms: int = default("MIGRATION_LOCK_RETRY_DELAY_MS")
+    backup: bool = default("MIGRATION_BACKUP")
     # "app.migration" -> {rule code: reason}
     suppressions: Mapping[str, Mapping[str, str]] = dataclasses.field(default_factory=dict)
 
@@ -168,40 +170,40 @@ class MigrationSafetyConfig:
 class AlertConfig:
     """Alert thresholds, lifecycle and channels."""
 
-    cooldown_seconds: int = 900
-    pool_utilization_percent: int = 80
-    slow_queries_per_minute: int = 10
-    min_queries: int = 20
-    evaluate_interval: int = 60
+    cooldown_seconds: int = default("DBOPS_ALERT_COOLDOWN_SECONDS")
+    pool_utilization_percent: int = default("DBOPS_ALERT_POOL_UTILIZATION_PERCENT")
+    slow_queries_per_minute: int = default("DBOPS_ALERT_SLOW_QUERIES_PER_MINUTE")
+    min_queries: int = default("DBOPS_ALERT_MIN_QUERIES")
+    evaluate_interval: int = default("DBOPS_ALERT_EVALUATE_INTERVAL")
     emails: tuple[str, ...] = ()
     webhook_url: str = dataclasses.field(default="", repr=False)
-    webhook_format: str = "json"
-    webhook_timeout: int = 5
-    webhook_retries: int = 2
-    sample_retention_days: int = 7
-    events: bool = True
+    webhook_format: str = default("DBOPS_ALERT_WEBHOOK_FORMAT")
+    webhook_timeout: int = default("DBOPS_ALERT_WEBHOOK_TIMEOUT")
+    webhook_retries: int = default("DBOPS_ALERT_WEBHOOK_RETRIES")
+    sample_retention_days: int = default("DBOPS_ALERT_SAMPLE_RETENTION_DAYS")
+    events: bool = default("DBOPS_ALERT_EVENTS")
 
 
 @dataclasses.dataclass(frozen=True)
 class PitrConfig:
     """Point-in-time recovery through pgBackRest, run on the database host."""
 
-    engine: str = "none"
-    stanza: str = "dbops"
+    engine: str = default("DATABASE_PITR_ENGINE")
+    stanza: str = default("DATABASE_PITR_STANZA")
     repo_path: Path = Path("var/pgbackrest")
-    pg_path: str = ""
-    socket_path: str = "/var/run/postgresql"
-    retention_full: int = 2
-    run_as: str = ""
-    max_archive_age: int = 3600
+    pg_path: str = default("DATABASE_PITR_PG_PATH")
+    socket_path: str = default("DATABASE_PITR_PG_SOCKET_PATH")
+    retention_full: int = default("DATABASE_PITR_RETENTION_FULL")
+    run_as: str = default("DATABASE_PITR_RUN_AS")
+    max_archive_age: int = default("DATABASE_PITR_MAX_ARCHIVE_AGE_SECONDS")
     # The database user pgBackRest connects as (empty: DATABASE_URL's); it needs the grants setup-check prints.
-    maintenance_user: str = ""
+    maintenance_user: str = default("DATABASE_PITR_PG_USER")
     maintenance_password: str = dataclasses.field(default="", repr=False)
     # "posix" (a folder on this host) or "s3": the repository in DATABASE_BACKUP_S3_*'s bucket, beside the dumps.
-    repo_type: str = "posix"
+    repo_type: str = default("DATABASE_PITR_REPO_TYPE")
     repo_s3: BackupS3Config | None = None
-    s3_verify_tls: bool = True
-    s3_ca_file: str = ""  # a private CA's certificate for the store (pgBackRest's repo1-storage-ca-file)
+    s3_verify_tls: bool = default("DATABASE_PITR_S3_VERIFY_TLS")
+    s3_ca_file: str = default("DATABASE_PITR_S3_CA_FILE")
 
     @property
     def enabled(self) -> bool:
@@ -213,9 +215,9 @@ class BackupS3Config:
     """Backups in an S3 bucket (or an S3-compatible store) through django-storages; credentials never shown."""
 
     bucket: str
-    prefix: str = "dbops/"
-    endpoint_url: str = ""
-    region: str = "us-east-1"
+    prefix: str = default("DATABASE_BACKUP_S3_PREFIX")
+    endpoint_url: str = default("DATABASE_BACKUP_S3_ENDPOINT_URL")
+    region: str = default("DATABASE_BACKUP_S3_REGION")
     access_key: str = dataclasses.field(default="", repr=False)
     secret_key: str = dataclasses.field(default="", repr=False)
 
@@ -242,35 +244,35 @@ class DbopsConfig:
 
     environment: str
     database: DatabaseConfig
-    enforce_postgresql: bool = True
+    enforce_postgresql: bool = default("ENFORCE_POSTGRESQL")
     enforcement_applies: bool = True
     database_url_from_env: bool = True
     localdb: LocalDbConfig | None = None
-    performance_threshold_ms: int = 100
-    slow_query_threshold_ms: int = 200
-    health_check_interval: int = 30
-    backup_enabled: bool = True
-    backup_interval_hours: int = 6
-    backup_retention_days: int = 30
+    performance_threshold_ms: int = default("DATABASE_PERFORMANCE_THRESHOLD_MS")
+    slow_query_threshold_ms: int = default("DATABASE_SLOW_QUERY_THRESHOLD_MS")
+    health_check_interval: int = default("DATABASE_HEALTH_CHECK_INTERVAL")
+    backup_enabled: bool = default("DATABASE_BACKUP_ENABLED")
+    backup_interval_hours: int = default("DATABASE_BACKUP_INTERVAL_HOURS")
+    backup_retention_days: int = default("DATABASE_BACKUP_RETENTION_DAYS")
     health_token: str = dataclasses.field(default="", repr=False)
-    web_workers: int = 2
-    web_threads: int = 4
+    web_workers: int = default("WEB_CONCURRENCY")
+    web_threads: int = default("GUNICORN_THREADS")
     # Command processes connected at once besides the web workers (the alert evaluator, a backup): budgeted too.
-    command_processes: int = 2
+    command_processes: int = default("DBOPS_COMMAND_PROCESSES")
     health: HealthConfig = HealthConfig()
-    query_monitoring: bool = True
-    prometheus_request_metrics: bool = False
-    metrics_public: bool = False
-    metrics_allow_loopback: bool = False
-    prometheus_multiproc_dir: str = ""
+    query_monitoring: bool = default("DBOPS_QUERY_MONITORING")
+    prometheus_request_metrics: bool = default("DBOPS_PROMETHEUS_REQUEST_METRICS")
+    metrics_public: bool = default("DBOPS_METRICS_PUBLIC")
+    metrics_allow_loopback: bool = False  # DYNAMIC: the readers pass true outside staging and production
+    prometheus_multiproc_dir: str = default("PROMETHEUS_MULTIPROC_DIR")
     cache: dict[str, Any] = dataclasses.field(default_factory=dict, repr=False)
     breaker: BreakerConfig = BreakerConfig()
     backup_dir: Path = Path("var/backups")
-    backup_keep_verified: int = 3
+    backup_keep_verified: int = default("DATABASE_BACKUP_KEEP_VERIFIED")
     # With the bucket: also keep each dump in backup_dir for this many days (0: no local copy).
-    backup_local_copy_days: int = 0
+    backup_local_copy_days: int = default("DATABASE_BACKUP_LOCAL_COPY_DAYS")
     # Health warns when a location's newest verified backup is older (verification proves a copy restores).
-    backup_max_verified_age_hours: int = 48
+    backup_max_verified_age_hours: int = default("DATABASE_BACKUP_MAX_VERIFIED_AGE_HOURS")
     # age public keys backups are encrypted to (empty: not encrypted), and where the key that reads them is.
     backup_encryption_recipients: tuple[str, ...] = ()
     backup_encryption_identity_file: Path | None = None
@@ -280,7 +282,7 @@ class DbopsConfig:
     alerts: AlertConfig = AlertConfig()
     pitr: PitrConfig = PitrConfig()
     replica: DatabaseConfig | None = None
-    replica_max_lag_ms: int = 1000
+    replica_max_lag_ms: int = default("DATABASE_REPLICA_MAX_LAG_MS")
     pgbouncer_admin_url: str = dataclasses.field(default="", repr=False)
     # Patroni's REST API of each node (http://host:8008): health and the dashboard show the cluster as Patroni does.
     patroni_urls: tuple[str, ...] = ()

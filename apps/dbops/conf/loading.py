@@ -46,13 +46,19 @@ from dbops.conf.databases import (
     parse_database_url,
 )
 from dbops.conf.masking import credentials_need_encoding, encoding_hint, mask_url
+from dbops.conf.variables import DYNAMIC, VARIABLES, Variable
 
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
+_UNSET: Any = object()
 
 
 class SettingsReader:
-    """Typed reads of one mapping (the environment, or a settings dict), each failure one named line."""
+    """Typed reads of one mapping (the environment, or a settings dict) by the table in `dbops.conf.variables`.
+
+    Values are cast with django-environ's `Env.parse_value`; what it would quietly accept (a bool of "maybe", an
+    integer below its minimum) is refused here in one line that names the variable and the fix.
+    """
 
     def __init__(self, values: Mapping[str, Any]) -> None:
         self.values = values
@@ -71,25 +77,37 @@ class SettingsReader:
         value = str(value).strip()
         return value or None
 
-    def str(self, name: str, default: str) -> str:
-        return self.raw(name) or default
-
-    def bool(self, name: str, default: bool) -> bool:
+    def get(self, name: str, *, default: Any = _UNSET) -> Any:
+        """Return `name` read as its table entry says (type, minimum); `default` only for a DYNAMIC default."""
+        variable = VARIABLES[name]
+        fallback = variable.default if default is _UNSET else default
+        if fallback is DYNAMIC:
+            raise LookupError(f"{name}'s default depends on other settings: pass default=")
         value = self.raw(name)
+        if variable.kind == "json":
+            return self.suppressions(name)
         if value is None:
-            return default
-        if value.lower() in _TRUE:
-            return True
-        if value.lower() in _FALSE:
-            return False
-        raise ImproperlyConfigured(f"{name}={value!r} is not a boolean: set it to true or false.")
+            return fallback
+        return getattr(self, f"_as_{variable.kind}")(name, value, variable)
 
-    def int(self, name: str, default: int, *, minimum: int = 1, unit: str = "") -> int:
-        value = self.raw(name)
-        if value is None:
-            return default
+    def _as_text(self, name: str, value: str, variable: Variable) -> str:
+        return value
+
+    def _as_path(self, name: str, value: str, variable: Variable) -> Path:
+        return Path(value)
+
+    def _as_list(self, name: str, value: str, variable: Variable) -> tuple[str, ...]:
+        return tuple(item.strip() for item in environ.Env.parse_value(value, list) if item.strip())
+
+    def _as_bool(self, name: str, value: str, variable: Variable) -> bool:
+        if value.lower() not in (*_TRUE, *_FALSE):
+            raise ImproperlyConfigured(f"{name}={value!r} is not a boolean: set it to true or false.")
+        return bool(environ.Env.parse_value(value.lower(), bool))
+
+    def _as_int(self, name: str, value: str, variable: Variable) -> int:
+        minimum, unit = variable.minimum, variable.unit
         try:
-            number = int(value)
+            number = int(environ.Env.parse_value(value, int))
         except ValueError:
             raise ImproperlyConfigured(
                 f"{name}={value!r} is not a whole number: set it to an integer >= {minimum}{unit}."
@@ -98,15 +116,6 @@ class SettingsReader:
             problem = "negative" if number < 0 else "zero" if number == 0 else f"below {minimum}"
             raise ImproperlyConfigured(f"{name}={number} is {problem}: set it to an integer >= {minimum}{unit}.")
         return number
-
-    def path(self, name: str, default: Path) -> Path:
-        return Path(self.raw(name) or default)
-
-    def list(self, name: str, default: tuple[str, ...]) -> tuple[str, ...]:
-        value = self.raw(name)
-        if value is None:
-            return default
-        return tuple(item.strip() for item in value.split(",") if item.strip())
 
     def suppressions(self, name: str) -> dict[str, dict[str, str]]:
         """Read `{"app.migration": {"CODE": "reason"}}`: every suppression must give a reason."""
@@ -136,7 +145,7 @@ class SettingsReader:
         }
 
     def environment(self) -> str:
-        value = self.str("DJANGO_ENV", "development").lower()
+        value = self.get("DJANGO_ENV").lower()
         value = ENVIRONMENT_ALIASES.get(value, value)
         if value not in ENVIRONMENTS:
             raise ImproperlyConfigured(
@@ -166,31 +175,31 @@ def parse_cache_url(url: str, *, variable: str = "CACHE_URL") -> dict[str, Any]:
 
 def _pool(reader: SettingsReader) -> PoolConfig:
     return PoolConfig(
-        enabled=reader.bool("DATABASE_POOL_ENABLED", True),
-        size=reader.int("DATABASE_POOL_SIZE", 20),
-        max_overflow=reader.int("DATABASE_POOL_MAX_OVERFLOW", 10, minimum=0),
-        timeout=reader.int("DATABASE_POOL_TIMEOUT", 5, unit=" seconds"),
-        recycle=reader.int("DATABASE_POOL_RECYCLE", 3600, unit=" seconds"),
+        enabled=reader.get("DATABASE_POOL_ENABLED"),
+        size=reader.get("DATABASE_POOL_SIZE"),
+        max_overflow=reader.get("DATABASE_POOL_MAX_OVERFLOW"),
+        timeout=reader.get("DATABASE_POOL_TIMEOUT"),
+        recycle=reader.get("DATABASE_POOL_RECYCLE"),
     )
 
 
 def _database(reader: SettingsReader, entry: Mapping[str, Any], masked: str, is_postgresql: bool) -> DatabaseConfig:
-    mode = reader.str("DATABASE_PGBOUNCER_MODE", "").lower()
+    mode = reader.get("DATABASE_PGBOUNCER_MODE").lower()
     if mode not in ("", "session", "transaction", "statement"):
         raise ImproperlyConfigured(f"DATABASE_PGBOUNCER_MODE={mode!r} is not session, transaction or statement.")
-    engine = reader.str("DATABASE_ENGINE", entry.get("ENGINE", ""))
+    engine = reader.get("DATABASE_ENGINE", default=entry.get("ENGINE", ""))
     return DatabaseConfig(
         masked_url=masked,
         engine=DBOPS_POSTGRES_ENGINE if engine == DJANGO_POSTGRES_ENGINE else engine,
         pool=_pool(reader),
-        query_timeout=reader.int("DATABASE_QUERY_TIMEOUT", 30, unit=" seconds"),
+        query_timeout=reader.get("DATABASE_QUERY_TIMEOUT"),
         # libpq treats 1 as 2: the smallest useful connect timeout is 2 s.
-        connect_timeout=reader.int("DATABASE_CONNECT_TIMEOUT", 3, minimum=2, unit=" seconds"),
-        application_name=reader.str("DATABASE_APPLICATION_NAME", "dbops"),
+        connect_timeout=reader.get("DATABASE_CONNECT_TIMEOUT"),
+        application_name=reader.get("DATABASE_APPLICATION_NAME"),
         is_postgresql=is_postgresql,
         entry=dict(entry),
         pgbouncer_mode=mode,
-        client_grace=reader.int("DATABASE_CLIENT_GRACE_SECONDS", 5, unit=" seconds"),
+        client_grace=reader.get("DATABASE_CLIENT_GRACE_SECONDS"),
     )
 
 
@@ -246,31 +255,31 @@ def _alerts(reader: SettingsReader, *, environment: str) -> AlertConfig:
             f"DBOPS_ALERT_WEBHOOK_URL={mask_url(webhook)!r} is plain http with DJANGO_ENV={environment}: alerts "
             "carry details of the site, use https:// (plain http only to a relay on this host)."
         )
-    webhook_format = reader.str("DBOPS_ALERT_WEBHOOK_FORMAT", "json").lower()
+    webhook_format = reader.get("DBOPS_ALERT_WEBHOOK_FORMAT").lower()
     if webhook_format not in ("json", "slack"):
         raise ImproperlyConfigured(f"DBOPS_ALERT_WEBHOOK_FORMAT={webhook_format!r} is not json or slack.")
-    emails = reader.list("DBOPS_ALERT_EMAILS", ())
+    emails = reader.get("DBOPS_ALERT_EMAILS")
     for address in emails:
         if not re.fullmatch(r"[^@\s]+@[^@\s]+", address):
             raise ImproperlyConfigured(f"DBOPS_ALERT_EMAILS: {address!r} is not an e-mail address.")
     return AlertConfig(
-        cooldown_seconds=reader.int("DBOPS_ALERT_COOLDOWN_SECONDS", 900, minimum=0, unit=" seconds"),
-        pool_utilization_percent=reader.int("DBOPS_ALERT_POOL_UTILIZATION_PERCENT", 80, unit=" %"),
-        slow_queries_per_minute=reader.int("DBOPS_ALERT_SLOW_QUERIES_PER_MINUTE", 10),
-        min_queries=reader.int("DBOPS_ALERT_MIN_QUERIES", 20),
-        evaluate_interval=reader.int("DBOPS_ALERT_EVALUATE_INTERVAL", 60, unit=" seconds"),
+        cooldown_seconds=reader.get("DBOPS_ALERT_COOLDOWN_SECONDS"),
+        pool_utilization_percent=reader.get("DBOPS_ALERT_POOL_UTILIZATION_PERCENT"),
+        slow_queries_per_minute=reader.get("DBOPS_ALERT_SLOW_QUERIES_PER_MINUTE"),
+        min_queries=reader.get("DBOPS_ALERT_MIN_QUERIES"),
+        evaluate_interval=reader.get("DBOPS_ALERT_EVALUATE_INTERVAL"),
         emails=emails,
         webhook_url=webhook,
         webhook_format=webhook_format,
-        webhook_timeout=reader.int("DBOPS_ALERT_WEBHOOK_TIMEOUT", 5, unit=" seconds"),
-        webhook_retries=reader.int("DBOPS_ALERT_WEBHOOK_RETRIES", 2, minimum=0),
-        sample_retention_days=reader.int("DBOPS_ALERT_SAMPLE_RETENTION_DAYS", 7, unit=" days"),
-        events=reader.bool("DBOPS_ALERT_EVENTS", True),
+        webhook_timeout=reader.get("DBOPS_ALERT_WEBHOOK_TIMEOUT"),
+        webhook_retries=reader.get("DBOPS_ALERT_WEBHOOK_RETRIES"),
+        sample_retention_days=reader.get("DBOPS_ALERT_SAMPLE_RETENTION_DAYS"),
+        events=reader.get("DBOPS_ALERT_EVENTS"),
     )
 
 
 def _encryption_recipients(reader: SettingsReader) -> tuple[str, ...]:
-    recipients = reader.list("DATABASE_BACKUP_ENCRYPTION_RECIPIENTS", ())
+    recipients = reader.get("DATABASE_BACKUP_ENCRYPTION_RECIPIENTS")
     for position, recipient in enumerate(recipients, start=1):
         try:
             parse_recipient(recipient)
@@ -290,7 +299,7 @@ def _pgbouncer_admin_url(reader: SettingsReader) -> str:
 
 
 def _backup_s3(reader: SettingsReader, *, environment: str) -> BackupS3Config | None:
-    bucket = reader.str("DATABASE_BACKUP_S3_BUCKET", "")
+    bucket = reader.get("DATABASE_BACKUP_S3_BUCKET")
     if not bucket:
         return None
     endpoint = reader.raw("DATABASE_BACKUP_S3_ENDPOINT_URL") or ""
@@ -316,16 +325,16 @@ def _backup_s3(reader: SettingsReader, *, environment: str) -> BackupS3Config | 
         )
     return BackupS3Config(
         bucket=bucket,
-        prefix=reader.str("DATABASE_BACKUP_S3_PREFIX", "dbops/"),
+        prefix=reader.get("DATABASE_BACKUP_S3_PREFIX"),
         endpoint_url=endpoint,
-        region=reader.str("DATABASE_BACKUP_S3_REGION", "us-east-1"),
+        region=reader.get("DATABASE_BACKUP_S3_REGION"),
         access_key=access_key,
         secret_key=secret_key,
     )
 
 
 def _local_copy_days(reader: SettingsReader, backup_s3: BackupS3Config | None) -> int:
-    days = reader.int("DATABASE_BACKUP_LOCAL_COPY_DAYS", 0, minimum=0, unit=" days")
+    days = reader.get("DATABASE_BACKUP_LOCAL_COPY_DAYS")
     if days and backup_s3 is None:
         raise ImproperlyConfigured(
             "DATABASE_BACKUP_LOCAL_COPY_DAYS keeps a local copy beside the bucket: set DATABASE_BACKUP_S3_BUCKET "
@@ -335,7 +344,7 @@ def _local_copy_days(reader: SettingsReader, backup_s3: BackupS3Config | None) -
 
 
 def _patroni_urls(reader: SettingsReader) -> tuple[str, ...]:
-    urls = reader.list("DBOPS_PATRONI_URLS", ())
+    urls = reader.get("DBOPS_PATRONI_URLS")
     for url in urls:
         if credentials_need_encoding(url) or url.partition("://")[0].lower() not in ("http", "https"):
             raise ImproperlyConfigured(
@@ -347,7 +356,7 @@ def _patroni_urls(reader: SettingsReader) -> tuple[str, ...]:
 def _pitr(reader: SettingsReader, var_dir: Path, backup_s3: BackupS3Config | None) -> PitrConfig:
     # Every PITR problem in one line: fixing them one run at a time is how operators gave up on set-up.
     problems = []
-    engine = reader.str("DATABASE_PITR_ENGINE", "none").lower()
+    engine = reader.get("DATABASE_PITR_ENGINE").lower()
     if engine not in ("none", "pgbackrest"):
         problems.append(f"DATABASE_PITR_ENGINE={engine!r} is not pgbackrest or none")
     pg_path = reader.raw("DATABASE_PITR_PG_PATH") or ""
@@ -356,17 +365,17 @@ def _pitr(reader: SettingsReader, var_dir: Path, backup_s3: BackupS3Config | Non
             "DATABASE_PITR_PG_PATH must be the server's data directory (an absolute path) with "
             "DATABASE_PITR_ENGINE=pgbackrest: pgBackRest runs on the database host"
         )
-    stanza = reader.str("DATABASE_PITR_STANZA", "dbops")
+    stanza = reader.get("DATABASE_PITR_STANZA")
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", stanza):
         problems.append(f"DATABASE_PITR_STANZA={stanza!r}: use letters, digits, '_', '.', '-'")
-    repo_type = reader.str("DATABASE_PITR_REPO_TYPE", "posix").lower()
+    repo_type = reader.get("DATABASE_PITR_REPO_TYPE").lower()
     if repo_type not in ("posix", "s3"):
         problems.append(f"DATABASE_PITR_REPO_TYPE={repo_type!r} is not posix or s3")
     elif repo_type == "s3" and backup_s3 is None:
         problems.append("DATABASE_PITR_REPO_TYPE=s3 keeps the repository in DATABASE_BACKUP_S3_BUCKET: set it")
     elif repo_type == "s3" and backup_s3.endpoint_url.lower().startswith("http://"):
         problems.append("DATABASE_PITR_REPO_TYPE=s3: pgBackRest speaks only https to a store, not http://")
-    maintenance_user = reader.str("DATABASE_PITR_PG_USER", "")
+    maintenance_user = reader.get("DATABASE_PITR_PG_USER")
     maintenance_password = reader.raw("DATABASE_PITR_PG_PASSWORD") or ""
     if maintenance_password and not maintenance_user:
         problems.append("DATABASE_PITR_PG_PASSWORD without DATABASE_PITR_PG_USER: name the maintenance user")
@@ -375,24 +384,24 @@ def _pitr(reader: SettingsReader, var_dir: Path, backup_s3: BackupS3Config | Non
     return PitrConfig(
         engine=engine,
         stanza=stanza,
-        repo_path=reader.path("DATABASE_PITR_REPO_PATH", var_dir / "pgbackrest"),
+        repo_path=reader.get("DATABASE_PITR_REPO_PATH", default=var_dir / "pgbackrest"),
         pg_path=pg_path,
-        socket_path=reader.str("DATABASE_PITR_PG_SOCKET_PATH", "/var/run/postgresql"),
-        retention_full=reader.int("DATABASE_PITR_RETENTION_FULL", 2),
-        run_as=reader.str("DATABASE_PITR_RUN_AS", ""),
-        max_archive_age=reader.int("DATABASE_PITR_MAX_ARCHIVE_AGE_SECONDS", 3600, unit=" seconds"),
+        socket_path=reader.get("DATABASE_PITR_PG_SOCKET_PATH"),
+        retention_full=reader.get("DATABASE_PITR_RETENTION_FULL"),
+        run_as=reader.get("DATABASE_PITR_RUN_AS"),
+        max_archive_age=reader.get("DATABASE_PITR_MAX_ARCHIVE_AGE_SECONDS"),
         maintenance_user=maintenance_user,
         maintenance_password=maintenance_password,
         repo_type=repo_type,
         repo_s3=backup_s3 if repo_type == "s3" else None,
-        s3_verify_tls=reader.bool("DATABASE_PITR_S3_VERIFY_TLS", True),
-        s3_ca_file=reader.str("DATABASE_PITR_S3_CA_FILE", ""),
+        s3_verify_tls=reader.get("DATABASE_PITR_S3_VERIFY_TLS"),
+        s3_ca_file=reader.get("DATABASE_PITR_S3_CA_FILE"),
     )
 
 
 def _localdb(reader: SettingsReader, var_dir: Path) -> LocalDbConfig:
-    data_dir = reader.path("DBOPS_LOCALDB_DIR", var_dir / "postgres")
-    port = reader.int("DBOPS_LOCALDB_PORT", 0, minimum=1024)
+    data_dir = reader.get("DBOPS_LOCALDB_DIR", default=var_dir / "postgres")
+    port = reader.get("DBOPS_LOCALDB_PORT")
     if not port:
         # A cluster made earlier on another port recorded it: find it again without the variable.
         recorded = LocalDbConfig(data_dir=data_dir, port=0).port_file
@@ -414,12 +423,12 @@ def _build(
     entries: Mapping[str, Mapping[str, Any]] | None,
 ) -> DbopsConfig:
     """Validate every dbops setting; `entries` is the site's own DATABASES (None: DATABASE_URL)."""
-    var_dir = reader.path("DBOPS_VAR_DIR", Path(base_dir) / "var")
+    var_dir = reader.get("DBOPS_VAR_DIR", default=Path(base_dir) / "var")
     environment = reader.environment()
     strict = environment in STRICT_ENVIRONMENTS
     required_by = f"DJANGO_ENV={environment}" if strict else "ENFORCE_POSTGRESQL=true"
 
-    enforce = reader.bool("ENFORCE_POSTGRESQL", True)
+    enforce = reader.get("ENFORCE_POSTGRESQL")
     if strict and not enforce:
         raise ImproperlyConfigured(
             f"ENFORCE_POSTGRESQL=false is not allowed when DJANGO_ENV={environment}: remove it "
@@ -477,71 +486,71 @@ def _build(
         database_url_from_env=url_from_settings,
         localdb=localdb,
         other_databases=other_databases,
-        performance_threshold_ms=reader.int("DATABASE_PERFORMANCE_THRESHOLD_MS", 100, unit=" ms"),
-        slow_query_threshold_ms=reader.int("DATABASE_SLOW_QUERY_THRESHOLD_MS", 200, unit=" ms"),
-        health_check_interval=reader.int("DATABASE_HEALTH_CHECK_INTERVAL", 30, unit=" seconds"),
-        backup_enabled=reader.bool("DATABASE_BACKUP_ENABLED", True),
-        backup_interval_hours=reader.int("DATABASE_BACKUP_INTERVAL_HOURS", 6, unit=" hours"),
-        backup_retention_days=reader.int("DATABASE_BACKUP_RETENTION_DAYS", 30, unit=" days"),
+        performance_threshold_ms=reader.get("DATABASE_PERFORMANCE_THRESHOLD_MS"),
+        slow_query_threshold_ms=reader.get("DATABASE_SLOW_QUERY_THRESHOLD_MS"),
+        health_check_interval=reader.get("DATABASE_HEALTH_CHECK_INTERVAL"),
+        backup_enabled=reader.get("DATABASE_BACKUP_ENABLED"),
+        backup_interval_hours=reader.get("DATABASE_BACKUP_INTERVAL_HOURS"),
+        backup_retention_days=reader.get("DATABASE_BACKUP_RETENTION_DAYS"),
         health_token=_health_token(reader, environment=environment),
-        web_workers=reader.int("WEB_CONCURRENCY", 2),
-        web_threads=reader.int("GUNICORN_THREADS", 4),
-        command_processes=reader.int("DBOPS_COMMAND_PROCESSES", 2, minimum=0),
-        query_monitoring=reader.bool("DBOPS_QUERY_MONITORING", True),
-        prometheus_request_metrics=reader.bool("DBOPS_PROMETHEUS_REQUEST_METRICS", False),
-        metrics_public=reader.bool("DBOPS_METRICS_PUBLIC", False),
+        web_workers=reader.get("WEB_CONCURRENCY"),
+        web_threads=reader.get("GUNICORN_THREADS"),
+        command_processes=reader.get("DBOPS_COMMAND_PROCESSES"),
+        query_monitoring=reader.get("DBOPS_QUERY_MONITORING"),
+        prometheus_request_metrics=reader.get("DBOPS_PROMETHEUS_REQUEST_METRICS"),
+        metrics_public=reader.get("DBOPS_METRICS_PUBLIC"),
         # Behind a reverse proxy on the same host every request comes from loopback: trusted only in development.
-        metrics_allow_loopback=reader.bool("DBOPS_METRICS_ALLOW_LOOPBACK", not strict),
-        prometheus_multiproc_dir=reader.str("PROMETHEUS_MULTIPROC_DIR", ""),
-        backup_dir=reader.path("DATABASE_BACKUP_DIR", var_dir / "backups"),
+        metrics_allow_loopback=reader.get("DBOPS_METRICS_ALLOW_LOOPBACK", default=not strict),
+        prometheus_multiproc_dir=reader.get("PROMETHEUS_MULTIPROC_DIR"),
+        backup_dir=reader.get("DATABASE_BACKUP_DIR", default=var_dir / "backups"),
         backup_s3=backup_s3,
-        backup_keep_verified=reader.int("DATABASE_BACKUP_KEEP_VERIFIED", 3, minimum=1),
+        backup_keep_verified=reader.get("DATABASE_BACKUP_KEEP_VERIFIED"),
         backup_local_copy_days=_local_copy_days(reader, backup_s3),
-        backup_max_verified_age_hours=reader.int("DATABASE_BACKUP_MAX_VERIFIED_AGE_HOURS", 48, unit=" hours"),
+        backup_max_verified_age_hours=reader.get("DATABASE_BACKUP_MAX_VERIFIED_AGE_HOURS"),
         backup_encryption_recipients=_encryption_recipients(reader),
         backup_encryption_identity_file=(
-            reader.path("DATABASE_BACKUP_ENCRYPTION_IDENTITY_FILE", Path())
+            reader.get("DATABASE_BACKUP_ENCRYPTION_IDENTITY_FILE", default=Path())
             if reader.raw("DATABASE_BACKUP_ENCRYPTION_IDENTITY_FILE")
             else None
         ),
-        cache=parse_cache_url(reader.str("CACHE_URL", "locmem://")),
+        cache=parse_cache_url(reader.get("CACHE_URL")),
         alerts=_alerts(reader, environment=environment),
         pitr=_pitr(reader, var_dir, backup_s3),
         replica=replica,
-        replica_max_lag_ms=reader.int("DATABASE_REPLICA_MAX_LAG_MS", 1000, unit=" ms"),
+        replica_max_lag_ms=reader.get("DATABASE_REPLICA_MAX_LAG_MS"),
         pgbouncer_admin_url=_pgbouncer_admin_url(reader),
         patroni_urls=_patroni_urls(reader),
         migrations=MigrationSafetyConfig(
-            warn_rows=reader.int("MIGRATION_SAFETY_WARN_ROWS", 10_000, minimum=0, unit=" rows"),
-            block_rows=reader.int("MIGRATION_SAFETY_BLOCK_ROWS", 1_000_000, minimum=0, unit=" rows"),
-            warn_mb=reader.int("MIGRATION_SAFETY_WARN_MB", 100, minimum=0, unit=" MB"),
-            block_mb=reader.int("MIGRATION_SAFETY_BLOCK_MB", 1024, minimum=0, unit=" MB"),
-            lock_timeout_ms=reader.int("MIGRATION_LOCK_TIMEOUT_MS", 5000, unit=" ms"),
-            statement_timeout=reader.int("MIGRATION_STATEMENT_TIMEOUT", 1800, minimum=0, unit=" seconds (0: none)"),
-            lock_retries=reader.int("MIGRATION_LOCK_RETRIES", 3, minimum=0),
-            lock_retry_delay_ms=reader.int("MIGRATION_LOCK_RETRY_DELAY_MS", 2000, minimum=0, unit=" ms"),
-            backup=reader.bool("MIGRATION_BACKUP", True),
-            suppressions=reader.suppressions("MIGRATION_SAFETY_SUPPRESSIONS"),
+            warn_rows=reader.get("MIGRATION_SAFETY_WARN_ROWS"),
+            block_rows=reader.get("MIGRATION_SAFETY_BLOCK_ROWS"),
+            warn_mb=reader.get("MIGRATION_SAFETY_WARN_MB"),
+            block_mb=reader.get("MIGRATION_SAFETY_BLOCK_MB"),
+            lock_timeout_ms=reader.get("MIGRATION_LOCK_TIMEOUT_MS"),
+            statement_timeout=reader.get("MIGRATION_STATEMENT_TIMEOUT"),
+            lock_retries=reader.get("MIGRATION_LOCK_RETRIES"),
+            lock_retry_delay_ms=reader.get("MIGRATION_LOCK_RETRY_DELAY_MS"),
+            backup=reader.get("MIGRATION_BACKUP"),
+            suppressions=reader.get("MIGRATION_SAFETY_SUPPRESSIONS"),
         ),
         breaker=BreakerConfig(
-            enabled=reader.bool("DBOPS_BREAKER_ENABLED", True),
-            failure_threshold=reader.int("DBOPS_BREAKER_FAILURE_THRESHOLD", 5),
-            failure_window=reader.int("DBOPS_BREAKER_FAILURE_WINDOW", 30, unit=" seconds"),
-            probe_interval=reader.int("DBOPS_BREAKER_PROBE_INTERVAL", 1, unit=" seconds"),
-            reset_timeout=reader.int("DBOPS_BREAKER_RESET_TIMEOUT", 30, unit=" seconds"),
-            count_statement_timeouts=reader.bool("DBOPS_BREAKER_COUNT_STATEMENT_TIMEOUTS", False),
-            exempt_paths=reader.list("DBOPS_BREAKER_EXEMPT_PATHS", ()),
-            cache_alias=reader.str("DBOPS_BREAKER_CACHE_ALIAS", "default"),
+            enabled=reader.get("DBOPS_BREAKER_ENABLED"),
+            failure_threshold=reader.get("DBOPS_BREAKER_FAILURE_THRESHOLD"),
+            failure_window=reader.get("DBOPS_BREAKER_FAILURE_WINDOW"),
+            probe_interval=reader.get("DBOPS_BREAKER_PROBE_INTERVAL"),
+            reset_timeout=reader.get("DBOPS_BREAKER_RESET_TIMEOUT"),
+            count_statement_timeouts=reader.get("DBOPS_BREAKER_COUNT_STATEMENT_TIMEOUTS"),
+            exempt_paths=reader.get("DBOPS_BREAKER_EXEMPT_PATHS"),
+            cache_alias=reader.get("DBOPS_BREAKER_CACHE_ALIAS"),
         ),
         health=HealthConfig(
-            probe_timeout=reader.int("DBOPS_HEALTH_PROBE_TIMEOUT", 2, unit=" seconds"),
-            ready_cache_seconds=reader.int("DBOPS_HEALTH_READY_CACHE_SECONDS", 3, minimum=0, unit=" seconds"),
-            connections_warn_percent=reader.int("DBOPS_HEALTH_CONNECTIONS_WARN_PERCENT", 80, unit=" %"),
-            long_transaction_seconds=reader.int("DBOPS_HEALTH_LONG_TRANSACTION_SECONDS", 300, unit=" seconds"),
-            idle_in_transaction_seconds=reader.int("DBOPS_HEALTH_IDLE_IN_TRANSACTION_SECONDS", 60, unit=" seconds"),
-            lock_wait_seconds=reader.int("DBOPS_HEALTH_LOCK_WAIT_SECONDS", 10, unit=" seconds"),
-            replication_lag_seconds=reader.int("DBOPS_HEALTH_REPLICATION_LAG_SECONDS", 30, unit=" seconds"),
-            database_size_warn_mb=reader.int("DBOPS_HEALTH_DATABASE_SIZE_WARN_MB", 0, minimum=0, unit=" MB (0: off)"),
+            probe_timeout=reader.get("DBOPS_HEALTH_PROBE_TIMEOUT"),
+            ready_cache_seconds=reader.get("DBOPS_HEALTH_READY_CACHE_SECONDS"),
+            connections_warn_percent=reader.get("DBOPS_HEALTH_CONNECTIONS_WARN_PERCENT"),
+            long_transaction_seconds=reader.get("DBOPS_HEALTH_LONG_TRANSACTION_SECONDS"),
+            idle_in_transaction_seconds=reader.get("DBOPS_HEALTH_IDLE_IN_TRANSACTION_SECONDS"),
+            lock_wait_seconds=reader.get("DBOPS_HEALTH_LOCK_WAIT_SECONDS"),
+            replication_lag_seconds=reader.get("DBOPS_HEALTH_REPLICATION_LAG_SECONDS"),
+            database_size_warn_mb=reader.get("DBOPS_HEALTH_DATABASE_SIZE_WARN_MB"),
         ),
     )
 

@@ -64,7 +64,7 @@ def site_from_env(
     environment = reader.environment()
     strict = environment in STRICT_ENVIRONMENTS
 
-    debug = reader.bool("DEBUG", environment == "development")
+    debug = reader.get("DEBUG", default=environment == "development")
     if strict and debug:
         raise ImproperlyConfigured(f"DEBUG=true is not allowed when DJANGO_ENV={environment}: set DEBUG=false.")
 
@@ -72,7 +72,9 @@ def site_from_env(
     if strict:
         _check_secret_key(secret_key, environment)
 
-    allowed_hosts = reader.list("ALLOWED_HOSTS", () if strict else ("localhost", "127.0.0.1", "[::1]", "testserver"))
+    allowed_hosts = reader.get(
+        "ALLOWED_HOSTS", default=() if strict else ("localhost", "127.0.0.1", "[::1]", "testserver")
+    )
     if strict and not allowed_hosts:
         raise ImproperlyConfigured(
             f"ALLOWED_HOSTS is empty with DJANGO_ENV={environment}: set it to the site's host names, comma-separated."
@@ -83,8 +85,8 @@ def site_from_env(
             "poisoning reaches password-reset links and cache keys)."
         )
 
-    urlconf = reader.str("DJANGO_ROOT_URLCONF", root_urlconf)
-    if strict and urlconf.startswith("bench.") and not reader.bool("DJANGO_ALLOW_BENCHMARK_URLS", False):
+    urlconf = reader.get("DJANGO_ROOT_URLCONF", default=root_urlconf)
+    if strict and urlconf.startswith("bench.") and not reader.get("DJANGO_ALLOW_BENCHMARK_URLS"):
         raise ImproperlyConfigured(
             f"DJANGO_ROOT_URLCONF={urlconf!r} serves public, database-bound benchmark endpoints: not with "
             f"DJANGO_ENV={environment} (benchmarks set DJANGO_ALLOW_BENCHMARK_URLS=true)."
@@ -93,13 +95,13 @@ def site_from_env(
         debug=debug,
         secret_key=secret_key or INSECURE_SECRET_KEY,
         allowed_hosts=allowed_hosts,
-        static_root=reader.path("DJANGO_STATIC_ROOT", Path(base_dir) / "var" / "static"),
+        static_root=reader.get("DJANGO_STATIC_ROOT", default=Path(base_dir) / "var" / "static"),
         root_urlconf=urlconf,
         email=_email(reader),
-        hsts_seconds=reader.int("DJANGO_SECURE_HSTS_SECONDS", 31_536_000 if strict else 0, minimum=0, unit=" s"),
-        ssl_redirect=reader.bool("DJANGO_SECURE_SSL_REDIRECT", False),
+        hsts_seconds=reader.get("DJANGO_SECURE_HSTS_SECONDS", default=31_536_000 if strict else 0),
+        ssl_redirect=reader.get("DJANGO_SECURE_SSL_REDIRECT"),
         # Staff sessions can restore the database: a working day, not Django's two weeks, when strict.
-        session_cookie_age=reader.int("DJANGO_SESSION_COOKIE_AGE", 8 * 3600 if strict else 14 * 86400, unit=" s"),
+        session_cookie_age=reader.get("DJANGO_SESSION_COOKIE_AGE", default=8 * 3600 if strict else 14 * 86400),
     )
 
 

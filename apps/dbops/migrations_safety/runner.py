@@ -179,10 +179,7 @@ def _save(run: MigrationRun) -> None:
 
 
 def _finish(run: MigrationRun, status: str, started: float, error: str = "") -> None:
-    run.status = status
-    run.error = error
-    run.finished_at = timezone.now()
-    run.duration_seconds = round(time.monotonic() - started, 3)
+    run.ended(status, error, started=started)
     _save(run)
     migration_run_finished.send(sender=MigrationRun, run=run)
     logger.info(

@@ -1,0 +1,76 @@
+"""Advisory locks that keep two backups (or restores) from overlapping, and the records of runs that were killed."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+from django.utils import timezone
+
+from dbops.backups.logical.database import maintenance_connection
+from dbops.exceptions import (
+    BackupInProgress,
+)
+from dbops.models import BackupRecord, RestoreRecord
+
+# pg_advisory_lock key shared by every dbops backup of a database ("dbops" in ASCII, then 1); restores hold 4.
+BACKUP_LOCK_KEY = 0x64626F707301
+
+
+RESTORE_LOCK_KEY = 0x64626F707304
+
+
+def mark_interrupted_backups() -> int:
+    """Mark `running` records failed: called while holding the backup lock, so none of them is running."""
+    return BackupRecord.objects.filter(status=BackupRecord.Status.RUNNING).update(
+        status=BackupRecord.Status.FAILED,
+        finished_at=timezone.now(),
+        error="interrupted: the backup process died or lost the database before recording its end",
+    )
+
+
+def mark_interrupted_restores() -> int:
+    """Mark `running` restore records failed: called while holding the restore lock, so none of them is running."""
+    return RestoreRecord.objects.filter(status=RestoreRecord.Status.RUNNING).update(
+        status=RestoreRecord.Status.FAILED,
+        finished_at=timezone.now(),
+        error="interrupted: the restore process died or lost the database before recording its end "
+        "(its safety backup, if any, is listed in the record)",
+    )
+
+
+@contextlib.contextmanager
+def _advisory_lock(alias: str, key: int, busy: str) -> Iterator[None]:
+    with maintenance_connection(alias) as conn:
+        if not conn.execute("SELECT pg_try_advisory_lock(%s)", [key]).fetchone()[0]:
+            raise BackupInProgress(busy)
+        try:
+            yield
+        finally:
+            with contextlib.suppress(Exception):
+                conn.execute("SELECT pg_advisory_unlock(%s)", [key])
+
+
+def backup_lock(alias: str):
+    """Hold the database-wide backup advisory lock, or raise BackupInProgress."""
+    return _advisory_lock(
+        alias,
+        BACKUP_LOCK_KEY,
+        "another backup of this database is running (PostgreSQL advisory lock held): try again later",
+    )
+
+
+def restore_lock(alias: str):
+    """Hold the database-wide restore advisory lock, or raise BackupInProgress."""
+    return _advisory_lock(alias, RESTORE_LOCK_KEY, "another restore of this database is running: try again later")
+
+
+def reap_interrupted(alias: str = "default") -> None:
+    """Finish the records of backups and restores whose process died (`kill -9`, a lost host).
+
+    A running backup or restore holds its advisory lock for as long as its session lives; a `running` record
+    whose lock is free has nobody left to finish it.
+    """
+    for lock, mark in ((backup_lock, mark_interrupted_backups), (restore_lock, mark_interrupted_restores)):
+        with contextlib.suppress(BackupInProgress), lock(alias):
+            mark()

@@ -1,0 +1,88 @@
+"""Where backups are kept (dbbackup's storage, the local copy beside a bucket); how files are named and hashed."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import re
+
+from dbbackup.db.base import get_connector
+from django.core.files.storage import FileSystemStorage, storages
+from django.db import connections
+
+from dbops.conf import DBOPS_POSTGRES_ENGINE, get_config, mask_url
+
+logger = logging.getLogger("dbops.backups")
+
+
+def _undo_dbbackup_debug_logger() -> None:
+    """Give `dbbackup.command` back the level LOGGING sets (default: inherit), not the DEBUG its import forces.
+
+    Otherwise every dump prints its full pg_dump command line whatever the site's LOGGING says.
+    """
+    from django.conf import settings
+
+    configured = ((getattr(settings, "LOGGING", None) or {}).get("loggers") or {}).get("dbbackup.command") or {}
+    logging.getLogger("dbbackup.command").setLevel(configured.get("level", logging.NOTSET))
+
+
+_undo_dbbackup_debug_logger()
+
+
+# The names dbops gives backup files: <database>-<YYYYmmdd-HHMMSS>-<record id>.dump[.gz][.age]
+BACKUP_FILE_NAME = re.compile(r"^.+-\d{8}-\d{6}-(?P<id>\d+)\.dump(?:\.gz)?(?:\.age)?$")
+
+
+STORAGE_ALIAS = "dbbackup"
+
+
+PG_DUMP_CONNECTOR = "dbbackup.db.postgresql.PgDumpBinaryConnector"
+
+
+CHUNK = 1024 * 1024
+
+
+def dump_connector(alias: str):
+    """Return django-dbbackup's connector for `alias`; pg_dump's for dbops' engine.
+
+    django-dbbackup maps engines to connectors by name and falls back to dumpdata for names it does not know.
+    """
+    engine = connections[alias].settings_dict["ENGINE"]
+    return get_connector(alias, connector_path=PG_DUMP_CONNECTOR if engine == DBOPS_POSTGRES_ENGINE else None)
+
+
+def backup_storage():
+    return storages[STORAGE_ALIAS]
+
+
+def local_copy_storage() -> FileSystemStorage | None:
+    """Return DATABASE_BACKUP_DIR's storage when each backup also keeps a local copy beside the bucket, else None."""
+    config = get_config()
+    if config.backup_s3 is None or not config.backup_local_copy_days:
+        return None
+    return FileSystemStorage(**config.local_backup_storage()["OPTIONS"])
+
+
+def hash_file(handle) -> tuple[str, int]:
+    digest, size = hashlib.sha256(), 0
+    handle.seek(0)
+    while chunk := handle.read(CHUNK):
+        digest.update(chunk)
+        size += len(chunk)
+    handle.seek(0)
+    return digest.hexdigest(), size
+
+
+def delete_files(name: str | None, storage=None) -> None:
+    if not name:
+        return
+    storage = storage or backup_storage()
+    for path in (name, f"{name}.metadata"):
+        with contextlib.suppress(Exception):
+            if storage.exists(path):
+                storage.delete(path)
+
+
+def safe_error(exc: BaseException) -> str:
+    return mask_url(str(exc)).strip()[-4000:] or type(exc).__name__

@@ -1,0 +1,165 @@
+"""Taking a backup: pg_dump in one exported snapshot with the row counts, compressed, encrypted, hashed, stored."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from dbbackup.utils import compress_file
+from django.core.files.base import ContentFile, File
+from django.db import DatabaseError, connections
+from django.utils import timezone
+
+from dbops.backups import encryption, pgtools
+from dbops.backups.logical.database import count_rows, maintenance_connection
+from dbops.backups.logical.locks import backup_lock, mark_interrupted_backups
+from dbops.backups.logical.storage import (
+    backup_storage,
+    delete_files,
+    dump_connector,
+    hash_file,
+    local_copy_storage,
+    logger,
+    safe_error,
+)
+from dbops.conf import get_config
+from dbops.exceptions import (
+    BackupError,
+)
+from dbops.models import BackupRecord
+from dbops.progress import Progress
+from dbops.progress import quiet as _quiet
+from dbops.signals import backup_finished
+
+
+def backup_due(*, now: datetime.datetime | None = None) -> bool:
+    """Tell whether the newest successful backup is older than DATABASE_BACKUP_INTERVAL_HOURS (or missing)."""
+    now = now or timezone.now()
+    last = BackupRecord.objects.filter(status=BackupRecord.Status.SUCCEEDED).order_by("-started_at").first()
+    interval = datetime.timedelta(hours=get_config().backup_interval_hours)
+    return last is None or now - last.started_at >= interval
+
+
+def take_backup(
+    *,
+    trigger: str = BackupRecord.Trigger.COMMAND,
+    alias: str = "default",
+    compress: bool = False,
+    progress: Progress = _quiet,
+) -> BackupRecord:
+    """Dump `alias` with pg_dump, store it with its checksum and row counts, and record the run."""
+    with backup_lock(alias):
+        mark_interrupted_backups()
+        db_settings = connections[alias].settings_dict
+        started = time.monotonic()
+        record = BackupRecord.objects.create(
+            started_at=timezone.now(),
+            trigger=trigger,
+            database_alias=alias,
+            database_name=db_settings["NAME"],
+            storage=type(backup_storage()).__name__,
+            compressed=compress,
+            encrypted=bool(get_config().backup_encryption_recipients),
+        )
+        stored = None
+        try:
+            stored = _dump_and_store(record, alias, compress=compress, progress=progress)
+        except Exception as exc:
+            delete_files(stored)
+            error = safe_error(exc)
+            try:
+                record.finish(BackupRecord.Status.FAILED, error, started=started)
+            except DatabaseError:
+                logger.error('{"event": "backup_failed_unrecorded", "backup": %s}', record.pk)
+            backup_finished.send(sender=BackupRecord, record=record)
+            raise BackupError(f"backup #{record.pk} failed: {error.splitlines()[-1] if error else ''}") from exc
+        record.refresh_from_db()
+        record.finish(BackupRecord.Status.SUCCEEDED, started=started)
+        backup_finished.send(sender=BackupRecord, record=record)
+        logger.info(
+            '{"event": "backup_succeeded", "backup": %s, "bytes": %s, "seconds": %.2f}',
+            record.pk,
+            record.size_bytes,
+            record.duration_seconds,
+        )
+        return record
+
+
+def _dump_and_store(record: BackupRecord, alias: str, *, compress: bool, progress: Progress) -> str:
+    with maintenance_connection(alias) as conn:
+        version_num, version = conn.execute(
+            "SELECT current_setting('server_version_num')::int, current_setting('server_version')"
+        ).fetchone()
+        server_major = version_num // 10000
+        dump_major = pgtools.tool_major("pg_dump")
+        if dump_major < server_major:
+            raise BackupError(
+                f"pg_dump {dump_major} is older than the server (PostgreSQL {server_major}): "
+                f"install postgresql-client-{server_major} or newer"
+            )
+        # One snapshot for the counts and the dump: the counts describe exactly what the file holds.
+        conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        snapshot = conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
+        connector = dump_connector(alias)
+        connector.dump_suffix = f"--snapshot={snapshot}"
+        progress("dumping (pg_dump --format=custom) while counting rows in the same snapshot")
+        # pg_dump works in its own process: count rows meanwhile instead of before it.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dbops-pg-dump") as executor:
+            pending_dump = executor.submit(connector.create_dump)
+            counts = count_rows(conn)
+            dump = pending_dump.result()
+        conn.execute("COMMIT")
+        progress(f"dumped {len(counts)} tables, {sum(counts.values())} rows")
+    extension = "dump"
+    if compress:
+        progress("compressing")
+        dump, _ = compress_file(dump, "dump")
+        extension = "dump.gz"
+    if record.encrypted:
+        recipients = get_config().backup_encryption_recipients
+        progress(f"encrypting to {len(recipients)} age recipient(s)")
+        dump = encryption.encrypt(dump, recipients)
+        extension += encryption.SUFFIX
+    progress("hashing")
+    sha256, size = hash_file(dump)
+    name = f"{record.database_name}-{record.started_at:%Y%m%d-%H%M%S}-{record.pk}.{extension}"
+    storage, local = backup_storage(), local_copy_storage()
+    kept = ""
+    try:
+        if local is not None:  # first: a local write is cheap, and a failed upload then removes it again
+            progress(f"keeping a local copy in {get_config().backup_dir}")
+            kept = local.save(name, File(dump, name=name))
+        progress(f"storing {size} bytes as {name}")
+        stored = storage.save(name, File(dump, name=name))
+    except Exception:
+        delete_files(name)  # a full disk leaves the part written so far under the name
+        if local is not None:
+            delete_files(kept or name, local)
+        raise
+    metadata = {
+        "engine": connections[alias].settings_dict["ENGINE"],
+        "connector": f"{type(connector).__module__}.{type(connector).__name__}",
+        "database": record.database_name,
+        "server_version": version,
+        "sha256": sha256,
+        "size_bytes": size,
+        "compressed": compress,
+        "encrypted": record.encrypted,
+        "row_counts": counts,
+        "started_at": record.started_at.isoformat(),
+    }
+    described = json.dumps(metadata, indent=2, sort_keys=True).encode()
+    try:
+        storage.save(f"{stored}.metadata", ContentFile(described))
+        if local is not None:
+            local.save(f"{kept}.metadata", ContentFile(described))
+        BackupRecord.objects.filter(pk=record.pk).update(
+            filename=stored, local_copy=kept, size_bytes=size, sha256=sha256, row_counts=counts, server_version=version
+        )
+    except Exception:
+        delete_files(stored)
+        delete_files(kept, local)
+        raise
+    return stored

@@ -1,0 +1,113 @@
+"""Recorded PITR runs (`PitrRun`): backup and verify, and the journal of runs the database could not take."""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import json
+import time
+from pathlib import Path
+
+import psycopg
+import psycopg.sql
+from django.core import serializers
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import DatabaseError
+from django.utils import timezone
+
+from dbops.backups.pitr.pgbackrest import failure, run_pgbackrest
+from dbops.backups.pitr.target import PitrError, PitrRefused, PitrTarget
+from dbops.backups.pitr.window import status
+from dbops.conf import get_config
+from dbops.models import PitrRun
+from dbops.progress import Progress
+from dbops.progress import quiet as _quiet
+
+BACKUP_TYPES = ("full", "diff", "incr")
+
+
+def record(kind: str, target: PitrTarget, *, database_up: bool = True, **fields) -> PitrRun:
+    """Start a run's record; with the database down (an in-place restore) it is kept for the journal instead."""
+    run = PitrRun(kind=kind, started_at=timezone.now(), stanza=target.stanza, **fields)
+    with contextlib.suppress(KeyError, OSError):
+        run.requested_by = getpass.getuser()
+    if database_up:
+        with contextlib.suppress(DatabaseError):
+            run.save()
+    return run
+
+
+def finish(
+    run: PitrRun, status_: str, started: float, error: str = "", *, journal: Path | None = None, **details
+) -> PitrRun:
+    """End a run's record; when it cannot be saved (or `journal` is given: the database is down), journal it."""
+    run.ended(status_, error, started=started, details={**run.details, **details})
+    if journal is None:
+        try:
+            run.save()
+            return run
+        except DatabaseError:
+            journal = get_config().pitr.repo_path / JOURNAL_NAME
+    journal.parent.mkdir(parents=True, exist_ok=True)
+    with journal.open("a") as lines:
+        # One JSON object per line, whatever the JSON serializer's layout (Django 6 spreads it over lines).
+        lines.write(json.dumps(serializers.serialize("python", [run])[0], cls=DjangoJSONEncoder) + "\n")
+    return run
+
+
+# Runs the database could not take (it was down, or the one being restored): saved by record_journal later.
+JOURNAL_NAME = "unrecorded-runs.jsonl"
+
+
+def record_journal(target: PitrTarget) -> int:
+    """Save the journaled runs into the history once the database answers; return how many were saved.
+
+    Checked with a direct connection first: a pool asked while the server is down logs a warning per retry.
+    """
+    path = target.repo_path / JOURNAL_NAME
+    if not path.exists() or not path.read_text().strip():
+        return 0
+    try:
+        with target.connect(timeout=2):
+            pass
+    except psycopg.Error:
+        return 0
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    for saved, line in enumerate(lines):
+        try:
+            for entry in serializers.deserialize("python", [json.loads(line)]):
+                entry.object.pk = None  # a restored history may already hold that id for another run
+                entry.object.save()
+        except DatabaseError:  # keep what is not saved yet, and only that, for the next time
+            path.write_text("\n".join(lines[saved:]) + "\n")
+            return saved
+    path.unlink()
+    return len(lines)
+
+
+def backup(target: PitrTarget, *, backup_type: str = "full", progress: Progress = _quiet) -> PitrRun:
+    """Take a pgBackRest backup (full, diff or incr) and record it with its label."""
+    if backup_type not in BACKUP_TYPES:
+        raise PitrRefused(f"backup type must be one of {', '.join(BACKUP_TYPES)}")
+    started = time.monotonic()
+    run = record(PitrRun.Kind.BACKUP, target, backup_type=backup_type)
+    progress(f"pgbackrest backup --type={backup_type}")
+    result = run_pgbackrest(target, "backup", f"--type={backup_type}", timeout=6 * 3600)
+    if result.returncode != 0:
+        finish(run, PitrRun.Status.FAILED, started, failure(result))
+        raise PitrError(f"pgbackrest backup failed: {failure(result)}")
+    newest = (status(target)["backups"] or [{}])[-1]
+    run.label = newest.get("label", "")
+    return finish(run, PitrRun.Status.SUCCEEDED, started, size_bytes=newest.get("size_bytes"))
+
+
+def verify(target: PitrTarget, *, progress: Progress = _quiet) -> PitrRun:
+    """Run `pgbackrest verify` (checksums of every backup file and archived WAL segment) and record it."""
+    started = time.monotonic()
+    run = record(PitrRun.Kind.VERIFY, target)
+    progress("pgbackrest verify")
+    result = run_pgbackrest(target, "verify", "--log-level-console=info", timeout=6 * 3600)
+    if result.returncode != 0:
+        finish(run, PitrRun.Status.FAILED, started, failure(result))
+        raise PitrError(f"pgbackrest verify failed: {failure(result)}")
+    return finish(run, PitrRun.Status.SUCCEEDED, started, output=result.stdout.strip()[-2000:])
