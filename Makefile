@@ -21,7 +21,7 @@ INSTALL_PROMTOOL = { command -v apt-get >/dev/null && mkdir -p $(TOOLS)/deb && \
 	dpkg-deb -x $(TOOLS)/deb/prometheus_*.deb $(TOOLS)/deb/root && \
 	cp $(TOOLS)/deb/root/usr/bin/promtool $(TOOLS)/promtool && rm -rf $(TOOLS)/deb; }
 
-.PHONY: venv system-deps patroni patroni-cluster run test test-fast test-system test-django6 lint typecheck format \
+.PHONY: venv system-deps patroni patroni-cluster run test test-fast test-system test-django6 lint lock format \
 	bench bench-smoke localdb-stop clean
 # A missing test tool: a warning on a developer's machine, a failure in CI.
 MISSING = { if [ -n "$$CI" ]; then echo "$(1) could not be installed: CI runs every tier"; exit 1; \
@@ -108,9 +108,16 @@ TIERS ?= --tier pure --tier database --tier smoke
 test-django6: $(VENV6)/.installed system-deps
 	@$(call PYTEST,$(VENV6)/bin/python,$(TIERS))
 
+## lint: every pre-commit hook on every file (ruff, ruff format, django-upgrade), then mypy with django-stubs
 lint: venv
-	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/pre-commit run --all-files --show-diff-on-failure
+	$(VENV)/bin/mypy
+
+## lock: recompile the pinned, hashed requirements from requirements.in and requirements-dev.in
+LOCK = $(VENV)/bin/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url
+lock: venv
+	$(LOCK) -o requirements.txt requirements.in
+	$(LOCK) -o requirements-dev.txt requirements-dev.in
 
 format: venv
 	$(VENV)/bin/ruff format .

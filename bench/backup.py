@@ -18,7 +18,8 @@ import tempfile
 import time
 
 from harness import median, parser, postgres, setup_django
-from servers import S3Server, s3_server_available
+
+from tests.parts.servers import S3Server, s3_server_available
 
 
 def main() -> None:

@@ -26,7 +26,8 @@ import threading
 import time
 
 from harness import median, parser, percentile, postgres_cluster, server_environ, setup_django
-from servers import ConnectionSampler, Traffic, free_port, gunicorn, http_get, load
+
+from tests.parts.servers import ConnectionSampler, Traffic, free_port, gunicorn, http_get, load
 
 POOL_TIMEOUT = 5
 POOL_MAX = 6

@@ -5,10 +5,10 @@ failover      a primary with a synchronous standby behind gunicorn (the Dockerfi
               primary is killed (pg_ctl stop -m immediate), the standby promoted 1 s later. Measured: time from the
               primary's death and from the promotion to the first successful write, 500s (target 0), lost
               acknowledged writes (target 0).
-patroni       a 3-node Patroni 4 cluster (etcd, synchronous mode; bench/patroni.py) behind the same site: node loss
-              (the leader's postmaster and Patroni SIGKILLed) and a planned switchover. Measured: the leader's death
-              to Patroni's promotion and to the first successful write, 500s (target 0), lost acknowledged writes
-              (target 0), and how long a switchover answers 503.
+patroni       a 3-node Patroni 4 cluster (etcd, synchronous mode; tests/parts/patroni.py) behind the same site:
+              node loss (the leader's postmaster and Patroni SIGKILLed) and a planned switchover. Measured: the
+              leader's death to Patroni's promotion and to the first successful write, 500s (target 0), lost
+              acknowledged writes (target 0), and how long a switchover answers 503.
 read scaling  /bench/read (one routed ORM read) through a server with DATABASE_REPLICA_URL vs one without, on the
               same primary + asynchronous standby, interleaved wrk rounds: ratio replica/primary-only.
 Run: .venv/bin/python bench/failover.py [--rounds 3] [--seconds 5]
@@ -22,9 +22,9 @@ import time
 
 import psycopg
 from harness import median, parser, server_environ
-from servers import Traffic, gunicorn, interleaved
 
 from dbops.localdb import throwaway_cluster, throwaway_standby
+from tests.parts.servers import Traffic, gunicorn, interleaved
 
 
 def sql(cluster, statement: str, dbname: str = "postgres"):
@@ -91,7 +91,7 @@ def failover_round() -> dict:
 
 
 def patroni_round() -> dict:
-    import patroni
+    from tests.parts import patroni
 
     with patroni.cluster(3, synchronous=True) as cluster:
         sql_url = cluster.url()
@@ -162,10 +162,10 @@ def main() -> None:
         print(f"  first write after {key[5:-2]:<10} median {median([r[key] for r in results]):.2f} s")
     for key in ("http_500", "other_errors", "lost_writes", "answered_503", "writes"):
         print(f"  {key:<13} total {sum(r[key] for r in results)}")
-    import patroni
+    from tests.parts import patroni
 
     if args.smoke:
-        print("patroni: left out of the smoke run (tests/test_patroni.py runs the same faults)")
+        print("patroni: left out of the smoke run (tests/replication/test_patroni.py runs the same faults)")
     elif patroni.available():
         print(f"patroni: left out ({patroni.available()})")
     else:

@@ -18,8 +18,9 @@ PROJECT_DIR = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT_DIR))
 
 from dbops.monitoring.window import percentile  # noqa: E402 - needs the project on sys.path
+from tests.parts.servers import server_environ  # noqa: E402
 
-__all__ = ["percentile"]
+__all__ = ["percentile", "server_environ"]
 
 
 def parser(description: str) -> argparse.ArgumentParser:
@@ -69,22 +70,3 @@ def setup_django(migrate: bool = True) -> None:
 
 def median(values: list[float]) -> float:
     return statistics.median(values)
-
-
-def server_environ(database_url: str, **extra: str) -> dict[str, str]:
-    """Return the environment of a production-mode server against `database_url` (small pools, 2x4 gthread)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "DJANGO_", "ENFORCE_", "PORT"))}
-    env.update(
-        DJANGO_ENV="production",
-        DATABASE_URL=database_url,
-        SECRET_KEY="benchmark-and-test-only-secret-" * 2,
-        ALLOWED_HOSTS="127.0.0.1,localhost",
-        DATABASE_POOL_SIZE="2",
-        DATABASE_POOL_MAX_OVERFLOW="4",
-        WEB_CONCURRENCY="2",
-        GUNICORN_THREADS="4",
-    )
-    env.update(extra)
-    if env.get("DJANGO_ROOT_URLCONF", "").startswith("bench."):
-        env["DJANGO_ALLOW_BENCHMARK_URLS"] = "true"  # production refuses the public benchmark endpoints otherwise
-    return env

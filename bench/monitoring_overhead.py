@@ -13,7 +13,8 @@ from __future__ import annotations
 import contextlib
 
 from harness import median, parser, postgres, server_environ, setup_django
-from servers import gunicorn, interleaved
+
+from tests.parts.servers import gunicorn, interleaved
 
 CONDITIONS = {
     "bare": {"DBOPS_QUERY_MONITORING": "false"},

@@ -17,7 +17,8 @@ import contextlib
 import re
 
 from harness import median, parser, postgres_cluster, server_environ, setup_django
-from servers import gunicorn, interleaved
+
+from tests.parts.servers import gunicorn, interleaved
 
 MODES = ("pool", "new", "persistent")
 BENCH_ROLE, BENCH_PASSWORD = "bench_app", "bench-only-password"  # noqa: S105 - a throwaway cluster's role

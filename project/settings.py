@@ -137,13 +137,20 @@ if DBOPS.is_strict:
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    # dbops' own events are JSON, one object per line (python-json-logger): log shippers parse them as they are.
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "dbops.logs.JsonFormatter"},
+    },
     # psycopg_pool warns once per failed reconnection attempt of every pooled connection: hundreds per outage.
     "filters": {"repeats": {"()": "dbops.monitoring.log_filters.RepeatedMessageFilter", "interval": 60}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+        "events": {"class": "logging.StreamHandler", "formatter": "json"},
+    },
     "root": {"handlers": ["console"], "level": "WARNING"},
     "loggers": {
-        "dbops": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        "dbops": {"handlers": ["events"], "level": "INFO", "propagate": False},
         "django": {"handlers": ["console"], "level": "INFO" if DEBUG else "WARNING", "propagate": False},
         # django-health-check logs every failing or warning probe with a traceback: at load-balancer probe
         # rates that floods the log. The endpoints and /metrics carry check state; keep only its errors.

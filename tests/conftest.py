@@ -12,7 +12,8 @@ import pytest
 from django.db import connection, connections
 from psycopg import sql
 
-from bench.servers import wait_for_port
+from tests.logcheck import JsonLinesCheck
+from tests.parts.servers import wait_for_port
 from tests.pg_cluster_plugin import owned_cluster
 from tests.tiers import add_tier_option, check_tiers, forbid_processes, require_tool, select_tiers, tier_of
 
@@ -36,6 +37,19 @@ def tier_guard(request, monkeypatch):
     tier = tier_of(request.node)
     if tier in ("pure", "database"):
         forbid_processes(monkeypatch, tier)
+
+
+@pytest.fixture(autouse=True)
+def dbops_logs_json_lines():
+    """Fail a test during which dbops logged a line that is not one JSON object."""
+    import logging
+
+    logger = logging.getLogger("dbops")
+    check = JsonLinesCheck(logger)
+    logger.addHandler(check)
+    yield
+    logger.removeHandler(check)
+    assert not check.bad, f"dbops logged lines that are not JSON: {check.bad[:3]}"
 
 
 @pytest.fixture(autouse=True)
@@ -85,7 +99,7 @@ def s3_tls_server():
 
 
 def _s3_server(*, tls: bool):
-    from bench.servers import S3Server, s3_server_available
+    from tests.parts.servers import S3Server, s3_server_available
 
     require_tool(
         "moto_server" + (" and stunnel4" if tls else ""),

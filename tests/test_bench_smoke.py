@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from tests import PROJECT_DIR
-from tests.servers import url_of_test_database
+from tests.parts.site import url_of_test_database
 
 pytestmark = pytest.mark.system
 

@@ -121,7 +121,7 @@ class BackupRecordAdmin(HistoryAdmin):
         ("Contents", {"fields": (("database_name", "server_version"), "row_count_table")}),
     )
     readonly_fields = [
-        name
+        str(name)
         for _, options in fieldsets
         for row in options["fields"]
         for name in (row if isinstance(row, tuple) else (row,))

@@ -28,6 +28,7 @@ from psycopg import sql
 
 from dbops.conf import get_config
 from dbops.database.pool import direct_connection, pool_max_size, pool_stats
+from dbops.database.rows import one_row
 from dbops.exceptions import DbopsError
 from dbops.monitoring.window import percentile
 
@@ -100,7 +101,7 @@ def _require_answer(url: str) -> None:
 
 def _is_loopback_host(host: str) -> bool:
     try:
-        addresses = {info[4][0] for info in socket.getaddrinfo(host, None)}
+        addresses = {str(info[4][0]) for info in socket.getaddrinfo(host, None)}
     except OSError:
         return False
     return bool(addresses) and all(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in addresses)
@@ -130,7 +131,7 @@ class _Recorder:
     def success(self, checkout_ms: float | None, query_ms: float | None, total_ms: float) -> None:
         with self.lock:
             self.successes += 1
-            if checkout_ms is not None:
+            if checkout_ms is not None and query_ms is not None:
                 self.checkout_ms.append(checkout_ms)
                 self.query_ms.append(query_ms)
             self.total_ms.append(total_ms)
@@ -262,10 +263,12 @@ class _Monitor:
         self.error = ""
 
     def server_connections(self, conn) -> int:
-        return conn.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s AND datname = current_database()",
-            [self.application_name],
-        ).fetchone()[0]
+        return one_row(
+            conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s AND datname = current_database()",
+                [self.application_name],
+            )
+        )[0]
 
     def _run(self) -> None:
         try:
@@ -305,10 +308,12 @@ def _settled_pool(alias: str, application_name: str) -> dict:
     stats = pool_stats(alias) or {}
     with direct_connection(alias, timeout=5) as conn:
         conn.execute("SELECT set_config('application_name', %s, false)", [MONITOR_APPLICATION_NAME])
-        server = conn.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s AND datname = current_database()",
-            [application_name],
-        ).fetchone()[0]
+        server = one_row(
+            conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s AND datname = current_database()",
+                [application_name],
+            )
+        )[0]
     return {"pool_size": stats.get("pool_size"), "server_connections": server}
 
 

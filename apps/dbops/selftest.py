@@ -19,6 +19,7 @@ from django.db import connections
 from dbops.breaker.state import State, get_breaker
 from dbops.conf import enforce_postgresql, get_config, mask_url
 from dbops.database.pool import connection_budget, direct_connection, server_connection_limit
+from dbops.database.rows import one_row
 from dbops.health.backups import backup_findings
 from dbops.loadtest import LoadPlan, run_load
 from dbops.migrations_safety.status import pending_migrations
@@ -61,7 +62,7 @@ def _enforcement(options: SelftestOptions) -> SelftestLine:
 def _connectivity(options: SelftestOptions) -> SelftestLine:
     timeout = float(get_config().health.probe_timeout)
     with direct_connection(options.alias, timeout=timeout) as conn:
-        version = conn.execute("SHOW server_version").fetchone()[0]
+        version = one_row(conn.execute("SHOW server_version"))[0]
     return SelftestLine("connectivity", PASS, f"PostgreSQL {version}", {"server_version": version})
 
 

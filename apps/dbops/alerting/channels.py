@@ -12,6 +12,7 @@ from django.conf import settings
 from django.core.mail import mail_admins
 
 from dbops.conf import get_config
+from dbops.logs import log_event
 
 logger = logging.getLogger("dbops.alerts")
 
@@ -39,7 +40,7 @@ def _title(payload: dict) -> str:
 
 def _log(payload: dict) -> None:
     level = logging.INFO if payload["state"] == "resolved" else logging.WARNING
-    logger.log(level, json.dumps({"event": "alert", **payload}, sort_keys=True, default=str))
+    log_event(logger, level, "alert", **payload)
 
 
 def _email(payload: dict) -> None:
@@ -96,10 +97,7 @@ def notify(alert) -> list[str]:
             send(payload)
         except Exception as exc:
             failed.append(name)
-            logger.error(
-                json.dumps(
-                    {"event": "alert_channel_failed", "channel": name, "rule": alert.rule, "error": str(exc)[:300]},
-                    sort_keys=True,
-                )
+            log_event(
+                logger, logging.ERROR, "alert_channel_failed", channel=name, rule=alert.rule, error=str(exc)[:300]
             )
     return failed

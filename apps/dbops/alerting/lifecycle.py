@@ -30,6 +30,8 @@ from dbops.alerting.channels import notify
 from dbops.alerting.rules import CRITICAL, RULE_BY_NAME, RULES, Context, Signal
 from dbops.conf import get_config
 from dbops.database.pool import direct_connection, serves_requests
+from dbops.database.rows import one_row
+from dbops.logs import log_event
 from dbops.models import Alert, OperationsSample
 
 logger = logging.getLogger("dbops.alerts")
@@ -92,9 +94,10 @@ def process_signal(signal: Signal, *, now: datetime.datetime | None = None, send
             _send(alert, now)
         alert.save()
         return alert
-    alert = Alert.objects.filter(rule=signal.rule, subject=signal.subject, state=Alert.State.FIRING).first()
-    if alert is None:
+    open_alert = Alert.objects.filter(rule=signal.rule, subject=signal.subject, state=Alert.State.FIRING).first()
+    if open_alert is None:
         return None
+    alert = open_alert
     alert.state, alert.resolved_at = Alert.State.RESOLVED, now
     if send and alert.notified_state == Alert.State.FIRING:
         _send(alert, now)
@@ -163,7 +166,7 @@ def apply_signals(signals: Iterable[Signal], *, send: bool = True) -> list[Alert
 def _evaluation_lock():
     """Yield True while holding the evaluator's advisory lock, False when another evaluator has it."""
     with direct_connection("default", timeout=float(get_config().health.probe_timeout)) as conn:
-        held = conn.execute("SELECT pg_try_advisory_lock(%s)", [ALERT_LOCK_KEY]).fetchone()[0]
+        held = one_row(conn.execute("SELECT pg_try_advisory_lock(%s)", [ALERT_LOCK_KEY]))[0]
         try:
             yield held
         finally:
@@ -173,7 +176,8 @@ def _evaluation_lock():
 
 
 def _collect(ctx: Context) -> tuple[list[Signal], dict[str, str]]:
-    signals, errors = [], {}
+    signals: list[Signal] = []
+    errors: dict[str, str] = {}
     for rule in RULES:
         try:
             signals.extend(rule.evaluate(ctx))
@@ -244,7 +248,7 @@ def _on_event(signals_of) -> None:
         try:
             apply_signals(list(signals_of(Context())))
         except Exception as exc:
-            logger.error('{"event": "alert_event_failed", "error": "%s"}', type(exc).__name__)
+            log_event(logger, logging.ERROR, "alert_event_failed", error=type(exc).__name__)
         finally:
             if in_thread:
                 connections.close_all()

@@ -200,13 +200,8 @@ def _migration_advice(run: MigrationRun) -> str:
 def _migrations(ctx: Context) -> Iterator[Signal]:
     run = MigrationRun.objects.exclude(status=MigrationRun.Status.RUNNING).order_by("-started_at").first()
     failed = run is not None and run.status == MigrationRun.Status.FAILED
-    yield Signal(
-        "migration_run_failed",
-        "default",
-        failed,
-        CRITICAL,
-        f"{run.kind} run #{run.pk} failed: {run.error}; {_migration_advice(run)}" if failed else "",
-    )
+    message = f"{run.kind} run #{run.pk} failed: {run.error}; {_migration_advice(run)}" if run and failed else ""
+    yield Signal("migration_run_failed", "default", failed, CRITICAL, message)
 
 
 def _health_checks(ctx: Context) -> Iterator[Signal]:

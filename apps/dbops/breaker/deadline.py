@@ -18,6 +18,8 @@ import socket
 import threading
 import time
 
+from dbops.logs import log_event
+
 logger = logging.getLogger("dbops.breaker")
 
 _in_request: contextvars.ContextVar[bool] = contextvars.ContextVar("dbops_in_request", default=False)
@@ -99,6 +101,4 @@ def _watch() -> None:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
             sock.close()
-            logger.warning(
-                '{"event": "statement_cut", "alias": "%s", "reason": "no answer within the deadline"}', alias
-            )
+            log_event(logger, logging.WARNING, "statement_cut", alias=alias, reason="no answer within the deadline")

@@ -11,8 +11,8 @@ from psycopg_pool import PoolClosed, PoolTimeout
 OUTAGE_SQLSTATES = ("53300", "57P01", "57P02", "57P03", "57P04", "57P05")
 
 
-def _chain(exc: BaseException):
-    seen = set()
+def _chain(exc: BaseException | None):
+    seen: set[int] = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
         yield exc

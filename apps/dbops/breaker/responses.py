@@ -14,6 +14,7 @@ HTML = (
 def database_unavailable_response(request, retry_after: int, breaker_state: str) -> HttpResponse:
     """Return a 503 with Retry-After; `X-Dbops-Breaker` says whether the breaker or a failure answered."""
     accept = request.headers.get("Accept", "")
+    response: HttpResponse
     if "json" in accept or "html" not in accept:
         response = JsonResponse({"error": "database unavailable", "retry_after": retry_after}, status=503)
     else:
@@ -30,5 +31,5 @@ def without_request_log(response: HttpResponse) -> HttpResponse:
     Under an outage that is thousands of lines a minute (every request, every load-balancer probe). The breaker
     logs each transition once, and metrics count the rejections and failing checks.
     """
-    response._has_been_logged = True
+    response._has_been_logged = True  # type: ignore[attr-defined]  # Django's own marker (django.utils.log)
     return response

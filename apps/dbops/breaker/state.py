@@ -25,6 +25,7 @@ from django.core.cache import caches
 
 from dbops.conf import BreakerConfig, get_config
 from dbops.database.pool import direct_connection, refresh_pool
+from dbops.logs import log_event
 from dbops.monitoring import metrics
 from dbops.signals import breaker_transition
 
@@ -169,15 +170,18 @@ class FallbackStore(StateStore):
                 result = getattr(self.primary, method)(*args)
             except Exception as exc:
                 if self._primary_down_until == 0.0:
-                    logger.warning(
-                        '{"event": "breaker_store_unavailable", "error": "%s", "fallback": "process-local"}',
-                        type(exc).__name__,
+                    log_event(
+                        logger,
+                        logging.WARNING,
+                        "breaker_store_unavailable",
+                        error=type(exc).__name__,
+                        fallback="process-local",
                     )
                 self._primary_down_until = time.monotonic() + self.RETRY_AFTER
             else:
                 if self._primary_down_until:
                     self._primary_down_until = 0.0
-                    logger.warning('{"event": "breaker_store_recovered"}')
+                    log_event(logger, logging.WARNING, "breaker_store_recovered")
                 return result
         return getattr(self.local, method)(*args)
 
@@ -288,7 +292,7 @@ class CircuitBreaker:
                 self.store.reset_failures()
             self._failures_seen = 0
             self._cached, self._synced_at = state, time.monotonic()
-        logger.warning('{"event": "breaker_transition", "from": "%s", "to": "%s", "reason": "%s"}', old, new, reason)
+        log_event(logger, logging.WARNING, "breaker_transition", old=str(old), new=str(new), reason=reason)
         metrics.BREAKER_TRANSITIONS.labels(str(new)).inc()
         self._set_state_gauge(new)
         breaker_transition.send(sender=type(self), old=old, new=new, reason=reason)

@@ -373,7 +373,7 @@ def _pitr(reader: SettingsReader, var_dir: Path, backup_s3: BackupS3Config | Non
         problems.append(f"DATABASE_PITR_REPO_TYPE={repo_type!r} is not posix or s3")
     elif repo_type == "s3" and backup_s3 is None:
         problems.append("DATABASE_PITR_REPO_TYPE=s3 keeps the repository in DATABASE_BACKUP_S3_BUCKET: set it")
-    elif repo_type == "s3" and backup_s3.endpoint_url.lower().startswith("http://"):
+    elif repo_type == "s3" and backup_s3 is not None and backup_s3.endpoint_url.lower().startswith("http://"):
         problems.append("DATABASE_PITR_REPO_TYPE=s3: pgBackRest speaks only https to a store, not http://")
     maintenance_user = reader.get("DATABASE_PITR_PG_USER")
     maintenance_password = reader.raw("DATABASE_PITR_PG_PASSWORD") or ""

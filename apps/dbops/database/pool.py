@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import psycopg
 from django.db import connections
 
+from dbops.database.rows import one_row
 from dbops.exceptions import DatabaseUnreachable
 
 # A management command (a backup, the alert evaluator, a shell) needs a connection or two, not the web pool's
@@ -116,9 +117,12 @@ def probe_connection(alias: str, timeout: float) -> Iterator[psycopg.Connection]
 def server_connection_limit(alias: str, *, timeout: float) -> int:
     """Return the connections the server behind `alias` allows ordinary roles: max_connections minus reserved."""
     with probe_connection(alias, timeout) as conn:
-        return conn.execute(
-            "SELECT current_setting('max_connections')::int - current_setting('superuser_reserved_connections')::int"
-        ).fetchone()[0]
+        return one_row(
+            conn.execute(
+                "SELECT current_setting('max_connections')::int"
+                " - current_setting('superuser_reserved_connections')::int"
+            )
+        )[0]
 
 
 def refresh_pool(alias: str) -> None:
@@ -130,7 +134,7 @@ def refresh_pool(alias: str) -> None:
     replaces idle connections now and busy ones when they come back, one for one. Replacing a busy pool had the
     server count old and new connections together (101 for a budget of 60).
     """
-    pools = type(connections[alias])._connection_pools
+    pools = type(connections[alias])._connection_pools  # type: ignore[attr-defined]  # Django's postgresql backend
     pool = pools.get(alias)
     if pool is None or pool.closed:
         return
@@ -140,7 +144,7 @@ def refresh_pool(alias: str) -> None:
     if pools.get(alias) is pool:
         pools.pop(alias)
     pool.close(timeout=1.0)
-    new = connections[alias].pool
+    new = connections[alias].pool  # type: ignore[attr-defined]
     if new is not None:
         new.open()
 
@@ -152,9 +156,9 @@ def use_command_pool(alias: str) -> None:
     if options is None:
         return
     wrapper = connections[alias]
-    if alias in type(wrapper)._connection_pools:
-        wrapper.close_pool()
-    max_size = max(COMMAND_POOL_MIN_SIZE, min(COMMAND_POOL_MAX_SIZE, pool_max_size(alias)))
+    if alias in type(wrapper)._connection_pools:  # type: ignore[attr-defined]
+        wrapper.close_pool()  # type: ignore[attr-defined]
+    max_size = max(COMMAND_POOL_MIN_SIZE, min(COMMAND_POOL_MAX_SIZE, pool_max_size(alias) or COMMAND_POOL_MAX_SIZE))
     _web_pool_options.setdefault(alias, dict(options))
     wrapper.settings_dict["OPTIONS"]["pool"] = {**options, "min_size": COMMAND_POOL_MIN_SIZE, "max_size": max_size}
 

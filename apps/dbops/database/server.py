@@ -7,6 +7,7 @@ from typing import Literal, NamedTuple
 
 from dbops.conf import HealthConfig
 from dbops.database.pool import probe_connection
+from dbops.database.rows import one_row
 
 Level = Literal["warning", "failure"]
 
@@ -67,14 +68,16 @@ SELECT
 def server_status(alias: str, *, thresholds: HealthConfig, timeout: float) -> ServerStatus:
     """Read the server's state through a bounded probe connection and grade it."""
     with probe_connection(alias, timeout) as conn:
-        row = conn.execute(
-            SERVER_SQL,
-            {
-                "long_tx": thresholds.long_transaction_seconds,
-                "idle_tx": thresholds.idle_in_transaction_seconds,
-                "lock_wait": thresholds.lock_wait_seconds,
-            },
-        ).fetchone()
+        row = one_row(
+            conn.execute(
+                SERVER_SQL,
+                {
+                    "long_tx": thresholds.long_transaction_seconds,
+                    "idle_tx": thresholds.idle_in_transaction_seconds,
+                    "lock_wait": thresholds.lock_wait_seconds,
+                },
+            )
+        )
         address = f"{conn.info.host}:{conn.info.port}"
     version, in_recovery, used, available, long_tx, idle_tx, blocked, lag, size = row
     return ServerStatus(

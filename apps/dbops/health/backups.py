@@ -10,6 +10,7 @@ from psycopg import sql
 from dbops.backups.logical import LOCATION_NAMES, newest_verified_by_location
 from dbops.conf import get_config
 from dbops.database.pool import probe_connection
+from dbops.database.rows import one_row
 from dbops.database.server import Finding
 from dbops.health.base import DbopsCheck
 from dbops.models import BackupRecord
@@ -22,17 +23,22 @@ def _last_backups(alias: str, timeout: float) -> tuple[BackupRecord | None, Back
     """
     table = sql.Identifier(BackupRecord._meta.db_table)
     with probe_connection(alias, timeout) as conn:
-        ids = conn.execute(
-            sql.SQL(
-                "SELECT (SELECT id FROM {t} WHERE status = 'succeeded' ORDER BY started_at DESC LIMIT 1),"
-                " (SELECT id FROM {t} WHERE status <> 'running' ORDER BY started_at DESC LIMIT 1)"
-            ).format(t=table)
-        ).fetchone()
+        ids = one_row(
+            conn.execute(
+                sql.SQL(
+                    "SELECT (SELECT id FROM {t} WHERE status = 'succeeded' ORDER BY started_at DESC LIMIT 1),"
+                    " (SELECT id FROM {t} WHERE status <> 'running' ORDER BY started_at DESC LIMIT 1)"
+                ).format(t=table)
+            )
+        )
         rows = {}
         for pk in {i for i in ids if i is not None}:
-            started_at, status, verification, error = conn.execute(
-                sql.SQL("SELECT started_at, status, verification, error FROM {t} WHERE id = %s").format(t=table), [pk]
-            ).fetchone()
+            started_at, status, verification, error = one_row(
+                conn.execute(
+                    sql.SQL("SELECT started_at, status, verification, error FROM {t} WHERE id = %s").format(t=table),
+                    [pk],
+                )
+            )
             rows[pk] = BackupRecord(pk=pk, started_at=started_at, status=status, verification=verification, error=error)
     return rows.get(ids[0]), rows.get(ids[1])
 

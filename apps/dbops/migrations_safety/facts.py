@@ -10,6 +10,7 @@ import dataclasses
 import re
 
 from dbops.database.pool import probe_connection
+from dbops.database.rows import one_row
 
 # pg_get_constraintdef renders a NOT NULL check as CHECK ((col IS NOT NULL)); the column may be quoted.
 _NOT_NULL_CHECK = re.compile(r'^CHECK \(\(("(?:[^"]|"")+"|[a-z_][a-z0-9_$]*) IS NOT NULL\)\)$')
@@ -52,7 +53,7 @@ def _unquote(identifier: str) -> str:
 def load_facts(alias: str = "default", *, timeout: float = 10.0) -> LiveFacts:
     """Read table sizes, validated NOT NULL checks and the volatile function names of `alias`."""
     with probe_connection(alias, timeout) as conn:
-        version = conn.execute("SHOW server_version").fetchone()[0]
+        version = one_row(conn.execute("SHOW server_version"))[0]
         tables = {}
         for schema, name, visible, reltuples, size, empty in conn.execute(
             """

@@ -13,6 +13,7 @@ import enum
 import inspect
 import re
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from django.contrib.postgres import operations as pg_operations
 from django.contrib.postgres.constraints import ExclusionConstraint
@@ -240,7 +241,8 @@ class OperationContext:
 
     app_label: str
     migration: object
-    operation: operations.base.Operation
+    # Any: each rule reads the attributes of the operation classes it handles (AddField.field, RunSQL.sql, ...).
+    operation: Any
     state: ProjectState
     facts: LiveFacts
     thresholds: MigrationSafetyConfig

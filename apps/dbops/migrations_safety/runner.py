@@ -32,7 +32,9 @@ from psycopg import sql
 from dbops.backups.logical import take_backup
 from dbops.conf import get_config, mask_url
 from dbops.database.pool import direct_connection
+from dbops.database.rows import one_row
 from dbops.exceptions import BackupError, MigrationFailed, MigrationRefused, MigrationSelectionError
+from dbops.logs import log_event
 from dbops.migrations_safety.analysis import SafetyReport, analyze, full_plan
 from dbops.migrations_safety.facts import load_facts
 from dbops.migrations_safety.rules import describe_size, irreversible_operations, table_name
@@ -147,7 +149,7 @@ class _TrackedMigrate(MigrateCommand):
 
 
 def _is_lock_timeout(exc: BaseException) -> bool:
-    seen = exc
+    seen: BaseException | None = exc
     while seen is not None:
         if isinstance(seen, psycopg.Error) and seen.sqlstate == LOCK_NOT_AVAILABLE:
             return True
@@ -175,26 +177,28 @@ def _save(run: MigrationRun) -> None:
     try:
         run.save()
     except DatabaseError as exc:
-        logger.error('{"event": "migration_run_unrecorded", "error": %r}', _error_line(exc))
+        log_event(logger, logging.ERROR, "migration_run_unrecorded", error=_error_line(exc))
 
 
 def _finish(run: MigrationRun, status: str, started: float, error: str = "") -> None:
     run.ended(status, error, started=started)
     _save(run)
     migration_run_finished.send(sender=MigrationRun, run=run)
-    logger.info(
-        '{"event": "migration_run", "kind": "%s", "status": "%s", "target": "%s", "seconds": %.3f}',
-        run.kind,
-        status,
-        run.target,
-        run.duration_seconds,
+    log_event(
+        logger,
+        logging.INFO,
+        "migration_run",
+        kind=str(run.kind),
+        status=str(status),
+        target=run.target,
+        seconds=run.duration_seconds,
     )
 
 
 @contextlib.contextmanager
 def _migration_lock(alias: str) -> Iterator[None]:
     with direct_connection(alias, timeout=10, statement_timeout=0) as conn:
-        if not conn.execute("SELECT pg_try_advisory_lock(%s)", [MIGRATION_LOCK_KEY]).fetchone()[0]:
+        if not one_row(conn.execute("SELECT pg_try_advisory_lock(%s)", [MIGRATION_LOCK_KEY]))[0]:
             raise MigrationRefused("another migration run holds the lock on this database: wait for it to finish")
         try:
             yield
@@ -280,7 +284,7 @@ def _destroys(executor: MigrationExecutor, migration, facts, connection) -> tupl
 def _has_rows(alias: str, table: str) -> bool:
     with direct_connection(alias, timeout=10) as conn:
         query = sql.SQL("SELECT EXISTS (SELECT 1 FROM {})").format(sql.Identifier(table))
-        return conn.execute(query).fetchone()[0]
+        return one_row(conn.execute(query))[0]
 
 
 def _will_fail_backwards(executor: MigrationExecutor, migration, alias: str) -> tuple[str, ...]:

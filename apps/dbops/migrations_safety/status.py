@@ -9,6 +9,7 @@ from django.db.migrations.loader import MigrationLoader
 from django.dispatch import receiver
 
 from dbops.database.pool import probe_connection
+from dbops.database.rows import one_row
 
 
 @functools.cache
@@ -37,7 +38,7 @@ def _forget_disk_migrations(setting: str, **kwargs) -> None:
 def applied_migrations(alias: str, *, timeout: float) -> set[tuple[str, str]]:
     """Return the (app, name) pairs recorded in django_migrations (empty before the first migrate)."""
     with probe_connection(alias, timeout) as conn:
-        if conn.execute("SELECT to_regclass('django_migrations')").fetchone()[0] is None:
+        if one_row(conn.execute("SELECT to_regclass('django_migrations')"))[0] is None:
             return set()
         return {(app, name) for app, name in conn.execute("SELECT app, name FROM django_migrations")}
 

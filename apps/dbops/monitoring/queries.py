@@ -9,18 +9,20 @@ from __future__ import annotations
 
 import collections
 import contextvars
-import json
 import logging
 import re
 import sys
 import threading
 import time
+from typing import Any
 
 from django.db import connections
 from pglast import parser as pglast_parser
 
 from dbops.conf import get_config
 from dbops.database.pool import pool_stats, probe_connection
+from dbops.database.rows import one_row
+from dbops.logs import log_event
 from dbops.models import BackupRecord, MigrationRun
 from dbops.monitoring import metrics
 from dbops.monitoring.window import RollingWindow
@@ -63,7 +65,9 @@ def normalize_sql(sql: str) -> str:
         tokens = pglast_parser.scan(sql)
     except pglast_parser.ParseError:
         return UNREADABLE
-    pieces, position, names = [], 0, []
+    pieces: list[str] = []
+    names: list[str] = []
+    position = 0
     for token in tokens:
         pieces.append(sql[position : token.start])  # the white space between tokens
         position = token.end + 1
@@ -145,18 +149,15 @@ class QueryTimer:
         self.slow_counter.inc()
         normalized = normalize_sql(sql)
         slow_queries.add(self.alias, normalized, duration_ms)
-        logger.warning(
-            json.dumps(
-                {
-                    "event": "slow_query",
-                    "alias": self.alias,
-                    "duration_ms": round(duration_ms, 1),
-                    "threshold_ms": self.slow_ms,
-                    "origin": current_origin.get(),
-                    "sql": normalized,
-                },
-                sort_keys=True,
-            )
+        log_event(
+            logger,
+            logging.WARNING,
+            "slow_query",
+            alias=self.alias,
+            duration_ms=round(duration_ms, 1),
+            threshold_ms=self.slow_ms,
+            origin=current_origin.get(),
+            sql=normalized,
         )
 
 
@@ -186,11 +187,13 @@ def refresh_server_metrics(timeout: float = 1.0) -> None:
             continue
         try:
             with probe_connection(alias, timeout) as conn:
-                count, limit = conn.execute(
-                    "SELECT count(*), current_setting('max_connections')::int FROM pg_stat_activity"
-                    " WHERE application_name = %s",
-                    [name],
-                ).fetchone()
+                count, limit = one_row(
+                    conn.execute(
+                        "SELECT count(*), current_setting('max_connections')::int FROM pg_stat_activity"
+                        " WHERE application_name = %s",
+                        [name],
+                    )
+                )
         except Exception:  # an unreachable server is reported by health and dbops_database_up, not a scrape error
             metrics.DATABASE_UP.labels(alias).set(0)
             continue
@@ -216,7 +219,7 @@ def refresh_history_metrics(timeout: float = 1.0) -> None:
     """  # noqa: S608 - table names from the models, no input
     try:
         with probe_connection("default", timeout) as conn:
-            success_at, last_status, verification, run_status = conn.execute(query).fetchone()
+            success_at, last_status, verification, run_status = one_row(conn.execute(query))
     except Exception:  # noqa: S110 - unreachable or not migrated yet: the gauges keep their last values
         return
     metrics.BACKUP_LAST_SUCCESS.set(float(success_at or 0))
@@ -228,7 +231,7 @@ def refresh_history_metrics(timeout: float = 1.0) -> None:
 def performance_report() -> dict:
     """Report this process' latency percentiles, slow queries, pool statistics and budget compliance."""
     config = get_config()
-    aliases = {}
+    aliases: dict[str, dict[str, Any]] = {}
     for alias in connections:
         values = query_windows[alias].values()
         aliases[alias] = {

@@ -6,6 +6,7 @@ import psycopg
 
 from dbops.conf import get_config, parse_database_url
 from dbops.database.pool import direct_connection
+from dbops.database.rows import one_row
 
 
 def _connect(url: str, timeout: float) -> psycopg.Connection:
@@ -26,7 +27,7 @@ def _connect(url: str, timeout: float) -> psycopg.Connection:
 
 def _rows(conn: psycopg.Connection, command: str) -> list[dict]:
     cursor = conn.execute(command)
-    names = [column.name for column in cursor.description]
+    names = [column.name for column in cursor.description or ()]
     return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
 
@@ -54,6 +55,7 @@ def session_statement_timeout(alias: str, *, timeout: float) -> tuple[str, str]:
     own setting bounds a runaway statement. `reset_val` is that start value, whatever the session set since.
     """
     with direct_connection(alias, timeout) as conn:
-        return conn.execute(
-            "SELECT current_user, reset_val FROM pg_settings WHERE name = 'statement_timeout'"
-        ).fetchone()
+        role, reset_val = one_row(
+            conn.execute("SELECT current_user, reset_val FROM pg_settings WHERE name = 'statement_timeout'")
+        )
+        return role, reset_val

@@ -14,12 +14,14 @@ import contextvars
 import functools
 import threading
 import time
+from typing import Any
 
 from django.db import connections
 from prometheus_client import Counter, Gauge
 
 from dbops.conf import get_config
 from dbops.database.pool import probe_connection
+from dbops.database.rows import one_row
 
 REPLICA = "replica"
 LAG_TTL = 1.0
@@ -39,7 +41,7 @@ READ_ROUTING = Counter("dbops_read_routing", "Where reads were routed, and why."
 
 _wrote: contextvars.ContextVar[bool] = contextvars.ContextVar("dbops_wrote", default=False)
 _lag_lock = threading.Lock()
-_lag_cache: dict[str, float | None] = {"value": None, "at": float("-inf")}
+_lag_cache: dict[str, Any] = {"value": None, "at": float("-inf")}
 
 
 def replica_configured() -> bool:
@@ -56,7 +58,7 @@ def replica_lag_ms(*, force: bool = False) -> float | None:
             return _lag_cache["value"]
         try:
             with probe_connection(REPLICA, float(get_config().health.probe_timeout)) as conn:
-                value = conn.execute(LAG_SQL).fetchone()[0]
+                value = one_row(conn.execute(LAG_SQL))[0]
             lag = None if value is None else float(value)
         except Exception:
             lag = None

@@ -7,6 +7,7 @@ import contextlib
 from psycopg import sql
 
 from dbops.database.pool import direct_connection
+from dbops.database.rows import one_row
 
 
 @contextlib.contextmanager
@@ -33,5 +34,5 @@ def count_rows(conn) -> dict[str, int]:
     counts = {}
     for schema, table in user_tables(conn):
         query = sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(schema, table))
-        counts[f"{schema}.{table}"] = conn.execute(query).fetchone()[0]
+        counts[f"{schema}.{table}"] = one_row(conn.execute(query))[0]
     return counts

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from django.utils import timezone
 
 from dbops.backups.logical.database import maintenance_connection
+from dbops.database.rows import one_row
 from dbops.exceptions import (
     BackupInProgress,
 )
@@ -42,7 +43,7 @@ def mark_interrupted_restores() -> int:
 @contextlib.contextmanager
 def _advisory_lock(alias: str, key: int, busy: str) -> Iterator[None]:
     with maintenance_connection(alias) as conn:
-        if not conn.execute("SELECT pg_try_advisory_lock(%s)", [key]).fetchone()[0]:
+        if not one_row(conn.execute("SELECT pg_try_advisory_lock(%s)", [key]))[0]:
             raise BackupInProgress(busy)
         try:
             yield

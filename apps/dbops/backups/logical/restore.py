@@ -26,7 +26,7 @@ from dbops.exceptions import (
     VerificationFailed,
     VerificationNotPossible,
 )
-from dbops.models import BackupRecord, MigrationRun, RestoreRecord
+from dbops.models import BackupRecord, MigrationRun, RestoreRecord, RunRecord
 from dbops.progress import Progress
 from dbops.progress import quiet as _quiet
 
@@ -60,6 +60,8 @@ def _restore_exactly(alias: str, dump, *, drop: list[tuple[str, str]]) -> None:
         stderr=subprocess.PIPE,
         env=env,
     )
+    # Popen(stdin=PIPE, stdout=PIPE, stderr=PIPE) gives every stream: tell the type checker so.
+    assert psql.stdin and psql.stderr and restore.stdin and restore.stdout and restore.stderr  # noqa: S101
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="dbops-restore") as executor:
         feed = executor.submit(pgtools.copy_and_close, dump, restore.stdin)
         restore_errors = executor.submit(restore.stderr.read)
@@ -80,11 +82,11 @@ def _restore_exactly(alias: str, dump, *, drop: list[tuple[str, str]]) -> None:
 
 
 # dbops' own history, parents first: a restore puts the present's history back, not the backup's.
-HISTORY_MODELS = (BackupRecord, RestoreRecord, MigrationRun)
+HISTORY_MODELS: tuple[type[RunRecord], ...] = (BackupRecord, RestoreRecord, MigrationRun)
 
 
 def _history_snapshot() -> list[list]:
-    return [list(model.objects.order_by("pk")) for model in HISTORY_MODELS]
+    return [list(model._default_manager.order_by("pk")) for model in HISTORY_MODELS]
 
 
 def _put_back_history(snapshot: list[list]) -> None:
@@ -93,9 +95,9 @@ def _put_back_history(snapshot: list[list]) -> None:
 
     with transaction.atomic():
         for model in reversed(HISTORY_MODELS):
-            model.objects.all().delete()
+            model._default_manager.all().delete()
         for model, rows in zip(HISTORY_MODELS, snapshot, strict=True):
-            model.objects.bulk_create(rows)
+            model._default_manager.bulk_create(rows)
         connection = connections["default"]
         with connection.cursor() as cursor:
             for statement in connection.ops.sequence_reset_sql(no_style(), list(HISTORY_MODELS)):
@@ -117,7 +119,7 @@ def restore_backup(record: BackupRecord, *, requested_by: str = "", progress: Pr
     same transaction. Every record ends in a final state, whatever fails.
     """
     alias = record.database_alias
-    restore = RestoreRecord.objects.create(
+    restore = RestoreRecord._default_manager.create(
         backup=record,
         started_at=timezone.now(),
         requested_by=requested_by,
@@ -178,5 +180,5 @@ def _restore(record: BackupRecord, restore: RestoreRecord, progress: Progress) -
     _put_back_history(history)
     restore.finish(RestoreRecord.Status.SUCCEEDED)
     restore.refresh_from_db()
-    restore.dropped_tables = [f"{schema}.{table}" for schema, table in extra]
+    restore.dropped_tables = [f"{schema}.{table}" for schema, table in extra]  # type: ignore[attr-defined]  # shown once
     return restore

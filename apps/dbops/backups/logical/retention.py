@@ -93,5 +93,6 @@ def prune_orphans(*, dry_run: bool = False) -> list[str]:
         for name in orphans:
             where, path = (local, name.removeprefix("local:")) if name.startswith("local:") else (storage, name)
             with contextlib.suppress(FileNotFoundError):
-                where.delete(path)
+                if where is not None:
+                    where.delete(path)
     return orphans

@@ -10,6 +10,7 @@ from django.utils import timezone
 from dbops.backups.logical.locks import reap_interrupted
 from dbops.backups.logical.take import backup_due
 from dbops.conf import get_config
+from dbops.database.rows import one_row
 from dbops.models import BackupRecord
 
 
@@ -79,7 +80,7 @@ def newest_verified_by_location(cursor, *, now: datetime.datetime) -> dict[str, 
             )
         else:
             cursor.execute(f"SELECT min(started_at) FROM {table} WHERE {present}")  # noqa: S608
-            oldest = cursor.fetchone()[0]
+            oldest = one_row(cursor)[0]
             if oldest is not None:
                 entry["oldest_unverified_hours"] = round((now - oldest).total_seconds() / 3600, 2)
         report[location] = entry

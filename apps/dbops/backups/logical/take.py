@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -25,9 +26,11 @@ from dbops.backups.logical.storage import (
     safe_error,
 )
 from dbops.conf import get_config
+from dbops.database.rows import one_row
 from dbops.exceptions import (
     BackupError,
 )
+from dbops.logs import log_event
 from dbops.models import BackupRecord
 from dbops.progress import Progress
 from dbops.progress import quiet as _quiet
@@ -72,26 +75,28 @@ def take_backup(
             try:
                 record.finish(BackupRecord.Status.FAILED, error, started=started)
             except DatabaseError:
-                logger.error('{"event": "backup_failed_unrecorded", "backup": %s}', record.pk)
+                log_event(logger, logging.ERROR, "backup_failed_unrecorded", backup=record.pk)
             backup_finished.send(sender=BackupRecord, record=record)
             raise BackupError(f"backup #{record.pk} failed: {error.splitlines()[-1] if error else ''}") from exc
         record.refresh_from_db()
         record.finish(BackupRecord.Status.SUCCEEDED, started=started)
         backup_finished.send(sender=BackupRecord, record=record)
-        logger.info(
-            '{"event": "backup_succeeded", "backup": %s, "bytes": %s, "seconds": %.2f}',
-            record.pk,
-            record.size_bytes,
-            record.duration_seconds,
+        log_event(
+            logger,
+            logging.INFO,
+            "backup_succeeded",
+            backup=record.pk,
+            bytes=record.size_bytes,
+            seconds=record.duration_seconds,
         )
         return record
 
 
 def _dump_and_store(record: BackupRecord, alias: str, *, compress: bool, progress: Progress) -> str:
     with maintenance_connection(alias) as conn:
-        version_num, version = conn.execute(
-            "SELECT current_setting('server_version_num')::int, current_setting('server_version')"
-        ).fetchone()
+        version_num, version = one_row(
+            conn.execute("SELECT current_setting('server_version_num')::int, current_setting('server_version')")
+        )
         server_major = version_num // 10000
         dump_major = pgtools.tool_major("pg_dump")
         if dump_major < server_major:
@@ -101,7 +106,7 @@ def _dump_and_store(record: BackupRecord, alias: str, *, compress: bool, progres
             )
         # One snapshot for the counts and the dump: the counts describe exactly what the file holds.
         conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        snapshot = conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
+        snapshot = one_row(conn.execute("SELECT pg_export_snapshot()"))[0]
         connector = dump_connector(alias)
         connector.dump_suffix = f"--snapshot={snapshot}"
         progress("dumping (pg_dump --format=custom) while counting rows in the same snapshot")

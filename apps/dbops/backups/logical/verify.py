@@ -16,6 +16,7 @@ from dbops.backups import encryption, pgtools
 from dbops.backups.logical.database import count_rows, maintenance_connection
 from dbops.backups.logical.storage import CHUNK, backup_storage, hash_file, local_copy_storage, safe_error
 from dbops.conf import get_config, mask_url
+from dbops.database.rows import one_row
 from dbops.exceptions import (
     VerificationFailed,
     VerificationNotPossible,
@@ -75,9 +76,9 @@ def last_line(exc: BaseException) -> str:
 
 def _require_createdb(conn, record: BackupRecord) -> None:
     """Refuse before anything starts when the role may not create the scratch database verification needs."""
-    user, allowed = conn.execute(
-        "SELECT current_user, rolcreatedb OR rolsuper FROM pg_roles WHERE rolname = current_user"
-    ).fetchone()
+    user, allowed = one_row(
+        conn.execute("SELECT current_user, rolcreatedb OR rolsuper FROM pg_roles WHERE rolname = current_user")
+    )
     if not allowed:
         raise VerificationNotPossible(
             f"backup #{record.pk} was not verified: verification restores into a scratch database and role "

@@ -15,6 +15,7 @@ from dbops.backups.pitr.runs import JOURNAL_NAME, finish, record
 from dbops.backups.pitr.target import PitrError, PitrRefused, PitrTarget
 from dbops.backups.pitr.window import status
 from dbops.conf import mask_url
+from dbops.database.rows import one_row
 from dbops.localdb import find_bindir, free_port
 from dbops.models import PitrRun
 from dbops.osuser import give_to, run_as
@@ -130,7 +131,7 @@ def _reaches_target(target: PitrTarget, data_dir: Path, *, archive: bool, timeou
         while True:
             try:
                 with psycopg.connect(**conninfo, connect_timeout=5, autocommit=True) as conn:
-                    if not conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]:
+                    if not one_row(conn.execute("SELECT pg_is_in_recovery()"))[0]:
                         return ""
             except psycopg.OperationalError:
                 if pg_ctl("status"):

@@ -13,6 +13,7 @@ import psycopg.sql
 from dbops.backups.pitr.pgbackrest import STANZA_MISSING, failure, repository_problem, run_pgbackrest, stanza_info
 from dbops.backups.pitr.target import PitrTarget, managed_provider
 from dbops.conf import mask_url
+from dbops.database.rows import one_row
 from dbops.osuser import give_to
 from dbops.progress import Progress
 from dbops.progress import quiet as _quiet
@@ -81,16 +82,18 @@ def setup_check(target: PitrTarget, *, fix: bool = False, progress: Progress = _
     )
     try:
         with target.connect() as conn:
-            wal_level, archive_mode, archive_command = conn.execute(
-                "SELECT current_setting('wal_level'), current_setting('archive_mode'), "
-                "current_setting('archive_command')"
-            ).fetchone()
-            pending_restart = conn.execute(
-                "SELECT coalesce(string_agg(name, ', '), '') FROM pg_settings WHERE pending_restart"
-            ).fetchone()[0]
-            archive_timeout = conn.execute(
-                "SELECT setting::int FROM pg_settings WHERE name = 'archive_timeout'"
-            ).fetchone()[0]
+            wal_level, archive_mode, archive_command = one_row(
+                conn.execute(
+                    "SELECT current_setting('wal_level'), current_setting('archive_mode'), "
+                    "current_setting('archive_command')"
+                )
+            )
+            pending_restart = one_row(
+                conn.execute("SELECT coalesce(string_agg(name, ', '), '') FROM pg_settings WHERE pending_restart")
+            )[0]
+            archive_timeout = one_row(
+                conn.execute("SELECT setting::int FROM pg_settings WHERE name = 'archive_timeout'")
+            )[0]
             maintenance = _maintenance_user_line(target, conn)
     except psycopg.Error as exc:  # the rest needs the server; the configuration file is written already
         cause = mask_url(str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__)
@@ -183,6 +186,7 @@ def maintenance_grants(server_version: int) -> tuple[tuple[str, str, str], ...]:
     Reading the data directory's settings, starting/stopping a backup, switching WAL, naming restore points and
     (start-fast=y) asking for a checkpoint; pg_monitor as non-superuser pgBackRest set-ups grant it (statistics).
     """
+    functions: tuple[str, ...]
     if server_version >= 150000:
         functions = ("pg_backup_start(text, boolean)", "pg_backup_stop(boolean)")
         roles: tuple[str, ...] = ("pg_read_all_settings", "pg_monitor", "pg_checkpoint")
@@ -209,7 +213,7 @@ def _maintenance_user_line(target: PitrTarget, conn: psycopg.Connection) -> Setu
     missing = []
     for kind, obj, grant in maintenance_grants(server_version):
         holds = "pg_has_role(%s, %s, 'USAGE')" if kind == "role" else "has_function_privilege(%s, %s, 'EXECUTE')"
-        if not conn.execute(f"SELECT {holds}", (user, obj)).fetchone()[0]:
+        if not one_row(conn.execute(f"SELECT {holds}", (user, obj)))[0]:
             missing.append((obj, grant.format(user=quoted)))
     if not row[1]:
         missing.insert(0, ("LOGIN", f"ALTER ROLE {quoted} LOGIN"))

@@ -82,7 +82,8 @@ class PitrTarget:
         return f"s3://{self.repo_s3.bucket}{self._s3_repo_path()}"
 
     def _s3_repo_path(self) -> str:
-        return "/" + "/".join(filter(None, [self.repo_s3.prefix.strip("/"), "pgbackrest"]))
+        prefix = self.repo_s3.prefix.strip("/") if self.repo_s3 else ""
+        return "/" + "/".join(filter(None, [prefix, "pgbackrest"]))
 
     @property
     def config_file(self) -> Path:

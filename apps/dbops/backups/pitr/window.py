@@ -17,6 +17,7 @@ import psycopg.sql
 from dbops.backups.pitr.pgbackrest import repository_problem, run_pgbackrest, stanza_info
 from dbops.backups.pitr.target import PitrError, PitrTarget
 from dbops.conf import get_config
+from dbops.database.rows import one_row
 from dbops.exceptions import DbopsError, LocalDbError
 from dbops.localdb import find_bindir
 
@@ -118,9 +119,9 @@ def status(target: PitrTarget) -> dict:
     last_archived = failing = None
     try:
         with target.connect() as conn:
-            last_archived, last_failed, last_failed_wal = conn.execute(
-                "SELECT last_archived_time, last_failed_time, last_failed_wal FROM pg_stat_archiver"
-            ).fetchone()
+            last_archived, last_failed, last_failed_wal = one_row(
+                conn.execute("SELECT last_archived_time, last_failed_time, last_failed_wal FROM pg_stat_archiver")
+            )
         if last_failed and (last_archived is None or last_failed > last_archived):
             failing = f"archiving of {last_failed_wal} failed at {last_failed:%Y-%m-%d %H:%M:%S}"
     except psycopg.Error:

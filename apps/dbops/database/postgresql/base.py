@@ -49,7 +49,7 @@ class DeadConnectionCheck:
     @staticmethod
     def _server_answers(pool: ConnectionPool) -> bool:
         try:
-            pool.connection_class.connect(pool.conninfo, **pool.kwargs).close()
+            pool.connection_class.connect(pool.conninfo, **pool.kwargs).close()  # type: ignore[arg-type]
         except Exception:
             return False
         return True

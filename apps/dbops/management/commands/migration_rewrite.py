@@ -74,5 +74,7 @@ class Command(DatabaseCommand):
         from django.db.migrations.loader import MigrationLoader
 
         module_name, _ = MigrationLoader.migrations_module(app_label)
+        if module_name is None:
+            raise CommandError(f"{app_label} has no migrations module: MIGRATION_MODULES maps it to None", returncode=2)
         module = importlib.import_module(module_name)
         return Path(module.__path__[0]) / "safe_rewrites"
