@@ -14,20 +14,15 @@ import getpass
 import logging
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import psycopg
 from django.core.management import call_command
 from django.core.management.commands.migrate import Command as MigrateCommand
 from django.db import DatabaseError, connections
-from django.db.backends.utils import truncate_name
-from django.db.migrations.exceptions import AmbiguityError
 from django.db.migrations.executor import MigrationExecutor
-from django.db.migrations.operations import AddField, CreateModel, RemoveField
 from django.db.migrations.recorder import MigrationRecorder
-from django.db.models import NOT_PROVIDED
 from django.utils import timezone
-from psycopg import sql
 
 from dbops.backups.logical import take_backup
 from dbops.conf import get_config, mask_url
@@ -36,9 +31,10 @@ from dbops.database.rows import one_row
 from dbops.exceptions import BackupError, MigrationFailed, MigrationRefused, MigrationSelectionError
 from dbops.logs import log_event
 from dbops.migrations_safety.analysis import SafetyReport, analyze, full_plan
-from dbops.migrations_safety.facts import load_facts
-from dbops.migrations_safety.rules import describe_size, irreversible_operations, table_name
+from dbops.migrations_safety.plan import PlanStep, migration_plan, plan_steps
 from dbops.models import BackupRecord, MigrationRun
+from dbops.progress import Progress
+from dbops.progress import quiet as _quiet
 from dbops.signals import migration_run_finished
 
 logger = logging.getLogger("dbops.migrations")
@@ -46,34 +42,6 @@ logger = logging.getLogger("dbops.migrations")
 # pg_advisory_lock key shared by every dbops migration run of a database ("dbops" in ASCII, then 2).
 MIGRATION_LOCK_KEY = 0x64626F707302
 LOCK_NOT_AVAILABLE = "55P03"
-
-Progress = Callable[[str], None]
-
-
-def _quiet(message: str) -> None:
-    """Progress sink that prints nothing."""
-
-
-@dataclasses.dataclass(frozen=True)
-class PlanStep:
-    """One migration to apply or unapply, with what unapplying it destroys."""
-
-    migration: str
-    backwards: bool
-    atomic: bool
-    irreversible: tuple[str, ...] = ()
-    destroys: tuple[str, ...] = ()
-    will_fail: tuple[str, ...] = ()
-
-    def as_dict(self) -> dict:
-        return {
-            "migration": self.migration,
-            "action": "unapply" if self.backwards else "apply",
-            "atomic": self.atomic,
-            "irreversible": list(self.irreversible),
-            "destroys": list(self.destroys),
-            "will_fail": list(self.will_fail),
-        }
 
 
 @dataclasses.dataclass
@@ -229,103 +197,6 @@ def _guarded_session(alias: str) -> Iterator[None]:
             connection.close()
 
 
-def _plan(alias: str, app_label: str | None, migration_name: str | None) -> tuple[MigrationExecutor, list]:
-    executor = MigrationExecutor(connections[alias])
-    loader = executor.loader
-    if app_label is None:
-        targets = loader.graph.leaf_nodes()
-    elif app_label not in loader.migrated_apps:
-        raise MigrationSelectionError(f"app {app_label!r} has no migrations (is it in INSTALLED_APPS?)")
-    elif migration_name is None:
-        targets = [key for key in loader.graph.leaf_nodes() if key[0] == app_label]
-    elif migration_name == "zero":
-        targets = [(app_label, None)]
-    else:
-        try:
-            migration = loader.get_migration_by_prefix(app_label, migration_name)
-        except (AmbiguityError, KeyError) as exc:
-            raise MigrationSelectionError(f"{app_label} has no single migration matching {migration_name!r}") from exc
-        targets = [(app_label, migration.name)]
-    return executor, executor.migration_plan(targets)
-
-
-def _m2m_table(field, name: str, model_table: str, connection) -> str | None:
-    """Return the join table Django creates for a many-to-many field (None when it has its own through model)."""
-    if field.remote_field.through is not None:
-        return None
-    return field.db_table or truncate_name(f"{model_table}_{name}", connection.ops.max_name_length())
-
-
-def _destroys(executor: MigrationExecutor, migration, facts, connection) -> tuple[str, ...]:
-    """Describe the data unapplying `migration` drops: its new tables, columns and join tables, with live sizes."""
-    notes = []
-    state = None
-    for op in migration.operations:
-        if isinstance(op, CreateModel):
-            table = table_name(migration.app_label, op.name_lower, op.options, connection)
-            size = facts.table(table)
-        elif isinstance(op, AddField):
-            state = state or executor.loader.project_state((migration.app_label, migration.name), at_end=True)
-            model = state.models[(migration.app_label, op.model_name_lower)]
-            model_table = table_name(migration.app_label, model.name_lower, model.options, connection)
-            if op.field.many_to_many:
-                join = _m2m_table(op.field, op.name, model_table, connection)
-                if join is None:
-                    continue  # an explicit through model is its own CreateModel
-                table, size = join, facts.table(join)
-            else:
-                table, size = f"{model_table}.{op.name}", facts.table(model_table)
-        else:
-            continue
-        notes.append(f"drops {table}" + (f" ({describe_size(size)})" if size else ""))
-    return tuple(notes)
-
-
-def _has_rows(alias: str, table: str) -> bool:
-    with direct_connection(alias, timeout=10) as conn:
-        query = sql.SQL("SELECT EXISTS (SELECT 1 FROM {})").format(sql.Identifier(table))
-        return one_row(conn.execute(query))[0]
-
-
-def _will_fail_backwards(executor: MigrationExecutor, migration, alias: str) -> tuple[str, ...]:
-    """Predict the reverse steps PostgreSQL will refuse: a NOT NULL column without a default re-added to rows."""
-    problems = []
-    state = None
-    connection = connections[alias]
-    for op in migration.operations:
-        if not isinstance(op, RemoveField):
-            continue
-        state = state or executor.loader.project_state((migration.app_label, migration.name), at_end=False)
-        model = state.models[(migration.app_label, op.model_name_lower)]
-        field = model.fields[op.name]
-        if field.many_to_many or field.null or field.has_default() or field.db_default is not NOT_PROVIDED:
-            continue
-        table = table_name(migration.app_label, model.name_lower, model.options, connection)
-        if _has_rows(alias, table):
-            problems.append(
-                f"re-adds NOT NULL column {table}.{field.db_column or op.name} without a default to a table with rows: "
-                "PostgreSQL refuses it (give the field a default or null=True in the migration first)"
-            )
-    return tuple(problems)
-
-
-def _plan_steps(executor: MigrationExecutor, plan: list, alias: str) -> list[PlanStep]:
-    facts = load_facts(alias) if any(backwards for _, backwards in plan) else None
-    steps = []
-    for migration, backwards in plan:
-        steps.append(
-            PlanStep(
-                migration=f"{migration.app_label}.{migration.name}",
-                backwards=backwards,
-                atomic=migration.atomic,
-                irreversible=tuple(irreversible_operations(migration)) if backwards else (),
-                destroys=_destroys(executor, migration, facts, connections[alias]) if backwards else (),
-                will_fail=_will_fail_backwards(executor, migration, alias) if backwards else (),
-            )
-        )
-    return steps
-
-
 def _where_it_stopped(alias: str, app_label: str) -> str:
     """Name the latest applied migration of `app_label`, read back from django_migrations."""
     executor = MigrationExecutor(connections[alias])
@@ -471,10 +342,10 @@ def apply_migrations(
     target = ".".join(part for part in (app_label, migration_name) if part) or "all pending"
     run = _new_run(MigrationRun.Kind.APPLY, alias, target, reason, requested_by)
     started = time.monotonic()
-    executor, plan = _plan(alias, app_label, migration_name)
+    executor, plan = migration_plan(alias, app_label, migration_name)
     if any(backwards for _, backwards in plan):
         raise MigrationSelectionError(f"{target} is behind the database: use migration_rollback to unapply")
-    steps = _plan_steps(executor, plan, alias)
+    steps = plan_steps(executor, plan, alias)
     nodes = [(m.app_label, m.name) for m, _ in plan]
     report = analyze(alias=alias, nodes=nodes, loader=executor.loader)
     run.plan = [step.migration for step in steps]
@@ -509,12 +380,12 @@ def rollback_migrations(
     """Unapply `app_label` back to `target` (a migration name or "zero"): refuse irreversible steps, back up, run."""
     run = _new_run(MigrationRun.Kind.ROLLBACK, alias, f"{app_label}.{target}", reason, requested_by)
     started = time.monotonic()
-    executor, plan = _plan(alias, app_label, target)
+    executor, plan = migration_plan(alias, app_label, target)
     if not plan:
         raise MigrationSelectionError(f"nothing to roll back: {app_label} is already at {target}")
     if not all(backwards for _, backwards in plan):
         raise MigrationSelectionError(f"{app_label}.{target} is ahead of the database: use migration_apply")
-    steps = _plan_steps(executor, plan, alias)
+    steps = plan_steps(executor, plan, alias)
     run.plan = [step.migration for step in steps]
     outcome = RunOutcome(run, steps, None, dry_run)
     blocked = [f"{step.migration} {what}" for step in steps for what in step.irreversible]
