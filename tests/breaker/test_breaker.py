@@ -24,16 +24,15 @@ pytestmark = [pytest.mark.database, pytest.mark.django_db(transaction=True)]
 
 
 def breaker_environ(tmp_path, **extra):
-    return production_environ(
-        tmp_path / "static",
-        DJANGO_ROOT_URLCONF="bench.urls",
-        DATABASE_POOL_TIMEOUT="2",
-        DBOPS_BREAKER_FAILURE_THRESHOLD="3",
-        DBOPS_BREAKER_PROBE_INTERVAL="1",
-        WEB_CONCURRENCY="1",
-        GUNICORN_THREADS="4",
-        **extra,
-    )
+    settings = {
+        "DJANGO_ROOT_URLCONF": "bench.urls",
+        "DATABASE_POOL_TIMEOUT": "2",
+        "DBOPS_BREAKER_FAILURE_THRESHOLD": "3",
+        "DBOPS_BREAKER_PROBE_INTERVAL": "1",
+        "WEB_CONCURRENCY": "1",
+        "GUNICORN_THREADS": "4",
+    }
+    return production_environ(tmp_path / "static", **{**settings, **extra})
 
 
 @pytest.mark.smoke  # also on the second Django target
@@ -292,3 +291,39 @@ def test_breaker_middleware__exempts_dbops_urls_wherever_the_site_mounts_them():
 
     with override_settings(ROOT_URLCONF=__name__):
         assert default_exempt_paths() == ("/ops/health/", "/ops/metrics", "/static/")
+
+
+def test_breaker__a_request_that_never_reaches_the_database_neither_resets_nor_closes_it(settings, client):
+    """Only the database's word counts: 404s between failures leave the count alone; a query that worked resets it."""
+    settings.ROOT_URLCONF = "bench.urls"
+    breaker = get_breaker()
+    failure = OperationalError("connection refused")
+    threshold = breaker.config.failure_threshold
+    for _ in range(threshold - 1):
+        breaker.record_failure(breaker.before_request(), failure)
+        assert client.get("/no-such-page").status_code == 404  # reached no database
+    breaker.record_failure(breaker.before_request(), failure)
+    assert breaker.current(force=True).state == State.OPEN
+
+    breaker.reset()
+    for _ in range(threshold - 1):
+        breaker.record_failure(breaker.before_request(), failure)
+    assert client.get("/bench/select-one").status_code == 200  # the database answered: the count starts again
+    breaker.record_failure(breaker.before_request(), failure)
+    assert breaker.current(force=True).state == State.CLOSED
+
+
+@pytest.mark.system
+def test_breaker__opens_under_mixed_traffic_where_most_requests_never_reach_the_database(
+    tmp_path, pg_cluster, redis_server
+):
+    env = breaker_environ(tmp_path, CACHE_URL=redis_server, WEB_CONCURRENCY="2")
+    with gunicorn(env) as base:
+        assert http_get(base + "/bench/select-one")[0] == 200
+        pg_cluster.stop(mode="immediate")
+        deadline = time.monotonic() + 30
+        while _headers(base + "/bench/select-one").get("X-Dbops-Breaker") != "open":
+            assert time.monotonic() < deadline, "DB-free requests kept the breaker closed"
+            assert http_get(base + "/favicon.ico")[0] == 404
+            assert http_get(base + "/static/missing.css")[0] == 404
+        pg_cluster.start()

@@ -6,6 +6,7 @@ import contextlib
 import sys
 
 from django.conf import settings
+from django.db import connections
 from django.urls import NoReverseMatch, reverse
 
 from dbops.breaker import deadline
@@ -26,6 +27,7 @@ class CircuitBreakerMiddleware:
         # (resolved on the first request, once the URLconf can be reversed).
         self.exempt_paths = tuple(config.exempt_paths) or None
         self.count_statement_timeouts = config.count_statement_timeouts
+        self.alias = config.alias
         self.breaker = get_breaker()
 
     def __call__(self, request):
@@ -38,13 +40,25 @@ class CircuitBreakerMiddleware:
             metrics.BREAKER_REJECTIONS.inc()
             return database_unavailable_response(request, decision.retry_after, str(decision.state))
         token = deadline.start_request()
+        evidence = DatabaseEvidence()
+        # Not `execute_wrapper()`: it pops the last wrapper, and connection_created adds dbops' query timer and
+        # deadline during the request, so it would pop theirs and leave this one behind, request after request.
+        wrappers = connections[self.alias].execute_wrappers
+        wrappers.insert(0, evidence)
         try:
             response = self.get_response(request)
         finally:
             deadline.end_request(token)
+            with contextlib.suppress(ValueError):
+                wrappers.remove(evidence)
         failure = getattr(request, "dbops_database_failure", None)
         if failure is None:
-            self.breaker.record_success(decision)
+            # Only the database's own word may close the breaker or hold it closed: a 404 or a static file that
+            # never reached it says nothing (with the server down it reset the failure count between failures).
+            if evidence.succeeded:
+                self.breaker.record_success(decision)
+            elif decision.trial:
+                self.breaker.settle_trial()
             return response
         metrics.DATABASE_FAILURES.inc()
         self.breaker.record_failure(decision, failure)
@@ -55,6 +69,20 @@ class CircuitBreakerMiddleware:
             request.dbops_database_failure = exception
             return database_unavailable_response(request, 1, "failure")
         return None
+
+
+class DatabaseEvidence:
+    """An `execute_wrapper` that notes whether a statement of this request reached the database and succeeded."""
+
+    __slots__ = ("succeeded",)
+
+    def __init__(self) -> None:
+        self.succeeded = False
+
+    def __call__(self, execute, sql, params, many, context):
+        result = execute(sql, params, many, context)
+        self.succeeded = True
+        return result
 
 
 def default_exempt_paths() -> tuple[str, ...]:

@@ -312,6 +312,11 @@ class CircuitBreaker:
         if state.state == State.CLOSED:
             return ALLOW
         now = time.time()
+        if state.state == State.OPEN and now >= state.next_probe_at:
+            # A probe was due since this copy was read: another process may have moved on (half-open, closed).
+            state = self.current(force=True)
+            if state.state == State.CLOSED:
+                return ALLOW
         if state.state == State.OPEN:
             if now - state.opened_at >= self.config.reset_timeout:
                 state = self._transition(State.HALF_OPEN, "reset timeout elapsed", expected=State.OPEN)
@@ -324,6 +329,8 @@ class CircuitBreaker:
             trial_ttl = self.config.probe_interval + 30
             if self.store.acquire(f"trial:{state.generation}", trial_ttl):
                 return Decision(allow=True, trial=True, state=State.HALF_OPEN)
+            if self.current(force=True).state == State.CLOSED:  # the trial (maybe another process') succeeded
+                return ALLOW
             return Decision(allow=False, retry_after=1, state=State.HALF_OPEN)
         return ALLOW
 
@@ -333,6 +340,13 @@ class CircuitBreaker:
         elif self._failures_seen:
             self._failures_seen = 0
             self.store.reset_failures()
+
+    def settle_trial(self) -> None:
+        """Decide a half-open trial whose request never used the database: the probe asks the server itself."""
+        if self._probe():
+            self._transition(State.CLOSED, "trial request made no query; the probe succeeded", expected=State.HALF_OPEN)
+        else:
+            self._transition(State.OPEN, "trial request made no query; the probe failed", expected=State.HALF_OPEN)
 
     def record_failure(self, decision: Decision, error: BaseException) -> None:
         reason = f"database failure ({type(error).__name__})"
@@ -381,13 +395,39 @@ class CircuitBreaker:
                 time.sleep(interval / 4)
                 continue
             if self._probe():
-                self._transition(State.HALF_OPEN, "probe succeeded", expected=State.OPEN, server_back=True)
+                state = self._transition(State.HALF_OPEN, "probe succeeded", expected=State.OPEN, server_back=True)
+                self._pool_trial(state)
                 return
             with self._lock:
                 latest = self.store.load()
                 if latest.generation == state.generation:
                     latest.next_probe_at = time.time() + interval
                     self.store.save(latest)
+
+    def _pool_trial(self, state: BreakerState) -> None:
+        """Be the half-open trial at once: a query through this process' fresh pool, as a request would run it.
+
+        Waiting for a request to be the trial left the site half-open (every other request 503) until traffic came.
+        """
+        if state.state != State.HALF_OPEN or not self.store.acquire(
+            f"trial:{state.generation}", self.config.probe_interval + 30
+        ):
+            return  # another process moved on, or a request is the trial already
+        from django.db import connections
+
+        connection = connections[self.config.alias]
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT 1")
+            succeeded = True
+        except Exception:
+            succeeded = False
+        finally:
+            connection.close()  # back to the pool: this thread keeps nothing
+        if succeeded:
+            self._transition(State.CLOSED, "probe and a pooled query succeeded", expected=State.HALF_OPEN)
+        else:
+            self._transition(State.OPEN, "probe succeeded but a pooled query failed", expected=State.HALF_OPEN)
 
     def reset(self) -> None:
         """Close the breaker now (tests, and `manage.py breaker reset`); a closed one only forgets its failures."""

@@ -140,7 +140,7 @@ class BreakerConfig:
     enabled: bool = default("DBOPS_BREAKER_ENABLED")
     failure_threshold: int = default("DBOPS_BREAKER_FAILURE_THRESHOLD")
     failure_window: int = default("DBOPS_BREAKER_FAILURE_WINDOW")
-    probe_interval: int = default("DBOPS_BREAKER_PROBE_INTERVAL")
+    probe_interval: float = default("DBOPS_BREAKER_PROBE_INTERVAL")
     reset_timeout: int = default("DBOPS_BREAKER_RESET_TIMEOUT")
     count_statement_timeouts: bool = default("DBOPS_BREAKER_COUNT_STATEMENT_TIMEOUTS")
     # Empty: dbops' own health and metrics URLs and STATIC_URL, wherever the site mounts them.

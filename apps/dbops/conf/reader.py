@@ -75,6 +75,19 @@ class SettingsReader:
             raise ImproperlyConfigured(f"{name}={value!r} is not a boolean: set it to true or false.")
         return bool(environ.Env.parse_value(value.lower(), bool))
 
+    def _as_float(self, name: str, value: str, variable: Variable) -> float:
+        try:
+            number = float(environ.Env.parse_value(value, float))
+        except ValueError:
+            raise ImproperlyConfigured(
+                f"{name}={value!r} is not a number: set it to a number >= {variable.minimum}{variable.unit}."
+            ) from None
+        if not number >= variable.minimum:  # also refuses nan
+            raise ImproperlyConfigured(
+                f"{name}={value} is below {variable.minimum}: set it to a number >= {variable.minimum}{variable.unit}."
+            )
+        return number
+
     def _as_int(self, name: str, value: str, variable: Variable) -> int:
         minimum, unit = variable.minimum, variable.unit
         try:

@@ -17,9 +17,9 @@ DYNAMIC: Any = object()  # the default depends on other settings: the reader giv
 @dataclasses.dataclass(frozen=True)
 class Variable:
     name: str
-    kind: str  # text, bool, int, path, list, json
+    kind: str  # text, bool, int, float, path, list, json
     default: Any
-    minimum: int = 1  # for int
+    minimum: float = 1  # for int and float
     unit: str = ""  # for int: shown in the error line
     shown: str = ""  # how docs/configuration.md writes a DYNAMIC default
     meaning: str = ""
@@ -296,7 +296,12 @@ VARIABLES: dict[str, Variable] = {
             meaning="Seconds after which counted failures expire",
         ),
         Variable(
-            "DBOPS_BREAKER_PROBE_INTERVAL", "int", 1, unit=" seconds", meaning="Seconds between probes while open"
+            "DBOPS_BREAKER_PROBE_INTERVAL",
+            "float",
+            0.25,
+            minimum=0.05,
+            unit=" seconds",
+            meaning="Seconds between probes while open (a worker serves again within about this of the return)",
         ),
         Variable(
             "DBOPS_BREAKER_RESET_TIMEOUT",

@@ -102,10 +102,18 @@ def probe_connection(alias: str, timeout: float) -> Iterator[psycopg.Connection]
     probe nor counts a checkout timeout against itself. Statements run in one transaction with a
     `statement_timeout` of `timeout` that ends with it: a pooled connection returns unchanged.
     """
+    from dbops.database.recovery import PoolHealth, revive  # recovery builds on this module
+
     pool = getattr(connections[alias], "pool", None)
+    health = revive(alias) if pool is not None else PoolHealth.HEALTHY
+    if health is PoolHealth.DOWN:
+        # The pool cannot connect and the server does not answer: this worker cannot serve (ready means that).
+        raise psycopg.OperationalError("the pool cannot connect and the server does not answer")
+    pool = getattr(connections[alias], "pool", None)  # a new one when revive replaced it
     if pool is not None:
         pool.open()
-    if pool is None or not pool.get_stats().get("pool_available"):
+    busy = pool is not None and not pool.get_stats().get("pool_available") and bool(getattr(pool, "checked_out", 1))
+    if pool is None or (health is PoolHealth.HEALTHY and busy):
         with direct_connection(alias, timeout) as conn:
             yield conn
         return
@@ -125,28 +133,38 @@ def server_connection_limit(alias: str, *, timeout: float) -> int:
         )[0]
 
 
+def replace_idle_pool(alias: str) -> bool:
+    """Close `alias`' pool and let a new one connect at once, only while none of its connections is checked out.
+
+    Return False (and change nothing) while connections are checked out: replacing a busy pool had the server count
+    old and new connections together (101 for a budget of 60).
+    """
+    wrapper = connections[alias]
+    pools = type(wrapper)._connection_pools  # type: ignore[attr-defined]  # Django's postgresql backend
+    pool = pools.get(alias)
+    if pool is None or pool.closed:
+        return True
+    if getattr(pool, "checked_out", None) != 0:
+        return False
+    if pools.get(alias) is pool:
+        pools.pop(alias)
+    pool.close(timeout=1.0)
+    new = wrapper.pool  # type: ignore[attr-defined]
+    if new is not None:
+        new.open()
+    return True
+
+
 def refresh_pool(alias: str) -> None:
     """Bring `alias`' pool back after an outage, never holding more than its max_size at the server.
 
     With nothing checked out, the pool is replaced: the old one is closed first (its idle connections died with
     the server, and its reconnection attempts wait out a backoff measured at 7-11 s) and the new one connects at
     once. With connections in use (a busy pool rather than a dead server) it is drained instead: psycopg_pool
-    replaces idle connections now and busy ones when they come back, one for one. Replacing a busy pool had the
-    server count old and new connections together (101 for a budget of 60).
+    replaces idle connections now and busy ones when they come back, one for one.
     """
-    pools = type(connections[alias])._connection_pools  # type: ignore[attr-defined]  # Django's postgresql backend
-    pool = pools.get(alias)
-    if pool is None or pool.closed:
-        return
-    if getattr(pool, "checked_out", None) != 0:
-        pool.drain()
-        return
-    if pools.get(alias) is pool:
-        pools.pop(alias)
-    pool.close(timeout=1.0)
-    new = connections[alias].pool  # type: ignore[attr-defined]
-    if new is not None:
-        new.open()
+    if not replace_idle_pool(alias):
+        connections[alias].pool.drain()  # type: ignore[attr-defined]
 
 
 def use_command_pool(alias: str) -> None:

@@ -1,4 +1,6 @@
-"""Django's PostgreSQL backend with one change: its psycopg pool checks connections when they are handed out.
+"""Django's PostgreSQL backend whose pool checks connections it hands out and comes back with the server.
+
+The second part is `dbops.database.recovery`: a checkout first revives a pool whose connections failed.
 
 After the server restarts, every idle pooled connection is dead, but nothing notices until it is used: Django's
 stock pool handed them to requests (which failed) and to readiness probes (503 for about 45 s). Django's own
@@ -13,8 +15,11 @@ import select
 import threading
 import weakref
 
+import psycopg
 from django.db.backends.postgresql import base
 from psycopg_pool import ConnectionPool
+
+from dbops.database.recovery import PoolHealth, connection_class, evidence, revive
 
 
 class DeadConnectionCheck:
@@ -25,7 +30,8 @@ class DeadConnectionCheck:
     timeout for a connection that cannot be made.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, alias: str) -> None:
+        self.alias = alias
         self.pool: weakref.ref[ConnectionPool] | None = None
 
     def __call__(self, conn) -> None:
@@ -43,13 +49,17 @@ class DeadConnectionCheck:
                 raise
             if not self._server_answers(pool):
                 return  # the server is down: the request fails now, rather than after the pool timeout
-            pool.drain()  # every idle connection older than the restart died with this one
+            # Every idle connection older than the restart died with this one. Draining alone leaves the pool's
+            # reconnection attempts in their backoff: the evidence makes the next checkout replace the pool.
+            evidence(self.alias).failed()
+            pool.drain()
             raise  # the pool hands out a new connection instead
 
     @staticmethod
     def _server_answers(pool: ConnectionPool) -> bool:
         try:
-            pool.connection_class.connect(pool.conninfo, **pool.kwargs).close()  # type: ignore[arg-type]
+            # psycopg's own class, not the pool's recording one: this probe says nothing about the pool's attempts.
+            psycopg.Connection.connect(pool.conninfo, **pool.kwargs).close()  # type: ignore[arg-type]
         except Exception:
             return False
         return True
@@ -86,16 +96,28 @@ class DatabaseWrapper(base.DatabaseWrapper):
         if self.alias != base.NO_DB_ALIAS and pool_options and self.alias not in self._connection_pools:
             if self.settings_dict.get("CONN_MAX_AGE", 0) != 0:
                 return super().pool  # Django raises its own error for this
-            check = DeadConnectionCheck()
+            check = DeadConnectionCheck(self.alias)
             connect_kwargs = self.get_connection_params()
             connect_kwargs["autocommit"] = True  # as Django does: it sets autocommit properly later on
+            options = {} if pool_options is True else dict(pool_options)
+            options.setdefault("connection_class", connection_class(self.alias))
             pool = DbopsConnectionPool(
                 kwargs=connect_kwargs,
                 open=False,
                 configure=self._configure_connection,
                 check=check,
-                **({} if pool_options is True else pool_options),
+                **options,
             )
             check.pool = weakref.ref(pool)
             self._connection_pools.setdefault(self.alias, pool)
         return super().pool
+
+    def get_new_connection(self, conn_params):
+        """Check out a connection; first bring the pool back if it failed to connect and the server answers now.
+
+        When its connections failed and the server still does not answer, fail at once rather than wait out the
+        pool timeout for a connection that cannot be made (the breaker counts the failure, the request gets 503).
+        """
+        if self.settings_dict["OPTIONS"].get("pool") and revive(self.alias) is PoolHealth.DOWN:
+            raise psycopg.OperationalError("the database server does not answer (this worker's pool cannot connect)")
+        return super().get_new_connection(conn_params)
