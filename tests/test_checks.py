@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import pytest
 from django.core import checks
@@ -148,3 +149,48 @@ def test_pool_timeout__with_several_hosts_it_must_exceed_the_connect_timeout(set
     assert [m.id for m in messages] == ([dbops_checks.W008_ID] if warned else [])
     if warned:
         assert "DATABASE_POOL_TIMEOUT (2 s) is not above DATABASE_CONNECT_TIMEOUT (2 s)" in messages[0].msg
+
+
+@pytest.mark.database
+@pytest.mark.django_db
+def test_check_deploy__reports_the_connection_budget_without_database_options(settings):
+    """`check --deploy` runs no check tagged database: E002 must still be there (the site's own deploy gate)."""
+    from django.core.management import call_command
+    from django.core.management.base import SystemCheckError
+
+    settings.DBOPS = dataclasses.replace(settings.DBOPS, web_workers=60)
+    with pytest.raises(SystemCheckError, match=r"dbops\.E002.*WEB_CONCURRENCY=60"):
+        call_command("check", "--deploy")
+
+
+@pytest.mark.database
+@pytest.mark.django_db
+def test_check_deploy__an_unreachable_server_is_a_warning_not_silence(monkeypatch):
+    import psycopg
+
+    def unreachable(alias, *, timeout):
+        raise psycopg.OperationalError("connection refused")
+
+    monkeypatch.setattr(dbops_checks, "server_connection_limit", unreachable)
+    messages = dbops_checks.check_pool_fits_server_on_deploy(databases=None)
+    assert [m.id for m in messages] == [dbops_checks.W010_ID]
+    assert "was not checked" in messages[0].msg
+    assert dbops_checks.check_pool_fits_server_on_deploy(databases=["default"]) == []  # --database runs E002
+
+
+def test_probes__stay_plain_http_under_ssl_redirect_wherever_mounted(settings, client):
+    from dbops.health.probes import exempt_probes_from_ssl_redirect, redirected_probe_paths
+
+    settings.SECURE_SSL_REDIRECT = True
+    settings.SECURE_REDIRECT_EXEMPT = []
+    assert redirected_probe_paths() == ["/health/live", "/health/ready", "/metrics"]
+    messages = dbops_checks.check_probes_not_redirected()
+    assert [m.id for m in messages] == [dbops_checks.W009_ID] * 3
+
+    exempt_probes_from_ssl_redirect(settings)
+    assert redirected_probe_paths() == [] and dbops_checks.check_probes_not_redirected() == []
+    for path in ("health/live", "ops/health/ready", "ops/metrics"):  # under any prefix
+        assert any(re.search(pattern, path) for pattern in settings.SECURE_REDIRECT_EXEMPT)
+    assert not any(re.search(pattern, "ops/health/") for pattern in settings.SECURE_REDIRECT_EXEMPT)
+    assert client.get("/health/live").status_code == 200  # not 301, through Django's SecurityMiddleware
+    assert client.get("/admin/login/").status_code == 301  # everything else is still redirected

@@ -19,11 +19,18 @@ class DbopsAppConfig(AppConfig):
         if not dbops_checks.config_is_present():
             return
         config = get_config()
+        from django.conf import settings
+
+        from dbops.health.probes import exempt_probes_from_ssl_redirect
+
+        exempt_probes_from_ssl_redirect(settings)
         checks.register(dbops_checks.check_psycopg_implementation)
         checks.register(dbops_checks.check_engine_outside_strict_environments)
         checks.register(dbops_checks.check_pool_covers_threads)
         checks.register(dbops_checks.check_pool_timeout_above_connect_timeout)
         checks.register(dbops_checks.check_pool_fits_server, checks.Tags.database)
+        checks.register(dbops_checks.check_pool_fits_server_on_deploy, deploy=True)
+        checks.register(dbops_checks.check_probes_not_redirected, checks.Tags.security, deploy=True)
         checks.register(dbops_checks.check_pgbouncer_compatibility)
         checks.register(dbops_checks.check_statement_timeout_behind_pgbouncer, checks.Tags.database)
         checks.register(dbops_checks.check_metrics_access, checks.Tags.security)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 
 import psycopg
-from django.core.checks import Error, Warning
+from django.core.checks import CheckMessage, Error, Warning
 from django.db import DatabaseError, connections
 
 from dbops.conf import DbopsConfig, cache_is_shared, get_config
@@ -40,6 +40,8 @@ W004 = Warning(
 W006_ID = "dbops.W006"
 W007_ID = "dbops.W007"
 W008_ID = "dbops.W008"
+W009_ID = "dbops.W009"
+W010_ID = "dbops.W010"
 E001_ID = "dbops.E001"
 E002_ID = "dbops.E002"
 E003_ID = "dbops.E003"
@@ -209,7 +211,22 @@ def check_pool_fits_server(app_configs=None, databases=None, **kwargs):
     """Pool max size x workers must fit in the server's max_connections (minus reserved slots)."""
     if databases is None:
         return []
-    errors = []
+    return _connection_budget_errors(databases, unreachable_warning=False)
+
+
+def check_pool_fits_server_on_deploy(app_configs=None, databases=None, **kwargs):
+    """Check the same budget in `check --deploy`, which runs no check tagged database: connect directly.
+
+    With `--database` the database-tagged check above runs instead. An unreachable server is a warning here:
+    the deploy check cannot vouch for the budget, and says so.
+    """
+    if databases is not None:
+        return []
+    return _connection_budget_errors(["default"], unreachable_warning=True)
+
+
+def _connection_budget_errors(databases, *, unreachable_warning: bool) -> list[CheckMessage]:
+    errors: list[CheckMessage] = []
     config = get_config()
     for alias in databases:
         budget = connection_budget(alias, web_workers=config.web_workers, command_processes=config.command_processes)
@@ -217,7 +234,16 @@ def check_pool_fits_server(app_configs=None, databases=None, **kwargs):
             continue
         try:
             available = server_connection_limit(alias, timeout=float(config.health.probe_timeout))
-        except (DatabaseError, psycopg.Error):
+        except (DatabaseError, psycopg.Error) as exc:
+            if unreachable_warning:
+                errors.append(
+                    Warning(
+                        f"Database {alias!r}: the server could not be reached ({type(exc).__name__}), so the "
+                        f"connection budget ({budget['needed']} connections) was not checked against it.",
+                        hint="Run `manage.py check --deploy` where the database answers.",
+                        id=W010_ID,
+                    )
+                )
             continue  # Unreachable: the health checks report that; this check is about sizing.
         if budget["needed"] > available:
             errors.append(
@@ -273,3 +299,19 @@ def check_pgbouncer_compatibility(app_configs=None, **kwargs):
                 )
             )
     return errors
+
+
+def check_probes_not_redirected(app_configs=None, **kwargs):
+    """With SECURE_SSL_REDIRECT, probes and /metrics must still answer plain http (a 3xx counts as healthy)."""
+    from dbops.health.probes import redirected_probe_paths
+
+    return [
+        Warning(
+            f"{path} would be redirected to https by SECURE_SSL_REDIRECT: a load balancer or Kubernetes probing it "
+            "over plain http counts the redirect as healthy, whatever the database says.",
+            hint="Add a pattern matching it to SECURE_REDIRECT_EXEMPT (dbops adds its own when the setting is on "
+            "at start-up).",
+            id=W009_ID,
+        )
+        for path in redirected_probe_paths()
+    ]

@@ -117,9 +117,10 @@ def _json_report(build):
         try:
             report = build()
         except Exception as exc:
-            return JsonResponse({"error": f"report failed ({type(exc).__name__})"}, status=503)
-        status = 503 if report.get("healthy") is False else 200
-        return JsonResponse(report, status=status)
+            return without_request_log(JsonResponse({"error": f"report failed ({type(exc).__name__})"}, status=503))
+        if report.get("healthy") is False:  # the answer is the report: no ERROR line per probe in the log
+            return without_request_log(JsonResponse(report, status=503))
+        return JsonResponse(report)
 
     view.__name__ = build.__name__
     view.__doc__ = build.__doc__

@@ -38,7 +38,7 @@ def config_error(environ: dict[str, str]) -> str:
     return message
 
 
-def test_load_config__seed_defaults_map_onto_the_native_pool():
+def test_load_config__default_pool_is_sized_from_the_workers_threads():
     config = load_config({"DJANGO_ENV": "production", **STRICT_OK})
     database = config.database.django_settings()
 
@@ -46,8 +46,8 @@ def test_load_config__seed_defaults_map_onto_the_native_pool():
     assert database["CONN_MAX_AGE"] == 0
     assert database["OPTIONS"]["pool"] == {
         "name": "dbops-default",
-        "min_size": 20,
-        "max_size": 30,
+        "min_size": 2,  # a small minimum: idle server connections cost the site its connection budget
+        "max_size": 4,  # GUNICORN_THREADS (4): a request thread holds at most one connection
         "timeout": 5.0,
         "max_lifetime": 3600.0,
     }

@@ -154,6 +154,30 @@ class NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
+def plain_http_status(url: str) -> int:
+    """GET over plain http without following a redirect (a load balancer's probe counts a 3xx as healthy)."""
+    opener = urllib.request.build_opener(NoRedirect)
+    try:
+        with opener.open(url, timeout=15) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def serve_wsgi(site: Path, bin_dir: Path, env: dict[str, str]):
+    """Serve the site's own WSGI application (mysite/wsgi.py) with wsgiref: no start-up checks, no database."""
+    port = free_port()
+    code = (
+        "from wsgiref.simple_server import make_server; from mysite.wsgi import application; "
+        f"make_server('127.0.0.1', {port}, application).serve_forever()"
+    )
+    process = subprocess.Popen(
+        [str(bin_dir / "python"), "-c", code], cwd=site, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    wait_for_port(port, process, timeout=60)
+    return process, f"http://127.0.0.1:{port}"
+
+
 def serve(site: Path, bin_dir: Path, env: dict[str, str]):
     port = free_port()
     process = subprocess.Popen(
@@ -208,6 +232,12 @@ def test_adoption__environment_driven_site_runs_every_feature(adopted_venv, tmp_
     manage(site, adopted_venv, {**env, **superuser}, "createsuperuser", "--noinput", "--email", "ops@example.com")
     server, base = serve(site, adopted_venv, env)
     try:
+        # The guide's production block redirects plain http to https; probes and /metrics must answer all the same.
+        assert plain_http_status(base + "/ops/health/ready") == 200
+        assert plain_http_status(base + "/ops/health/live") == 200
+        assert plain_http_status(base + "/ops/metrics") == 401  # the token, not a redirect
+        assert plain_http_status(base + "/ops/health/") == 301  # the detail endpoints carry a token: https only
+        assert plain_http_status(base + "/admin/login/") == 301
         assert http_get(base + "/ops/health/ready", headers=HTTPS)[0] == 200
         assert http_get(base + "/ops/health/", headers=HTTPS)[0] == 401  # details need staff or the token
         browser = Browser(base)
@@ -224,6 +254,17 @@ def test_adoption__environment_driven_site_runs_every_feature(adopted_venv, tmp_
         status, page, _ = browser.request("/admin/dbops/dashboard/")
         assert status == 200
         assert "Recent backups" in page and "Database “default”" in page
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+    # With the database gone the readiness probe must fail over plain http: 503, never a redirect. (runserver
+    # refuses to start without its database: the site's WSGI application is served by the standard library.)
+    down = {**env, "DATABASE_URL": f"postgres://app:x@127.0.0.1:{free_port()}/app"}
+    server, base = serve_wsgi(site, adopted_venv, down)
+    try:
+        assert plain_http_status(base + "/ops/health/ready") == 503
+        assert plain_http_status(base + "/ops/health/live") == 200
     finally:
         server.terminate()
         server.wait(timeout=30)

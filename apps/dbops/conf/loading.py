@@ -47,10 +47,12 @@ from dbops.conf.reader import SettingsReader, parse_cache_url
 
 
 def _pool(reader: SettingsReader) -> PoolConfig:
+    size = reader.get("DATABASE_POOL_SIZE")
     return PoolConfig(
         enabled=reader.get("DATABASE_POOL_ENABLED"),
-        size=reader.get("DATABASE_POOL_SIZE"),
-        max_overflow=reader.get("DATABASE_POOL_MAX_OVERFLOW"),
+        size=size,
+        # A request thread holds at most one connection: by default the pool grows to the worker's threads.
+        max_overflow=reader.get("DATABASE_POOL_MAX_OVERFLOW", default=max(0, reader.get("GUNICORN_THREADS") - size)),
         timeout=reader.get("DATABASE_POOL_TIMEOUT"),
         recycle=reader.get("DATABASE_POOL_RECYCLE"),
     )

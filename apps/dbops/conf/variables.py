@@ -197,8 +197,9 @@ VARIABLES: dict[str, Variable] = {
         Variable(
             "DATABASE_POOL_MAX_OVERFLOW",
             "int",
-            10,
+            DYNAMIC,
             minimum=0,
+            shown="`GUNICORN_THREADS` - `DATABASE_POOL_SIZE` (at least 0)",
             meaning="Extra connections under load (`max_size = SIZE + OVERFLOW`)",
         ),
         Variable(
@@ -208,7 +209,7 @@ VARIABLES: dict[str, Variable] = {
             unit=" seconds",
             meaning="Seconds after which a connection is replaced (`max_lifetime`)",
         ),
-        Variable("DATABASE_POOL_SIZE", "int", 20, meaning="Connections the pool keeps open (`min_size`)"),
+        Variable("DATABASE_POOL_SIZE", "int", 2, meaning="Connections the pool keeps open (`min_size`)"),
         Variable(
             "DATABASE_POOL_TIMEOUT",
             "int",
