@@ -7,6 +7,7 @@ docs/adopting.md.
 """
 
 import datetime
+import os
 from pathlib import Path
 
 import django
@@ -17,7 +18,8 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 # A .env file beside manage.py, when present, fills variables the environment does not set.
 dbops.conf.read_dotenv(BASE_DIR / ".env")
 
-DBOPS = dbops.conf.from_env(base_dir=BASE_DIR)
+# The reference project opts in to the project-local cluster when DATABASE_URL is unset (`make run`).
+DBOPS = dbops.conf.from_env({"DBOPS_LOCALDB": "true", **os.environ}, base_dir=BASE_DIR)
 SITE = dbops.conf.site_from_env(base_dir=BASE_DIR, root_urlconf="project.urls")
 
 DEBUG = SITE.debug

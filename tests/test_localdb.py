@@ -173,3 +173,17 @@ def test_localdb_command__a_start_that_fails_on_a_taken_port_keeps_the_password_
         assert started.stdout.startswith("Started the cluster")
     finally:
         project_copy("localdb", "stop")
+
+
+def test_manage__a_stopped_local_cluster_is_one_line_and_exit_3(tmp_path):
+    """Opted in to the project-local cluster and it is not running: migrate says how to start it, no traceback."""
+    from dbops.localdb import free_port
+    from tests.parts.site import manage
+
+    for command in (["migrate", "--noinput"], ["createsuperuser", "--noinput"]):
+        result = manage(*command, DBOPS_LOCALDB_DIR=str(tmp_path / "pg"), DBOPS_LOCALDB_PORT=str(free_port()))
+        assert result.returncode == 3, result.stderr
+        assert (
+            result.stderr.strip().splitlines() == [result.stderr.strip().splitlines()[0]]
+            and "manage.py localdb start" in result.stderr
+        )

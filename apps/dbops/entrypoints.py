@@ -26,6 +26,25 @@ def load_settings_or_exit() -> None:
 
 # Commands that serve or load-test need the pool as configured; every other command gets a small one.
 SERVING_COMMANDS = ("runserver", "testserver", "loadtest")
+# Django's commands that need the database at once (dbops' own say so themselves, exit 3): with the project-local
+# cluster stopped they printed a pool-timeout traceback (migrate) or a pool warning every few seconds (runserver).
+DATABASE_COMMANDS = ("runserver", "migrate", "createsuperuser", "shell", "dbshell", "loaddata", "dumpdata", "flush")
+
+
+def refuse_stopped_local_cluster() -> None:
+    """Exit 3 with one line when the site runs on the project-local cluster (DBOPS_LOCALDB) and it is not running."""
+    from dbops.conf import get_config
+    from dbops.localdb import accepts_connections
+
+    config = get_config()
+    if config.database_url_from_env or config.localdb is None or config.is_strict:
+        return
+    if not accepts_connections(config.localdb.port):
+        sys.stderr.write(
+            f"The project-local PostgreSQL cluster is not running (127.0.0.1:{config.localdb.port}): start it with "
+            "`manage.py localdb start`, or set DATABASE_URL.\n"
+        )
+        raise SystemExit(3)
 
 
 def execute_from_command_line(argv: list[str] | None = None) -> None:
@@ -37,6 +56,8 @@ def execute_from_command_line(argv: list[str] | None = None) -> None:
 
     argv = argv or sys.argv
     load_settings_or_exit()
+    if len(argv) > 1 and argv[1] in DATABASE_COMMANDS:
+        refuse_stopped_local_cluster()
     if len(argv) > 1 and argv[1] not in SERVING_COMMANDS:
         for alias in connections:
             use_command_pool(alias)

@@ -67,6 +67,15 @@ def find_bindir(explicit: str | None = None) -> Path:
     raise LocalDbError(INSTALL_HINT)
 
 
+def accepts_connections(port: int, *, timeout: float = 0.5) -> bool:
+    """Tell whether something accepts TCP connections on 127.0.0.1:`port` (the project-local cluster's address)."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
 def free_port() -> int:
     """Return a TCP port on 127.0.0.1 that nothing listens on now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:

@@ -19,7 +19,7 @@ STRICT_OK = {"SECRET_KEY": "a-real-secret-" * 4, "ALLOWED_HOSTS": "example.com",
 
 def load_config(environ: dict[str, str]):
     """Run both validators the reference project's settings run, in its order; return dbops' config."""
-    config = from_env(environ, base_dir=PROJECT_DIR)
+    config = from_env({"DBOPS_LOCALDB": "true", **environ}, base_dir=PROJECT_DIR)
     site_config(environ)
     return config
 
@@ -465,3 +465,12 @@ def test_load_config__pitr_repository_in_the_bucket_and_a_maintenance_user():
     assert config.pitr.repo_type == "s3" and config.pitr.repo_s3.bucket == "site-backups"
     assert config.pitr.maintenance_user == "pgbackrest" and config.pitr.s3_verify_tls
     assert SECRET_PASSWORD not in repr(config.pitr)
+
+
+def test_from_env__no_database_url_and_no_opt_in_is_one_line_naming_both_ways():
+    with pytest.raises(ImproperlyConfigured) as refused:
+        from_env({"DJANGO_ENV": "development"}, base_dir=PROJECT_DIR)
+    message = str(refused.value)
+    assert "DATABASE_URL is not set" in message and "DBOPS_LOCALDB=true" in message and "\n" not in message
+    local = from_env({"DJANGO_ENV": "development", "DBOPS_LOCALDB": "true"}, base_dir=PROJECT_DIR)
+    assert local.database_url_from_env is False and "127.0.0.1" in local.database.masked_url

@@ -51,7 +51,7 @@ def test_the_docs_show_each_default_as_the_table_has_it(name):
 
 def test_the_dataclass_defaults_are_the_tables():
     """A configuration read from an empty environment holds the table's defaults (no second copy anywhere)."""
-    config = from_env({}, base_dir="/srv/site")
+    config = from_env({"DBOPS_LOCALDB": "true"}, base_dir="/srv/site")
     assert config.database.pool.size == default("DATABASE_POOL_SIZE")
     assert config.health.probe_timeout == default("DBOPS_HEALTH_PROBE_TIMEOUT")
     assert config.alerts.webhook_retries == default("DBOPS_ALERT_WEBHOOK_RETRIES")

@@ -323,6 +323,12 @@ def _build(
                 f"DATABASE_URL is not set with DJANGO_ENV={environment}: "
                 "set it to postgres://USER:PASSWORD@HOST:PORT/NAME."
             )
+        if url is None and not reader.get("DBOPS_LOCALDB"):
+            # Never replace a site's database silently: the project-local cluster is an explicit choice.
+            raise ImproperlyConfigured(
+                "DATABASE_URL is not set: set it to postgres://USER:PASSWORD@HOST:PORT/NAME, or set "
+                "DBOPS_LOCALDB=true to use dbops' project-local cluster (manage.py localdb start)."
+            )
         database = _database_from_url(reader, url or localdb.url)
         replica_url = reader.raw("DATABASE_REPLICA_URL")
         replica = _database_from_url(reader, replica_url, variable="DATABASE_REPLICA_URL") if replica_url else None

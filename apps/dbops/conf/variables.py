@@ -378,6 +378,12 @@ VARIABLES: dict[str, Variable] = {
             shown="`var/postgres`",
             meaning="Data folder of the project-local cluster",
         ),
+        Variable(
+            "DBOPS_LOCALDB",
+            "bool",
+            False,
+            meaning="Use dbops' project-local cluster when DATABASE_URL is unset (development and test only)",
+        ),
         # 0: unset, the port `localdb start` recorded, else 54329.
         Variable("DBOPS_LOCALDB_PORT", "int", 0, minimum=1024, shown="`54329`", meaning="Its port (127.0.0.1 only)"),
         Variable(
