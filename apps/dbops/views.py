@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 
@@ -17,12 +18,15 @@ from dbops.backups import logical as backups
 from dbops.breaker.responses import without_request_log
 from dbops.conf import get_config
 from dbops.health import reports
+from dbops.logs import log_event
 from dbops.monitoring.queries import (
     performance_report,
     refresh_history_metrics,
     refresh_pool_metrics,
     refresh_server_metrics,
 )
+
+logger = logging.getLogger("dbops.health")
 
 
 @never_cache
@@ -62,6 +66,7 @@ class _ReadyCache:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._value: tuple[float, int, dict] | None = None
+        self._last_status = 200  # a worker starts ready: only a change from there is news
 
     # A failure is kept at most this long: readiness must turn 200 as soon as the database is back.
     FAILURE_MAX_AGE = 0.5
@@ -79,6 +84,13 @@ class _ReadyCache:
         with self._lock:
             self._value = (time.monotonic(), status, payload)
 
+    def log_change(self, status: int, payload: dict) -> None:
+        """Log one line when this worker's readiness changes (never one per probe: probes come every second)."""
+        with self._lock:
+            changed, self._last_status = status != self._last_status, status
+        if changed:
+            log_event(logger, logging.WARNING if status != 200 else logging.INFO, "readiness_changed", **payload)
+
 
 ready_cache = _ReadyCache()
 
@@ -92,6 +104,7 @@ class ReadinessView(DbopsHealthView):
         if cached is None:
             cached = await self._evaluate(budget=float(health.probe_timeout))
             ready_cache.put(*cached)
+            ready_cache.log_change(*cached)
         status, payload = cached
         response = JsonResponse(payload, status=status)
         return without_request_log(response) if status == 503 else response

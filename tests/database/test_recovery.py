@@ -6,6 +6,7 @@ not depend on it (a 2 s outage never opens it; an outage with no traffic cannot)
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 
@@ -104,7 +105,8 @@ def test_readiness__never_ready_while_this_worker_cannot_serve(tmp_path, pg_clus
     """One worker: every 200 from /health/ready is followed by a /bench/worker that succeeds, through an outage."""
     environ = site_environ(tmp_path, redis_server, WEB_CONCURRENCY="1")
     pairs = []
-    with gunicorn(environ) as base:
+    log: list[bytes] = []
+    with gunicorn(environ, log=log) as base:
         pg_cluster.stop(mode="immediate")
         for _ in range(10):
             pairs.append((http_get(base + "/health/ready")[0], http_get(base + "/bench/worker", timeout=15)[0]))
@@ -114,3 +116,8 @@ def test_readiness__never_ready_while_this_worker_cannot_serve(tmp_path, pg_clus
             pairs.append((http_get(base + "/health/ready")[0], http_get(base + "/bench/worker", timeout=15)[0]))
     assert (503, 503) in pairs and (200, 200) in pairs
     assert not [pair for pair in pairs if pair[0] == 200 and pair[1] != 200], pairs
+    # One line per change of readiness, not one per probe; an expected outage logs no traceback.
+    text = b"".join(log).decode(errors="replace")
+    changes = [json.loads(line) for line in text.splitlines() if '"readiness_changed"' in line]
+    assert [c["levelname"] for c in changes] == ["WARNING", "INFO"], changes
+    assert "Traceback" not in text and "Service Unavailable" not in text
