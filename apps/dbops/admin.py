@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import psycopg
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db import connections
+from django.db import DatabaseError, connections
 from django.http import FileResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.defaultfilters import filesizeformat
@@ -280,12 +281,19 @@ class BackupRecordAdmin(HistoryAdmin):
                     messages.SUCCESS,
                 )
             return HttpResponseRedirect(reverse("admin:dbops_backuprecord_changelist"))
+        try:
+            consequences = backups.restore_consequences(record)
+        except (DatabaseError, psycopg.Error) as exc:
+            consequences = [
+                f"What the restore changes could not be read from the live database ({type(exc).__name__})."
+            ]
         context = {
             **self.admin_site.each_context(request),
             "opts": self.model._meta,
             "title": f"Restore backup #{record.pk}",
             "record": record,
             "database": database,
+            "consequences": consequences,
         }
         return TemplateResponse(request, "admin/dbops/backuprecord/restore_confirmation.html", context)
 

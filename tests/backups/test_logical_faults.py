@@ -19,7 +19,7 @@ from dbops.backups import logical as backups
 from dbops.exceptions import BackupError
 from dbops.models import BackupRecord, RestoreRecord
 from tests import PROJECT_DIR
-from tests.backups.conftest import content_hashes
+from tests.backups.conftest import content_hashes, direct
 from tests.conftest import test_database_connection
 from tests.factories import UserFactory
 from tests.parts.site import manage, url_of_test_database
@@ -65,6 +65,43 @@ def test_restore__tables_created_since_are_dropped_and_the_safety_backup_undoes_
     assert undo.status == RestoreRecord.Status.SUCCEEDED and undo.dropped_tables == []
     assert content_hashes() == before_restore
     execute("DROP TABLE notes; DROP SCHEMA reporting CASCADE;")
+
+
+def test_restore__says_what_changes_then_keeps_alerts_and_the_admin_log_of_dbops_actions(django_user_model):
+    from django.contrib.admin.models import CHANGE, LogEntry
+    from django.contrib.contenttypes.models import ContentType
+    from django.utils import timezone
+
+    from dbops.models import Alert
+
+    operator = django_user_model.objects.create_superuser("operator", "op@example.com", "pw-operator-12345")
+    record = backups.take_backup()
+    # Since the backup: a firing alert, the operator's audit entry, a new account (with its own entry), a migration.
+    now = timezone.now()
+    alert = Alert.objects.create(
+        rule="backup_failed", subject="default", severity="critical", message="m", fired_at=now, last_seen_at=now
+    )
+    newcomer = django_user_model.objects.create_user("newcomer", password="pw-newcomer-12345")
+    backup_type = ContentType.objects.get_for_model(BackupRecord)
+    for user in (operator, newcomer):
+        LogEntry.objects.create(
+            user=user, content_type=backup_type, object_id=str(record.pk), object_repr=str(record),
+            action_flag=CHANGE, change_message="Restore into test_dbops requested",
+        )  # fmt: skip
+    execute("INSERT INTO django_migrations (app, name, applied) VALUES ('later', '0001_initial', now())")
+
+    lines = backups.restore_consequences(record)
+    assert any("signed out" in line for line in lines), lines
+    assert any("Accounts go back to the backup's: 1 then, 2 now" in line for line in lines), lines
+    assert any("The schema goes back 1 migration(s)" in line for line in lines), lines
+
+    backups.restore_backup(record, requested_by="test")
+    assert Alert.objects.get(pk=alert.pk).state == Alert.State.FIRING  # the alert outlives the restore
+    kept = LogEntry.objects.filter(content_type__app_label="dbops")
+    assert list(kept.values_list("user_id", flat=True)) == [operator.pk]  # the newcomer's account is gone
+    assert not django_user_model.objects.filter(username="newcomer").exists()
+    with direct() as conn:
+        assert conn.execute("SELECT count(*) FROM django_migrations WHERE app = 'later'").fetchone()[0] == 0
 
 
 def test_restore__a_failing_restore_changes_nothing_and_ends_its_record():

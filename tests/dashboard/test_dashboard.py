@@ -148,6 +148,12 @@ def test_browser__logs_in_opens_the_dashboard_and_backup_history(live_server, op
         assert {"VERIFY", "RESTORE…", "DOWNLOAD"} <= set(tools.split())
         assert "total" in driver.find_element(By.CSS_SELECTOR, ".field-row_count_table").text
         driver.save_screenshot(str(ARTIFACTS / "backup-detail.png"))
+        # Before a restore the page says what it changes for the people using the site.
+        driver.get(f"{live_server.url}/admin/dbops/backuprecord/{operations.pk}/restore/")
+        consequences = driver.find_element(By.ID, "restore-consequences").text
+        assert "signed out" in consequences and "Accounts go back to the backup's: 3 then, 2 now" in consequences
+        assert "Kept as they are now" in consequences
+        driver.save_screenshot(str(ARTIFACTS / "restore-confirmation.png"))
         driver.get(f"{live_server.url}/admin/dbops/restorerecord/")
         assert "backup_restore --id" in driver.find_element(By.ID, "empty-hint").text
     finally:

@@ -11,6 +11,7 @@ Modules: `take`, `verify`, `restore`, `retention`, `status`; beneath them `stora
 from __future__ import annotations
 
 from dbops.backups.logical.database import count_rows, user_tables
+from dbops.backups.logical.history import restore_consequences
 from dbops.backups.logical.locks import (
     BACKUP_LOCK_KEY,
     RESTORE_LOCK_KEY,
@@ -26,6 +27,7 @@ from dbops.backups.logical.take import backup_due, take_backup
 from dbops.backups.logical.verify import verify_backup
 
 __all__ = [
+    "restore_consequences",
     "BACKUP_FILE_NAME",
     "BACKUP_LOCK_KEY",
     "LOCATION_NAMES",

@@ -7,11 +7,12 @@ import shutil
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 
-from django.db import DatabaseError, connections, transaction
+from django.db import DatabaseError, connections
 from django.utils import timezone
 from psycopg import sql
 
 from dbops.backups import pgtools
+from dbops.backups.logical import history
 from dbops.backups.logical.database import maintenance_connection, user_tables
 from dbops.backups.logical.locks import restore_lock
 from dbops.backups.logical.storage import CHUNK
@@ -26,7 +27,7 @@ from dbops.exceptions import (
     VerificationFailed,
     VerificationNotPossible,
 )
-from dbops.models import BackupRecord, MigrationRun, RestoreRecord, RunRecord
+from dbops.models import BackupRecord, RestoreRecord
 from dbops.progress import Progress
 from dbops.progress import quiet as _quiet
 
@@ -81,32 +82,9 @@ def _restore_exactly(alias: str, dump, *, drop: list[tuple[str, str]]) -> None:
         raise VerificationFailed(f"pg_restore failed: {mask_url(detail[-1]) if detail else 'exit status'}")
 
 
-# dbops' own history, parents first: a restore puts the present's history back, not the backup's.
-HISTORY_MODELS: tuple[type[RunRecord], ...] = (BackupRecord, RestoreRecord, MigrationRun)
-
-
-def _history_snapshot() -> list[list]:
-    return [list(model._default_manager.order_by("pk")) for model in HISTORY_MODELS]
-
-
-def _put_back_history(snapshot: list[list]) -> None:
-    """After a restore: the dbops history is the present's, not the backup's."""
-    from django.core.management.color import no_style
-
-    with transaction.atomic():
-        for model in reversed(HISTORY_MODELS):
-            model._default_manager.all().delete()
-        for model, rows in zip(HISTORY_MODELS, snapshot, strict=True):
-            model._default_manager.bulk_create(rows)
-        connection = connections["default"]
-        with connection.cursor() as cursor:
-            for statement in connection.ops.sequence_reset_sql(no_style(), list(HISTORY_MODELS)):
-                cursor.execute(statement)
-
-
 def _tables_not_in(record: BackupRecord) -> list[tuple[str, str]]:
     """Return the live tables the backup does not hold (created since), except dbops' own history tables."""
-    kept = {f"public.{model._meta.db_table}" for model in HISTORY_MODELS}
+    kept = history.kept_tables()
     with maintenance_connection(record.database_alias) as conn:
         live = user_tables(conn)
     return [(schema, table) for schema, table in live if f"{schema}.{table}" not in {*record.row_counts, *kept}]
@@ -166,7 +144,7 @@ def _restore(record: BackupRecord, restore: RestoreRecord, progress: Progress) -
     restore.save(update_fields=["safety_backup"])
 
     dump = open_verified_copy(record)
-    history = _history_snapshot()
+    saved = history.snapshot()
     extra = _tables_not_in(record)
     connections[alias].close()
     progress(
@@ -177,7 +155,7 @@ def _restore(record: BackupRecord, restore: RestoreRecord, progress: Progress) -
         _restore_exactly(alias, dump, drop=extra)
     except VerificationFailed as exc:
         raise BackupError(f"restore failed, live database unchanged: {exc}") from None
-    _put_back_history(history)
+    history.put_back(saved)
     restore.finish(RestoreRecord.Status.SUCCEEDED)
     restore.refresh_from_db()
     restore.dropped_tables = [f"{schema}.{table}" for schema, table in extra]  # type: ignore[attr-defined]  # shown once
