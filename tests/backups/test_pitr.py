@@ -477,3 +477,40 @@ def test_command__an_in_place_restore_of_the_sites_own_database_is_recorded_once
     (run,) = site_sql("SELECT status, details->>'reached_target', finished_at IS NOT NULL FROM dbops_pitrrun "
                       "WHERE kind = 'restore'")  # fmt: skip
     assert run == ("succeeded", "yes", True)
+
+
+@pytest.mark.database
+def test_record_journal__reads_back_only_valid_pitr_runs_and_sets_the_rest_aside(tmp_path, django_user_model):
+    """The journal is a file on disk: a line for auth.user must never become a user (let alone a superuser)."""
+    import json as json_module
+
+    from django.db import connection as db
+
+    from dbops.backups.pitr.runs import JOURNAL_NAME, REFUSED_NAME
+
+    params = db.get_connection_params()
+    target = PitrTarget(
+        stanza="dbops",
+        repo_path=tmp_path,
+        pg_path=tmp_path / "data",
+        pg_port=int(params.get("port") or 5432),
+        socket_path="/var/run/postgresql",
+        pg_user="postgres",
+        conninfo={k: v for k, v in params.items() if k in ("host", "port", "user", "password", "dbname")},
+    )
+    now = "2026-12-03T04:00:00Z"
+    run = {"kind": "restore", "status": "succeeded", "started_at": now, "stanza": "dbops", "details": {}}
+    lines = [
+        {"model": "auth.user", "pk": 99, "fields": {"username": "intruder", "is_superuser": True, "password": "x"}},
+        {"model": "dbops.pitrrun", "pk": 7, "fields": run},
+        {"model": "dbops.pitrrun", "pk": 8, "fields": {**run, "status": "owned"}},  # not a status
+        "not json at all",
+    ]
+    (tmp_path / JOURNAL_NAME).write_text(
+        "\n".join(line if isinstance(line, str) else json_module.dumps(line) for line in lines) + "\n"
+    )
+    assert record_journal(target) == 1
+    assert not django_user_model.objects.filter(username="intruder").exists()
+    assert list(PitrRun.objects.values_list("kind", "status")) == [("restore", "succeeded")]
+    assert not (tmp_path / JOURNAL_NAME).exists()
+    assert len((tmp_path / REFUSED_NAME).read_text().splitlines()) == 3  # set aside for a person, not loaded

@@ -5,12 +5,14 @@ from __future__ import annotations
 import contextlib
 import getpass
 import json
+import logging
 import time
 from pathlib import Path
 
 import psycopg
 import psycopg.sql
 from django.core import serializers
+from django.core.exceptions import ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import DatabaseError
 from django.utils import timezone
@@ -19,10 +21,12 @@ from dbops.backups.pitr.pgbackrest import failure, run_pgbackrest
 from dbops.backups.pitr.target import PitrError, PitrRefused, PitrTarget
 from dbops.backups.pitr.window import status
 from dbops.conf import get_config
+from dbops.logs import log_event
 from dbops.models import PitrRun
 from dbops.progress import Progress
 from dbops.progress import quiet as _quiet
 
+logger = logging.getLogger("dbops.pitr")
 BACKUP_TYPES = ("full", "diff", "incr")
 
 
@@ -73,16 +77,43 @@ def record_journal(target: PitrTarget) -> int:
     except psycopg.Error:
         return 0
     lines = [line for line in path.read_text().splitlines() if line.strip()]
-    for saved, line in enumerate(lines):
+    saved = 0
+    for done, line in enumerate(lines):
         try:
-            for entry in serializers.deserialize("python", [json.loads(line)]):
-                entry.object.pk = None  # a restored history may already hold that id for another run
-                entry.object.save()
+            run = journaled_run(line)
+        except (ValueError, TypeError, LookupError, ValidationError, serializers.base.DeserializationError) as exc:
+            # The journal is a file on disk: anything but a valid PITR run is set aside, never saved as a model.
+            with path.with_name(REFUSED_NAME).open("a") as refused:
+                refused.write(line + "\n")
+            log_event(logger, logging.WARNING, "pitr_journal_line_refused", reason=str(exc)[:200], file=str(path))
+            continue
+        try:
+            run.save()
         except DatabaseError:  # keep what is not saved yet, and only that, for the next time
-            path.write_text("\n".join(lines[saved:]) + "\n")
+            path.write_text("\n".join(lines[done:]) + "\n")
             return saved
+        saved += 1
     path.unlink()
-    return len(lines)
+    return saved
+
+
+# Journal lines that were not a valid PITR run: kept for a person to read, never loaded.
+REFUSED_NAME = "unrecorded-runs.refused.jsonl"
+
+
+def journaled_run(line: str) -> PitrRun:
+    """Rebuild one journaled run: only a `PitrRun` whose fields validate, with a new id."""
+    data = json.loads(line)
+    label = PitrRun._meta.label_lower
+    if not isinstance(data, dict) or data.get("model") != label or not isinstance(data.get("fields"), dict):
+        raise ValueError(f"not a {label} record")
+    (entry,) = serializers.deserialize("python", [data])
+    run = entry.object
+    if not isinstance(run, PitrRun):
+        raise ValueError(f"not a {label} record")
+    run.pk = None  # a restored history may already hold that id for another run
+    run.full_clean()
+    return run
 
 
 def backup(target: PitrTarget, *, backup_type: str = "full", progress: Progress = _quiet) -> PitrRun:
