@@ -7,6 +7,7 @@ import datetime
 import os
 import pwd
 import shutil
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -298,11 +299,18 @@ def test_window__its_end_is_the_last_archived_commit_and_a_restore_there_reaches
 
 
 def test_setup_check__a_maintenance_user_without_grants_gets_them_printed_and_then_backs_up(pitr_cluster):
-    maintenance = dataclasses.replace(pitr_cluster.target, pg_user="pgbackrest_maint", pg_password=MAINT_PASSWORD)
+    # The site's own database is not pgBackRest's: the grants must go where pgBackRest connects (postgres).
+    maintenance = dataclasses.replace(
+        pitr_cluster.target,
+        pg_user="pgbackrest_maint",
+        pg_password=MAINT_PASSWORD,
+        conninfo={**pitr_cluster.target.conninfo, "dbname": "appdb"},
+    )
     hba = pitr_cluster.cluster.data_dir / "pg_hba.conf"  # the maintenance user signs in with its password locally
     hba.write_text("local all pgbackrest_maint scram-sha-256\n" + hba.read_text())
     pitr_cluster.enable_archiving()
     pitr_cluster.start()
+    pitr_cluster.sql("CREATE DATABASE appdb")
     lines = {line.name: line for line in setup_check(maintenance, fix=True)}
     assert (
         not lines["maintenance user"].ok and lines["maintenance user"].detail == "role pgbackrest_maint does not exist"
@@ -322,14 +330,23 @@ def test_setup_check__a_maintenance_user_without_grants_gets_them_printed_and_th
         "pg_create_restore_point(text)",
     ):
         assert needed in line.detail and needed in line.fix
-    # What setup-check prints is what a superuser runs: afterwards pgBackRest works as that user.
-    for statement in line.fix.removeprefix("as a superuser: ").rstrip(";").split("; "):
-        pitr_cluster.sql(statement)
+    # What setup-check prints is what a superuser runs, in the database it names: then pgBackRest works as that user.
+    prefix = "as a superuser, connected to database postgres (the one pgBackRest uses): "
+    assert line.fix.startswith(prefix), line.fix
+    for statement in line.fix.removeprefix(prefix).rstrip(";").split("; "):
+        pitr_cluster.sql(statement)  # connected to postgres
     lines = setup_check(maintenance, fix=True)
     assert all(line.ok for line in lines), [line for line in lines if not line.ok]
     assert "not a superuser" in next(line.detail for line in lines if line.name == "maintenance user")
     assert backup(maintenance, backup_type="full").status == "succeeded"
     assert not pitr_cluster.sql("SELECT rolsuper FROM pg_roles WHERE rolname = 'pgbackrest_maint'")[0][0]
+    assert "pg1-database=postgres" in maintenance.config_file.read_text()
+    # The site's logical dumps carry no GRANT on a system function (backup_verify could not restore one).
+    dump = subprocess.run(
+        [str(find_bindir() / "pg_dump"), "--schema-only", pitr_cluster.cluster.url("appdb")],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    assert "pg_backup_start" not in dump and "pg_catalog.pg_switch_wal" not in dump
     assert MAINT_PASSWORD not in repr(maintenance)
 
 

@@ -204,6 +204,7 @@ class PitrConfig:
     repo_s3: BackupS3Config | None = None
     s3_verify_tls: bool = default("DATABASE_PITR_S3_VERIFY_TLS")
     s3_ca_file: str = default("DATABASE_PITR_S3_CA_FILE")
+    pg_database: str = default("DATABASE_PITR_PG_DATABASE")
 
     @property
     def enabled(self) -> bool:

@@ -271,6 +271,7 @@ def _pitr(reader: SettingsReader, var_dir: Path, backup_s3: BackupS3Config | Non
         repo_s3=backup_s3 if repo_type == "s3" else None,
         s3_verify_tls=reader.get("DATABASE_PITR_S3_VERIFY_TLS"),
         s3_ca_file=reader.get("DATABASE_PITR_S3_CA_FILE"),
+        pg_database=reader.get("DATABASE_PITR_PG_DATABASE"),
     )
 
 

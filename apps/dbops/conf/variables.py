@@ -193,6 +193,12 @@ VARIABLES: dict[str, Variable] = {
             meaning="`false` only for a test store with a certificate nobody signed",
         ),
         Variable("DATABASE_PITR_STANZA", "text", "dbops", meaning="pgBackRest stanza"),
+        Variable(
+            "DATABASE_PITR_PG_DATABASE",
+            "text",
+            "postgres",
+            meaning="The database pgBackRest connects to (pg1-database); its user's function grants go there",
+        ),
         Variable("DATABASE_POOL_ENABLED", "bool", True, meaning="Django's native psycopg pool"),
         Variable(
             "DATABASE_POOL_MAX_OVERFLOW",

@@ -94,7 +94,8 @@ def setup_check(target: PitrTarget, *, fix: bool = False, progress: Progress = _
             archive_timeout = one_row(
                 conn.execute("SELECT setting::int FROM pg_settings WHERE name = 'archive_timeout'")
             )[0]
-            maintenance = _maintenance_user_line(target, conn)
+        with target.connect(dbname=target.pg_database) as conn:
+            maintenance = _maintenance_user_line(target, conn)  # function grants live in each database
     except psycopg.Error as exc:  # the rest needs the server; the configuration file is written already
         cause = mask_url(str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__)
         lines.append(SetupLine("server", False, cause, "start the server, or check DATABASE_URL"))
@@ -222,6 +223,8 @@ def _maintenance_user_line(target: PitrTarget, conn: psycopg.Connection) -> Setu
             name,
             False,
             f"{user} lacks {', '.join(obj for obj, _grant in missing)}",
-            "as a superuser: " + "; ".join(grant for _obj, grant in missing) + ";",
+            f"as a superuser, connected to database {target.pg_database} (the one pgBackRest uses): "
+            + "; ".join(grant for _obj, grant in missing)
+            + ";",
         )
     return SetupLine(name, True, f"{user} (not a superuser; holds every grant pgBackRest needs)")

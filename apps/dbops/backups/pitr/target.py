@@ -50,6 +50,9 @@ class PitrTarget:
     repo_s3: BackupS3Config | None = dataclasses.field(default=None, repr=False)  # holds the store's credentials
     s3_verify_tls: bool = True
     s3_ca_file: str = ""
+    # The database pgBackRest connects to (pg1-database), where its user's function grants are checked: not the
+    # site's, whose dumps would carry GRANTs on pg_catalog functions that a restore then cannot apply.
+    pg_database: str = "postgres"
 
     @classmethod
     def from_settings(cls, alias: str = "default") -> PitrTarget:
@@ -72,6 +75,7 @@ class PitrTarget:
             repo_s3=config.repo_s3,
             s3_verify_tls=config.s3_verify_tls,
             s3_ca_file=config.s3_ca_file,
+            pg_database=config.pg_database,
         )
 
     @property
@@ -115,6 +119,7 @@ class PitrTarget:
                 "pg1-port": str(self.pg_port),
                 "pg1-socket-path": self.socket_path,
                 "pg1-user": self.pg_user,
+                "pg1-database": self.pg_database,
             },
         }
 
@@ -162,8 +167,9 @@ class PitrTarget:
             if found.get(section, {}).get(key) != value
         ]
 
-    def connect(self, timeout: float = 5.0) -> psycopg.Connection:
-        return psycopg.connect(**self.conninfo, connect_timeout=max(2, int(timeout)), autocommit=True)
+    def connect(self, timeout: float = 5.0, *, dbname: str | None = None) -> psycopg.Connection:
+        conninfo = {**self.conninfo, **({"dbname": dbname} if dbname else {})}
+        return psycopg.connect(**conninfo, connect_timeout=max(2, int(timeout)), autocommit=True)
 
 
 def managed_provider(target: PitrTarget) -> str | None:
