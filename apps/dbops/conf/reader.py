@@ -24,6 +24,10 @@ _FALSE = ("0", "false", "no", "off")
 _UNSET: Any = object()
 
 
+def _parse_int(text: str) -> int:
+    return int(environ.Env.parse_value(text, int))
+
+
 class SettingsReader:
     """Typed reads of one mapping (the environment, or a settings dict) by the table in `dbops.conf.variables`.
 
@@ -76,29 +80,28 @@ class SettingsReader:
         return bool(environ.Env.parse_value(value.lower(), bool))
 
     def _as_float(self, name: str, value: str, variable: Variable) -> float:
-        try:
-            number = float(environ.Env.parse_value(value, float))
-        except ValueError:
-            raise ImproperlyConfigured(
-                f"{name}={value!r} is not a number: set it to a number >= {variable.minimum}{variable.unit}."
-            ) from None
-        if not number >= variable.minimum:  # also refuses nan
-            raise ImproperlyConfigured(
-                f"{name}={value} is below {variable.minimum}: set it to a number >= {variable.minimum}{variable.unit}."
-            )
-        return number
+        # Not Env.parse_value: for floats it strips every character but digits, "." and "-" ("0.5s" passed as 0.5).
+        return self._as_number(name, value, variable, float, "a number")
 
     def _as_int(self, name: str, value: str, variable: Variable) -> int:
+        return self._as_number(
+            name, value, variable, lambda text: int(environ.Env.parse_value(text, int)), "an integer"
+        )
+
+    @staticmethod
+    def _as_number(name: str, value: str, variable: Variable, cast, kind: str):
+        """Cast `value`; refuse in one line what is not a number of the kind, or is below the minimum (nan too)."""
         minimum, unit = variable.minimum, variable.unit
         try:
-            number = int(environ.Env.parse_value(value, int))
+            number = cast(value)
         except ValueError:
+            whole = "a whole number" if kind == "an integer" else "a number"
             raise ImproperlyConfigured(
-                f"{name}={value!r} is not a whole number: set it to an integer >= {minimum}{unit}."
+                f"{name}={value!r} is not {whole}: set it to {kind} >= {minimum}{unit}."
             ) from None
-        if number < minimum:
+        if not number >= minimum:
             problem = "negative" if number < 0 else "zero" if number == 0 else f"below {minimum}"
-            raise ImproperlyConfigured(f"{name}={number} is {problem}: set it to an integer >= {minimum}{unit}.")
+            raise ImproperlyConfigured(f"{name}={number} is {problem}: set it to {kind} >= {minimum}{unit}.")
         return number
 
     def suppressions(self, name: str) -> dict[str, dict[str, str]]:
