@@ -28,7 +28,7 @@ def load_settings_or_exit() -> None:
 SERVING_COMMANDS = ("runserver", "testserver", "loadtest")
 # Django's commands that need the database at once (dbops' own say so themselves, exit 3): with the project-local
 # cluster stopped they printed a pool-timeout traceback (migrate) or a pool warning every few seconds (runserver).
-DATABASE_COMMANDS = ("runserver", "migrate", "createsuperuser", "shell", "dbshell", "loaddata", "dumpdata", "flush")
+DATABASE_COMMANDS = ("runserver", "migrate", "createsuperuser", "dbshell", "loaddata", "dumpdata", "flush")
 
 
 def refuse_stopped_local_cluster() -> None:

@@ -324,6 +324,7 @@ def test_breaker__opens_under_mixed_traffic_where_most_requests_never_reach_the_
         deadline = time.monotonic() + 30
         while _headers(base + "/bench/select-one").get("X-Dbops-Breaker") != "open":
             assert time.monotonic() < deadline, "DB-free requests kept the breaker closed"
-            assert http_get(base + "/favicon.ico")[0] == 404
-            assert http_get(base + "/static/missing.css")[0] == 404
+            # 404 while the breaker is closed; once it opened (any moment now) it answers these too.
+            assert http_get(base + "/favicon.ico")[0] in (404, 503)
+            assert http_get(base + "/no-such-page")[0] in (404, 503)
         pg_cluster.start()
