@@ -6,6 +6,7 @@ import contextlib
 import copy
 import dataclasses
 import threading
+import time
 
 import psycopg
 import pytest
@@ -122,6 +123,13 @@ def pg_cluster():
         cluster.start()
     connection.close()
     connection.close_pool()
+    # A worker that saw the server down answers "down" for up to PROBE_INTERVAL after it is back (the probe is
+    # rate-limited): wait for this process to see it back, as its next request would, before the flush connects.
+    from dbops.database.recovery import PoolHealth, revive
+
+    deadline = time.monotonic() + 10
+    while revive("default") is PoolHealth.DOWN and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 @contextlib.contextmanager
