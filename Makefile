@@ -63,6 +63,7 @@ system-deps:
 		$(call MISSING,pgbouncer)
 	@command -v pgbackrest >/dev/null || $(call APT_INSTALL,pgbackrest) || $(call MISSING,pgbackrest)
 	@command -v stunnel4 >/dev/null || $(call APT_INSTALL,stunnel4) || $(call MISSING,stunnel4)
+	@command -v valgrind >/dev/null || $(call APT_INSTALL,valgrind) || $(call MISSING,valgrind)
 	@command -v promtool >/dev/null || test -x $(TOOLS)/promtool || $(INSTALL_PROMTOOL) || $(call MISSING,promtool)
 	@$(MAKE) --no-print-directory patroni || $(call MISSING,Patroni/etcd)
 

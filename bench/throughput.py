@@ -63,18 +63,26 @@ def main() -> None:
                 )
                 for mode in MODES
             }
-            rps, errors, tool = interleaved(bases, "/bench/select-one", rounds=rounds, seconds=seconds)
+            cpu: dict[str, list[float]] = {}
+            rps, errors, tool = interleaved(bases, "/bench/select-one", rounds=rounds, seconds=seconds, cpu=cpu)
     print(
         f"throughput by connection strategy: {rounds} interleaved rounds x {seconds:g} s, load by {tool}, "
         f"2x4 gthread, {auth} authentication"
     )
     for mode in MODES:
         rounds_text = " ".join(f"{v:.0f}" for v in rps[mode])
-        print(f"  {mode:<11} median {median(rps[mode]):8.1f} req/s  errors {errors[mode]:.0f}  rounds: {rounds_text}")
+        print(
+            f"  {mode:<11} median {median(rps[mode]):8.1f} req/s  {median(cpu[mode]) * 1e6:6.0f} CPU us/request"
+            f"  errors {errors[mode]:.0f}  rounds: {rounds_text}"
+        )
+        print(f"  {'':<11} CPU us/request by round: {' '.join(f'{v * 1e6:.0f}' for v in cpu[mode])}")
     for other in ("new", "persistent"):
         # Paired per-round ratios: each round's conditions ran back to back, so machine drift cancels.
         ratios = [pool / value for pool, value in zip(rps["pool"], rps[other], strict=True) if value]
         print(f"  ratio pool/{other:<10} {median(ratios):6.2f}x (median of paired rounds)")
+    # Requests per CPU second, paired per round: the host's dips slow a round but do not make it cost more CPU.
+    per_cpu = [persistent / pool for pool, persistent in zip(cpu["pool"], cpu["persistent"], strict=True) if pool]
+    print(f"  ratio pool/persistent   {median(per_cpu):6.3f}x requests per CPU second (median of paired rounds)")
 
 
 if __name__ == "__main__":

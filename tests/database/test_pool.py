@@ -95,3 +95,39 @@ def test_pool__query_timeout_cancels_a_longer_statement():
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
             assert cursor.fetchone() == (1,)
+
+
+def test_pool__a_checkout_reuses_the_pool_without_rebuilding_connection_settings(monkeypatch):
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+    connection.close()
+    pool = connection.pool
+    from django.db.backends.postgresql.base import DatabaseWrapper as DjangoWrapper
+
+    built = []
+    original = DjangoWrapper.get_connection_params
+
+    def counting(self):
+        built.append(self.alias)
+        return original(self)
+
+    monkeypatch.setattr(DjangoWrapper, "get_connection_params", counting)
+    for _ in range(3):
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        assert connection.connection.autocommit is True
+        connection.close()
+    assert connection.pool is pool
+    assert built == []  # the pool connects with the parameters it was made with
+    assert connection.get_connection_params()["dbname"] == connection.settings_dict["NAME"]  # callers still get them
+
+
+def test_pool__a_transaction_still_turns_autocommit_off_and_back_on():
+    from django.db import transaction
+
+    with transaction.atomic():
+        assert connection.connection.autocommit is False
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+    assert connection.connection.autocommit is True
+    connection.close()

@@ -175,11 +175,14 @@ class Traffic:
         raise AssertionError(f"condition not reached in {timeout} s; last: {self.records[-5:]}")
 
 
-def interleaved(bases: dict[str, str], path: str, *, rounds: int, seconds: float) -> tuple[dict, dict, str]:
+def interleaved(
+    bases: dict[str, str], path: str, *, rounds: int, seconds: float, cpu: dict[str, list[float]] | None = None
+) -> tuple[dict, dict, str]:
     """Load each server's `path` in interleaved rounds (order reversed every other round, after a warm-up).
 
     Returns (requests/s per round by name, errors by name, load tool). Conditions run back to back within a
-    round, so per-round ratios cancel this box's drift.
+    round, so per-round ratios cancel this box's drift. With `cpu`, each round's CPU seconds per request of the
+    server's processes are appended there too (time the host takes from a round slows it, but costs no CPU).
     """
     for base in bases.values():
         load(base + path, seconds=1)  # warm-up: pools open, code paths hot
@@ -189,11 +192,33 @@ def interleaved(bases: dict[str, str], path: str, *, rounds: int, seconds: float
     for round_number in range(rounds):
         order = list(bases) if round_number % 2 == 0 else list(reversed(bases))
         for name in order:
+            port = int(bases[name].rsplit(":", 1)[1])
+            before = server_cpu_seconds(port)
             result = load(bases[name] + path, seconds=seconds)
+            if cpu is not None:
+                served = result["rps"] * max(1, round(seconds))
+                cpu.setdefault(name, []).append((server_cpu_seconds(port) - before) / served if served else 0.0)
             rps[name].append(result["rps"])
             errors[name] += result["errors"]
             tool = result["tool"]
     return rps, errors, tool
+
+
+def server_cpu_seconds(port: int) -> float:
+    """CPU seconds (user + system) used so far by the processes serving on `port` (gunicorn's master and workers)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if f"127.0.0.1:{port}".encode() not in (entry / "cmdline").read_bytes():
+                continue
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # a process that ended meanwhile
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / ticks
 
 
 class ConnectionSampler:

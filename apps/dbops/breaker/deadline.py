@@ -18,6 +18,7 @@ import socket
 import threading
 import time
 
+from dbops.database.wrappers import attach_once
 from dbops.logs import log_event
 
 logger = logging.getLogger("dbops.breaker")
@@ -66,13 +67,15 @@ class StatementDeadline:
 
 def attach_statement_deadline(sender, connection, **kwargs) -> None:
     """`connection_created` receiver: give each PostgreSQL DatabaseWrapper one deadline (kept across checkouts)."""
+    if connection.vendor == "postgresql":
+        attach_once(connection, "dbops_statement_deadline", _configured_deadline, connection.alias)
+
+
+def _configured_deadline(alias: str) -> StatementDeadline:
     from dbops.conf import get_config
 
-    if connection.vendor != "postgresql" or any(isinstance(w, StatementDeadline) for w in connection.execute_wrappers):
-        return
     database = get_config().database
-    seconds = database.client_deadline if database else 35
-    connection.execute_wrappers.append(StatementDeadline(connection.alias, seconds))
+    return StatementDeadline(alias, database.client_deadline if database else 35)
 
 
 def _ensure_watchdog() -> None:

@@ -22,6 +22,7 @@ from pglast import parser as pglast_parser
 from dbops.conf import get_config
 from dbops.database.pool import pool_stats, probe_connection
 from dbops.database.rows import one_row
+from dbops.database.wrappers import attach_once
 from dbops.logs import log_event
 from dbops.models import BackupRecord, MigrationRun
 from dbops.monitoring import metrics
@@ -163,8 +164,7 @@ class QueryTimer:
 
 def attach_query_timer(sender, connection, **kwargs) -> None:
     """`connection_created` receiver: give this DatabaseWrapper one timer (it keeps it across checkouts)."""
-    if not any(isinstance(wrapper, QueryTimer) for wrapper in connection.execute_wrappers):
-        connection.execute_wrappers.append(QueryTimer(connection.alias))
+    attach_once(connection, "dbops_query_timer", QueryTimer, connection.alias)
 
 
 def refresh_pool_metrics() -> None:

@@ -22,6 +22,7 @@ from prometheus_client import Counter, Gauge
 from dbops.conf import get_config
 from dbops.database.pool import probe_connection
 from dbops.database.rows import one_row
+from dbops.database.wrappers import attach_once
 
 REPLICA = "replica"
 LAG_TTL = 1.0
@@ -123,8 +124,8 @@ class WriteMarker:
 
 def attach_write_marker(sender, connection, **kwargs) -> None:
     """`connection_created` receiver: give the primary's DatabaseWrapper one marker (kept across checkouts)."""
-    if connection.alias == "default" and not any(isinstance(w, WriteMarker) for w in connection.execute_wrappers):
-        connection.execute_wrappers.append(WriteMarker())
+    if connection.alias == "default":
+        attach_once(connection, "dbops_write_marker", WriteMarker)
 
 
 def start_request() -> contextvars.Token:

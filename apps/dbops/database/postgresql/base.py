@@ -90,8 +90,28 @@ class DbopsConnectionPool(ConnectionPool):
 
 
 class DatabaseWrapper(base.DatabaseWrapper):
+    _checking_out = False
+
+    def connect(self):
+        # Django's connect() builds the connection parameters on every call; a pool that exists connects with
+        # the ones it was made with, so a checkout skips building them (about a tenth of a checkout's cost).
+        self._checking_out = True
+        try:
+            super().connect()
+        finally:
+            self._checking_out = False
+
+    def get_connection_params(self):
+        if self._checking_out and self._connection_pools.get(self.alias) is not None:
+            return {}
+        return super().get_connection_params()
+
     @property
     def pool(self):
+        # Read several times per checkout: an existing pool is one dictionary lookup away.
+        existing = self._connection_pools.get(self.alias)
+        if existing is not None:
+            return existing
         pool_options = self.settings_dict["OPTIONS"].get("pool")
         if self.alias != base.NO_DB_ALIAS and pool_options and self.alias not in self._connection_pools:
             if self.settings_dict.get("CONN_MAX_AGE", 0) != 0:
@@ -121,3 +141,9 @@ class DatabaseWrapper(base.DatabaseWrapper):
         if self.settings_dict["OPTIONS"].get("pool") and revive(self.alias) is PoolHealth.DOWN:
             raise psycopg.OperationalError("the database server does not answer (this worker's pool cannot connect)")
         return super().get_new_connection(conn_params)
+
+    def _set_autocommit(self, autocommit):
+        # Django sets autocommit on every checkout; a pooled connection comes back in autocommit already, and
+        # psycopg's setter takes the connection lock and runs a generator even when nothing changes.
+        if self.connection.autocommit != autocommit:
+            super()._set_autocommit(autocommit)
