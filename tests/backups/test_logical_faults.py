@@ -192,20 +192,6 @@ def test_full_disk__the_failed_backup_leaves_no_partial_file(settings, small_tmp
         execute("DROP TABLE bulk")
 
 
-def test_prune__removes_files_no_record_holds(backup_dir):
-    kept = backups.take_backup()
-    backup_dir.joinpath("app-20261101-000000-999.dump").write_bytes(b"partial")
-    backup_dir.joinpath("app-20261101-000000-999.dump.metadata").write_bytes(b"{}")
-    backup_dir.joinpath("notes.txt").write_text("not a backup: left alone")
-    assert backups.prune_orphans(dry_run=True) == [
-        "app-20261101-000000-999.dump",
-        "app-20261101-000000-999.dump.metadata",
-    ]
-    assert backup_dir.joinpath("app-20261101-000000-999.dump").exists()
-    backups.prune_orphans()
-    assert sorted(os.listdir(backup_dir)) == sorted([kept.filename, f"{kept.filename}.metadata", "notes.txt"])
-
-
 def test_kill_9__a_dead_backup_is_marked_failed_without_waiting_for_the_next_backup(backup_dir):
     holder = test_database_connection(autocommit=False)
     holder.execute("LOCK TABLE auth_user IN ACCESS EXCLUSIVE MODE")  # pg_dump waits here, mid-backup

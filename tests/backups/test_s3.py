@@ -14,7 +14,7 @@ import threading
 import time
 
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from dbops.backups import logical as backups
@@ -195,3 +195,63 @@ def test_local_copy__an_unreachable_store_is_one_line_a_failed_record_an_alert_a
     while not Alert.objects.filter(rule="backup_failed", state=Alert.State.FIRING).exists():
         assert time.monotonic() < deadline, "no backup_failed alert"
         time.sleep(0.1)
+
+
+def use_bucket(settings, server, **fields) -> None:
+    s3 = BackupS3Config(
+        bucket=BUCKET,
+        prefix="site/backups/",
+        endpoint_url=server.url,
+        access_key=S3Server.ACCESS_KEY,
+        secret_key=S3Server.SECRET_KEY,
+        **fields,
+    )
+    settings.DBOPS = dataclasses.replace(settings.DBOPS, backup_s3=s3)
+    settings.STORAGES = {**settings.STORAGES, "dbbackup": settings.DBOPS.backup_storage()}
+
+
+def one_line_error(name: str, *args: str) -> CommandError:
+    with pytest.raises(CommandError) as caught:
+        call_command(name, *args)
+    message = str(caught.value)
+    assert "\n" not in message and "Traceback" not in message, message
+    return caught.value
+
+
+def test_store_down__verify_and_prune_say_so_in_one_line_and_exit_2(bucket):
+    record = backups.take_backup()
+    bucket.stop()
+    for name, args in (("backup_verify", ("--id", str(record.pk))), ("backup_prune", ())):
+        error = one_line_error(name, *args)
+        assert error.returncode == 2, (name, error)  # an error, not 1 (a finding about the backup)
+        assert str(error).startswith(f"the backup storage s3://{BUCKET}/site/backups/ at {bucket.url} cannot be used")
+    record.refresh_from_db()
+    assert record.verification == BackupRecord.Verification.UNVERIFIED  # nothing was judged
+
+
+def test_store_frozen__a_backup_fails_within_its_deadline_and_releases_the_lock(bucket, settings):
+    import os
+    import signal
+
+    use_bucket(settings, bucket, connect_timeout=2, read_timeout=2)
+    moto = bucket.processes[0]
+    os.kill(moto.pid, signal.SIGSTOP)  # accepts connections (the kernel does), answers nothing
+    try:
+        started = time.monotonic()
+        with pytest.raises(BackupError):
+            backups.take_backup()
+        assert time.monotonic() - started < 30  # two attempts of a 2 s read timeout, not minutes
+    finally:
+        os.kill(moto.pid, signal.SIGCONT)
+    assert BackupRecord.objects.get().status == BackupRecord.Status.FAILED
+    assert backups.take_backup().status == BackupRecord.Status.SUCCEEDED  # the lock was let go
+
+
+def test_private_ca__one_setting_makes_the_store_trusted(settings, s3_tls_server):
+    s3_tls_server.client().create_bucket(Bucket=BUCKET)
+    use_bucket(settings, s3_tls_server)
+    error = one_line_error("backup")
+    assert error.returncode == 2 and "certificate" in str(error).lower(), error
+    use_bucket(settings, s3_tls_server, ca_file=str(s3_tls_server.certificate))
+    record = backups.take_backup()
+    assert backups.verify_backup(record).verification == BackupRecord.Verification.PASSED

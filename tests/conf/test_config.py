@@ -474,3 +474,41 @@ def test_from_env__no_database_url_and_no_opt_in_is_one_line_naming_both_ways():
     assert "DATABASE_URL is not set" in message and "DBOPS_LOCALDB=true" in message and "\n" not in message
     local = from_env({"DJANGO_ENV": "development", "DBOPS_LOCALDB": "true"}, base_dir=PROJECT_DIR)
     assert local.database_url_from_env is False and "127.0.0.1" in local.database.masked_url
+
+
+def test_s3_ca_file__one_setting_reaches_boto3_and_pgbackrest():
+    config = load_config(
+        {
+            "DATABASE_BACKUP_S3_BUCKET": "site-backups",
+            "DATABASE_BACKUP_S3_ENDPOINT_URL": "https://store.internal",
+            "DATABASE_BACKUP_S3_CA_FILE": "/etc/ssl/private-ca.pem",
+            "DATABASE_PITR_REPO_TYPE": "s3",
+        }
+    )
+    storage = config.backup_storage()["OPTIONS"]
+    assert storage["verify"] == "/etc/ssl/private-ca.pem"
+    assert config.pitr.s3_ca_file == "/etc/ssl/private-ca.pem"
+    own = load_config(
+        {
+            "DATABASE_BACKUP_S3_BUCKET": "site-backups",
+            "DATABASE_BACKUP_S3_CA_FILE": "/etc/ssl/private-ca.pem",
+            "DATABASE_PITR_S3_CA_FILE": "/etc/ssl/pgbackrest-ca.pem",
+        }
+    )
+    assert own.pitr.s3_ca_file == "/etc/ssl/pgbackrest-ca.pem"
+
+
+def test_s3_deadlines__every_storage_call_has_a_connect_and_read_timeout():
+    config = load_config(
+        {
+            "DATABASE_BACKUP_S3_BUCKET": "b",
+            "DATABASE_BACKUP_S3_CONNECT_TIMEOUT": "3",
+            "DATABASE_BACKUP_S3_READ_TIMEOUT": "20",
+        }
+    )
+    client_config = config.backup_storage()["OPTIONS"]["client_config"]
+    assert (client_config.connect_timeout, client_config.read_timeout) == (3, 20)
+    assert client_config.retries["max_attempts"] == 2
+    assert "verify" not in config.backup_storage()["OPTIONS"]  # the system's CAs
+    with pytest.raises(ImproperlyConfigured, match="DATABASE_BACKUP_S3_READ_TIMEOUT"):
+        load_config({"DATABASE_BACKUP_S3_BUCKET": "b", "DATABASE_BACKUP_S3_READ_TIMEOUT": "0"})

@@ -221,9 +221,18 @@ class BackupS3Config:
     region: str = default("DATABASE_BACKUP_S3_REGION")
     access_key: str = dataclasses.field(default="", repr=False)
     secret_key: str = dataclasses.field(default="", repr=False)
+    ca_file: str = default("DATABASE_BACKUP_S3_CA_FILE")
+    connect_timeout: int = default("DATABASE_BACKUP_S3_CONNECT_TIMEOUT")
+    read_timeout: int = default("DATABASE_BACKUP_S3_READ_TIMEOUT")
 
     def storage(self) -> dict[str, Any]:
-        """Return the `STORAGES["dbbackup"]` entry for django-storages' S3 backend (uploads stream in parts)."""
+        """Return the `STORAGES["dbbackup"]` entry for django-storages' S3 backend (uploads stream in parts).
+
+        Every call has a deadline: a store that is down or frozen fails the call within the connect or read
+        timeout (two attempts) instead of holding the backup lock for minutes.
+        """
+        from botocore.config import Config
+
         options: dict[str, Any] = {
             "bucket_name": self.bucket,
             "location": self.prefix.strip("/"),
@@ -231,7 +240,14 @@ class BackupS3Config:
             "file_overwrite": False,  # a second file of the same name gets its own name, never replaces one
             "default_acl": None,  # the bucket's policy decides; objects are never public
             "querystring_auth": True,
+            "client_config": Config(
+                connect_timeout=self.connect_timeout,
+                read_timeout=self.read_timeout,
+                retries={"max_attempts": 2, "mode": "standard"},
+            ),
         }
+        if self.ca_file:
+            options["verify"] = self.ca_file
         if self.endpoint_url:
             options["endpoint_url"] = self.endpoint_url
         if self.access_key:

@@ -205,6 +205,9 @@ def _backup_s3(reader: SettingsReader, *, environment: str) -> BackupS3Config | 
         region=reader.get("DATABASE_BACKUP_S3_REGION"),
         access_key=access_key,
         secret_key=secret_key,
+        ca_file=reader.get("DATABASE_BACKUP_S3_CA_FILE"),
+        connect_timeout=reader.get("DATABASE_BACKUP_S3_CONNECT_TIMEOUT"),
+        read_timeout=reader.get("DATABASE_BACKUP_S3_READ_TIMEOUT"),
     )
 
 
@@ -270,7 +273,7 @@ def _pitr(reader: SettingsReader, var_dir: Path, backup_s3: BackupS3Config | Non
         repo_type=repo_type,
         repo_s3=backup_s3 if repo_type == "s3" else None,
         s3_verify_tls=reader.get("DATABASE_PITR_S3_VERIFY_TLS"),
-        s3_ca_file=reader.get("DATABASE_PITR_S3_CA_FILE"),
+        s3_ca_file=reader.get("DATABASE_PITR_S3_CA_FILE") or reader.get("DATABASE_BACKUP_S3_CA_FILE"),
         pg_database=reader.get("DATABASE_PITR_PG_DATABASE"),
     )
 

@@ -116,6 +116,26 @@ VARIABLES: dict[str, Variable] = {
             meaning="An S3-compatible endpoint (`https://s3.example.net`)",
         ),
         Variable("DATABASE_BACKUP_S3_PREFIX", "text", "dbops/", meaning="Key prefix of the backups in the bucket"),
+        Variable(
+            "DATABASE_BACKUP_S3_CA_FILE",
+            "text",
+            "",
+            meaning="A private CA's certificate for the store: boto3's and pgBackRest's (one setting for both)",
+        ),
+        Variable(
+            "DATABASE_BACKUP_S3_CONNECT_TIMEOUT",
+            "int",
+            5,
+            unit=" seconds",
+            meaning="Seconds to reach the store before a storage call fails",
+        ),
+        Variable(
+            "DATABASE_BACKUP_S3_READ_TIMEOUT",
+            "int",
+            60,
+            unit=" seconds",
+            meaning="Seconds the store may stay silent within a call (a frozen store fails, it does not hang)",
+        ),
         Variable("DATABASE_BACKUP_S3_REGION", "text", "us-east-1", meaning="The bucket's region"),
         Variable("DATABASE_BACKUP_S3_SECRET_ACCESS_KEY", "text", "", meaning="Its secret key"),
         Variable(
@@ -184,7 +204,7 @@ VARIABLES: dict[str, Variable] = {
             "DATABASE_PITR_S3_CA_FILE",
             "text",
             "",
-            meaning="A private CA's certificate for the store (pgBackRest's `repo1-storage-ca-file`)",
+            meaning="pgBackRest's own CA file (`repo1-storage-ca-file`); unset: DATABASE_BACKUP_S3_CA_FILE",
         ),
         Variable(
             "DATABASE_PITR_S3_VERIFY_TLS",

@@ -6,8 +6,10 @@ import contextlib
 from collections.abc import Iterator
 
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 from dbops.backups.logical.database import maintenance_connection
+from dbops.backups.logical.storage import local_copy_storage, stored_description
 from dbops.database.rows import one_row
 from dbops.exceptions import (
     BackupInProgress,
@@ -22,11 +24,40 @@ RESTORE_LOCK_KEY = 0x64626F707304
 
 
 def mark_interrupted_backups() -> int:
-    """Mark `running` records failed: called while holding the backup lock, so none of them is running."""
+    """End `running` records: called while holding the backup lock, so none of them is running.
+
+    A backup whose metadata is stored beside its dump ended well (a dump restored on a new machine carries its
+    own record as it was while dumping): it is recorded as it ended. The others died: failed.
+    """
+    for record in BackupRecord.objects.filter(status=BackupRecord.Status.RUNNING):
+        _record_as_described(record)
     return BackupRecord.objects.filter(status=BackupRecord.Status.RUNNING).update(
         status=BackupRecord.Status.FAILED,
         finished_at=timezone.now(),
         error="interrupted: the backup process died or lost the database before recording its end",
+    )
+
+
+def _record_as_described(record: BackupRecord) -> None:
+    described = stored_description(record)
+    if described is None:
+        return
+    name, metadata = described
+    local, local_copy = local_copy_storage(), ""
+    if local is not None and stored_description(record, local) is not None:
+        local_copy = name
+    ended = parse_datetime(str(metadata.get("stored_at") or "")) or record.started_at
+    BackupRecord.objects.filter(pk=record.pk, status=BackupRecord.Status.RUNNING).update(
+        status=BackupRecord.Status.SUCCEEDED,
+        finished_at=ended,
+        duration_seconds=max(0.0, (ended - record.started_at).total_seconds()),
+        filename=name,
+        local_copy=local_copy,
+        size_bytes=metadata.get("size_bytes") or 0,
+        sha256=metadata.get("sha256") or "",
+        row_counts=metadata.get("row_counts") or {},
+        server_version=metadata.get("server_version") or "",
+        error="",
     )
 
 

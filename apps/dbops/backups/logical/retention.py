@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime
 
 from django.utils import timezone
 
 from dbops.backups.logical.locks import reap_interrupted
-from dbops.backups.logical.storage import BACKUP_FILE_NAME, backup_storage, delete_files, local_copy_storage
+from dbops.backups.logical.storage import (
+    BACKUP_FILE_NAME,
+    backup_file_names,
+    backup_storage,
+    delete_files,
+    local_copy_storage,
+)
 from dbops.conf import get_config
 from dbops.models import BackupRecord
 
@@ -56,41 +63,66 @@ def prune_local_copies(*, dry_run: bool = False, now: datetime.datetime | None =
     return doomed
 
 
-def _orphans_in(storage, held_field: str) -> list[str]:
+@dataclasses.dataclass
+class Orphans:
+    """Backup-named files no record holds: `ours` provably this site's (deleted by prune), `unproven` kept."""
+
+    ours: list[str] = dataclasses.field(default_factory=list)
+    unproven: list[str] = dataclasses.field(default_factory=list)
+
+
+def _orphans_in(storage, held_field: str, deleted_field: str, label: str = "") -> Orphans:
+    """Sort the backup-named files of `storage` that no record holds into provably ours and unproven.
+
+    A file is provably ours when its name is exactly the one this site's record of that id gave its backup
+    (database, start to the second, id): a failed or killed backup's leftovers. Another site sharing the folder
+    or prefix, or a backup whose record a restore took back, has no such record here: its files are kept.
+    """
+    found = Orphans()
     try:
         _, files = storage.listdir("")
     except (OSError, NotImplementedError):
-        return []
-    held = set(BackupRecord.objects.exclude(**{held_field: ""}).values_list(held_field, flat=True))
-    running = set(BackupRecord.objects.filter(status=BackupRecord.Status.RUNNING).values_list("pk", flat=True))
-    orphans = []
+        return found
+    candidates = {}
     for name in sorted(files):
-        dump = name.removesuffix(".metadata")
-        match = BACKUP_FILE_NAME.match(dump)
-        if match and dump not in held and int(match["id"]) not in running:
-            orphans.append(name)
-    return orphans
+        match = BACKUP_FILE_NAME.match(name.removesuffix(".metadata"))
+        if match:
+            candidates[name] = int(match["id"])
+    records = BackupRecord.objects.in_bulk(set(candidates.values()))
+    for name, record_id in candidates.items():
+        dump, record = name.removesuffix(".metadata"), records.get(record_id)
+        if record is None or dump not in backup_file_names(record):
+            found.unproven.append(label + name)
+        elif record.status == BackupRecord.Status.RUNNING:
+            continue  # still being written
+        elif getattr(record, held_field) == dump and getattr(record, deleted_field) is None:
+            continue  # held: retention decides
+        else:
+            found.ours.append(label + name)
+    return found
 
 
-def orphan_files() -> list[str]:
-    """Return backup-named files that no record holds: what a backup that died while writing left.
+def orphan_files() -> Orphans:
+    """Return the backup-named files that no record holds, split into provably ours and unproven.
 
-    Files of a backup still running are not orphans; local copies beside a bucket are named "local:<file>".
+    Files of a backup still running are neither; local copies beside a bucket are named "local:<file>".
     """
-    orphans = _orphans_in(backup_storage(), "filename")
+    found = _orphans_in(backup_storage(), "filename", "file_deleted_at")
     local = local_copy_storage()
     if local is not None:
-        orphans += [f"local:{name}" for name in _orphans_in(local, "local_copy")]
-    return orphans
+        more = _orphans_in(local, "local_copy", "local_copy_deleted_at", "local:")
+        found.ours += more.ours
+        found.unproven += more.unproven
+    return found
 
 
-def prune_orphans(*, dry_run: bool = False) -> list[str]:
-    """Delete the files `orphan_files` names (after finishing the records of backups that died); return them."""
+def prune_orphans(*, dry_run: bool = False) -> Orphans:
+    """Delete the files `orphan_files` proves ours (after finishing the records of backups that died)."""
     reap_interrupted()
     orphans = orphan_files()
     if not dry_run:
         storage, local = backup_storage(), local_copy_storage()
-        for name in orphans:
+        for name in orphans.ours:
             where, path = (local, name.removeprefix("local:")) if name.startswith("local:") else (storage, name)
             with contextlib.suppress(FileNotFoundError):
                 if where is not None:

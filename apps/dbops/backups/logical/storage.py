@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import logging
 import re
 
@@ -32,6 +33,36 @@ _undo_dbbackup_debug_logger()
 
 # The names dbops gives backup files: <database>-<YYYYmmdd-HHMMSS>-<record id>.dump[.gz][.age]
 BACKUP_FILE_NAME = re.compile(r"^.+-\d{8}-\d{6}-(?P<id>\d+)\.dump(?:\.gz)?(?:\.age)?$")
+
+
+def backup_file_name(record, extension: str) -> str:
+    """Return the name `record`'s backup is stored under (its id and start make it this site's own)."""
+    return f"{record.database_name}-{record.started_at:%Y%m%d-%H%M%S}-{record.pk}.{extension}"
+
+
+def backup_file_names(record) -> set[str]:
+    """Every name `record`'s backup may have, whatever its compression and encryption."""
+    return {backup_file_name(record, extension) for extension in ("dump", "dump.gz", "dump.age", "dump.gz.age")}
+
+
+def stored_description(record, storage=None) -> tuple[str, dict] | None:
+    """Return (file name, metadata) of `record`'s backup when its metadata is in `storage` and describes it.
+
+    The metadata is written beside a dump only once the dump is stored whole, so it proves the backup ended
+    well even where the database holds no record of that (a restored dump carries its own record as running).
+    """
+    storage = storage or backup_storage()
+    for name in sorted(backup_file_names(record)):
+        try:
+            if not storage.exists(f"{name}.metadata"):
+                continue
+            with storage.open(f"{name}.metadata", "rb") as handle:
+                described = json.loads(handle.read())
+        except (FileNotFoundError, ValueError):
+            continue
+        if isinstance(described, dict) and described.get("started_at") == record.started_at.isoformat():
+            return name, described
+    return None
 
 
 STORAGE_ALIAS = "dbbackup"
@@ -75,13 +106,20 @@ def hash_file(handle) -> tuple[str, int]:
 
 
 def delete_files(name: str | None, storage=None) -> None:
+    """Delete a backup file and its metadata; one already gone is fine, a storage that fails raises."""
     if not name:
         return
     storage = storage or backup_storage()
     for path in (name, f"{name}.metadata"):
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(FileNotFoundError):
             if storage.exists(path):
                 storage.delete(path)
+
+
+def discard_files(name: str | None, storage=None) -> None:
+    """Best-effort `delete_files` while cleaning up after a failure (the failure is what gets reported)."""
+    with contextlib.suppress(Exception):
+        delete_files(name, storage)
 
 
 def safe_error(exc: BaseException) -> str:

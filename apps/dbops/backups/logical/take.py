@@ -17,8 +17,9 @@ from dbops.backups import encryption, pgtools
 from dbops.backups.logical.database import count_rows, maintenance_connection
 from dbops.backups.logical.locks import backup_lock, mark_interrupted_backups
 from dbops.backups.logical.storage import (
+    backup_file_name,
     backup_storage,
-    delete_files,
+    discard_files,
     dump_connector,
     hash_file,
     local_copy_storage,
@@ -70,7 +71,7 @@ def take_backup(
         try:
             stored = _dump_and_store(record, alias, compress=compress, progress=progress)
         except Exception as exc:
-            delete_files(stored)
+            discard_files(stored)
             error = safe_error(exc)
             try:
                 record.finish(BackupRecord.Status.FAILED, error, started=started)
@@ -129,7 +130,7 @@ def _dump_and_store(record: BackupRecord, alias: str, *, compress: bool, progres
         extension += encryption.SUFFIX
     progress("hashing")
     sha256, size = hash_file(dump)
-    name = f"{record.database_name}-{record.started_at:%Y%m%d-%H%M%S}-{record.pk}.{extension}"
+    name = backup_file_name(record, extension)
     storage, local = backup_storage(), local_copy_storage()
     kept = ""
     try:
@@ -139,9 +140,9 @@ def _dump_and_store(record: BackupRecord, alias: str, *, compress: bool, progres
         progress(f"storing {size} bytes as {name}")
         stored = storage.save(name, File(dump, name=name))
     except Exception:
-        delete_files(name)  # a full disk leaves the part written so far under the name
+        discard_files(name)  # a full disk leaves the part written so far under the name
         if local is not None:
-            delete_files(kept or name, local)
+            discard_files(kept or name, local)
         raise
     metadata = {
         "engine": connections[alias].settings_dict["ENGINE"],
@@ -154,6 +155,7 @@ def _dump_and_store(record: BackupRecord, alias: str, *, compress: bool, progres
         "encrypted": record.encrypted,
         "row_counts": counts,
         "started_at": record.started_at.isoformat(),
+        "stored_at": timezone.now().isoformat(),
     }
     described = json.dumps(metadata, indent=2, sort_keys=True).encode()
     try:
@@ -164,7 +166,7 @@ def _dump_and_store(record: BackupRecord, alias: str, *, compress: bool, progres
             filename=stored, local_copy=kept, size_bytes=size, sha256=sha256, row_counts=counts, server_version=version
         )
     except Exception:
-        delete_files(stored)
-        delete_files(kept, local)
+        discard_files(stored)
+        discard_files(kept, local)
         raise
     return stored

@@ -7,11 +7,14 @@ import argparse
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DEFAULT_DB_ALIAS
 
+from dbops.backups.failures import storage_failure
 from dbops.breaker.outages import is_database_outage
 from dbops.conf import get_config
 from dbops.database.pool import mark_command_process, require_reachable, unreachable_message
 from dbops.exceptions import DatabaseUnreachable
 
+# Something failed before any judgement (a storage that cannot be used, a missing key).
+EXIT_ERROR = 2
 EXIT_DATABASE_UNREACHABLE = 3
 # The record named (a backup, an alert) does not exist: nothing was tried.
 EXIT_NOT_FOUND = 4
@@ -38,7 +41,8 @@ class DatabaseCommand(BaseCommand):
     def create_parser(self, prog_name, subcommand, **kwargs):
         parser = super().create_parser(prog_name, subcommand, **kwargs)
         parser.epilog = (
-            f"Exit {EXIT_DATABASE_UNREACHABLE}: the database is unreachable (one line says which and how to fix); "
+            f"Exit {EXIT_ERROR}: an error before any judgement (the backup storage down or untrusted: one line); "
+            f"exit {EXIT_DATABASE_UNREACHABLE}: the database is unreachable (one line says which and how to fix); "
             f"exit {EXIT_NOT_FOUND}: no such record (nothing was tried)."
         )
         return parser
@@ -61,4 +65,7 @@ class DatabaseCommand(BaseCommand):
         except Exception as exc:
             if is_database_outage(exc):
                 raise CommandError(unreachable_message(alias, exc), returncode=EXIT_DATABASE_UNREACHABLE) from None
+            failure = storage_failure(exc)
+            if failure is not None:  # the store is down, frozen or untrusted: an error, not a finding
+                raise CommandError(failure, returncode=EXIT_ERROR) from None
             raise

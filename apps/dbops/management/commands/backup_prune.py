@@ -8,8 +8,9 @@ class Command(DatabaseCommand):
     help = (
         "Delete backup files older than DATABASE_BACKUP_RETENTION_DAYS, always keeping the newest "
         "DATABASE_BACKUP_KEEP_VERIFIED verified successful backups; local copies beside a bucket older than "
-        "DATABASE_BACKUP_LOCAL_COPY_DAYS (keeping the newest verified one); and files no record holds (left by a "
-        "backup that died while writing). Records stay as history."
+        "DATABASE_BACKUP_LOCAL_COPY_DAYS (keeping the newest verified one); and the files of this site's failed or "
+        "killed backups (named for one of its records). A backup-named file no record here proves its own (another "
+        "site's in a shared folder or prefix) is listed and kept. Records stay as history."
     )
 
     def add_arguments(self, parser):
@@ -25,7 +26,8 @@ class Command(DatabaseCommand):
             "dry_run": options["dry_run"],
             "backups": summaries,
             "local_copies": [record.local_copy for record in local_copies],
-            "orphans": orphans,
+            "orphans": orphans.ours,
+            "kept_unproven": orphans.unproven,
         }
         render(self, report, as_json=options["json"])
         if not options["json"]:
@@ -42,5 +44,13 @@ class Command(DatabaseCommand):
                     f"{verb} {len(local_copies)} local cop(ies) older than {config.backup_local_copy_days} days "
                     f"(the bucket keeps its own): {', '.join(report['local_copies'])}"
                 )
-            if orphans:
-                self.stdout.write(f"{verb} {len(orphans)} file(s) no backup record holds: {', '.join(orphans)}")
+            if orphans.ours:
+                self.stdout.write(
+                    f"{verb} {len(orphans.ours)} file(s) of this site's failed or pruned backups: "
+                    f"{', '.join(orphans.ours)}"
+                )
+            if orphans.unproven:
+                self.stdout.write(
+                    f"Kept {len(orphans.unproven)} backup file(s) no record here proves this site's own (another "
+                    f"site's, or backups whose records a restore took back): {', '.join(orphans.unproven)}"
+                )
