@@ -28,7 +28,9 @@ def storage_failure(exc: BaseException) -> str | None:
         seen.add(id(current))
         if isinstance(current, types):
             s3 = get_config().backup_s3
-            where = f"s3://{s3.bucket}/{s3.prefix}" + (f" at {s3.endpoint_url}" if s3.endpoint_url else "") if s3 else ""
+            where = (
+                f"s3://{s3.bucket}/{s3.prefix}" + (f" at {s3.endpoint_url}" if s3.endpoint_url else "") if s3 else ""
+            )
             lines = [line for line in mask_url(str(current)).splitlines() if line.strip()]
             reason = (lines[-1] if lines else type(current).__name__)[:300]
             return f"the backup storage {where} cannot be used: {reason}".replace("  ", " ")

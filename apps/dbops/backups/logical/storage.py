@@ -7,6 +7,7 @@ import hashlib
 import json
 import logging
 import re
+from pathlib import Path
 
 from dbbackup.db.base import get_connector
 from django.core.files.storage import FileSystemStorage, storages
@@ -84,7 +85,10 @@ def dump_connector(alias: str):
 
 
 def backup_storage():
-    return storages[STORAGE_ALIAS]
+    storage = storages[STORAGE_ALIAS]
+    if isinstance(storage, FileSystemStorage):
+        _make_parent_folders(storage)
+    return storage
 
 
 def local_copy_storage() -> FileSystemStorage | None:
@@ -92,7 +96,18 @@ def local_copy_storage() -> FileSystemStorage | None:
     config = get_config()
     if config.backup_s3 is None or not config.backup_local_copy_days:
         return None
-    return FileSystemStorage(**config.local_backup_storage()["OPTIONS"])
+    return _make_parent_folders(FileSystemStorage(**config.local_backup_storage()["OPTIONS"]))
+
+
+def _make_parent_folders(storage: FileSystemStorage) -> FileSystemStorage:
+    """Create the backup folder's parents with the usual mode before the storage creates them 0700.
+
+    Django's storage makes every missing folder on the way with its `directory_permissions_mode`: a `var/` made
+    0700 for the backups kept pgBackRest's OS user from its own `var/pgbackrest/pgbackrest.conf`. Only the backup
+    folder itself needs to be private.
+    """
+    Path(storage.location).parent.mkdir(parents=True, exist_ok=True)
+    return storage
 
 
 def hash_file(handle) -> tuple[str, int]:
