@@ -31,19 +31,24 @@ pytestmark = [pytest.mark.system, pytest.mark.django_db(transaction=True)]
 BUCKET = "dbops-backups"
 
 
+def use_bucket(settings, server, **fields) -> None:
+    s3 = BackupS3Config(
+        bucket=BUCKET,
+        prefix="site/backups/",
+        endpoint_url=server.url,
+        access_key=S3Server.ACCESS_KEY,
+        secret_key=S3Server.SECRET_KEY,
+        **fields,
+    )
+    settings.DBOPS = dataclasses.replace(settings.DBOPS, backup_s3=s3)
+    settings.STORAGES = {**settings.STORAGES, "dbbackup": settings.DBOPS.backup_storage()}
+
+
 @pytest.fixture
 def bucket(settings, s3_server):
     """Point dbops' backups at a new bucket on the S3 server; yield the server."""
     s3_server.client().create_bucket(Bucket=BUCKET)
-    s3 = BackupS3Config(
-        bucket=BUCKET,
-        prefix="site/backups/",
-        endpoint_url=s3_server.url,
-        access_key=S3Server.ACCESS_KEY,
-        secret_key=S3Server.SECRET_KEY,
-    )
-    settings.DBOPS = dataclasses.replace(settings.DBOPS, backup_s3=s3)
-    settings.STORAGES = {**settings.STORAGES, "dbbackup": settings.DBOPS.backup_storage()}
+    use_bucket(settings, s3_server)
     return s3_server
 
 
@@ -195,19 +200,6 @@ def test_local_copy__an_unreachable_store_is_one_line_a_failed_record_an_alert_a
     while not Alert.objects.filter(rule="backup_failed", state=Alert.State.FIRING).exists():
         assert time.monotonic() < deadline, "no backup_failed alert"
         time.sleep(0.1)
-
-
-def use_bucket(settings, server, **fields) -> None:
-    s3 = BackupS3Config(
-        bucket=BUCKET,
-        prefix="site/backups/",
-        endpoint_url=server.url,
-        access_key=S3Server.ACCESS_KEY,
-        secret_key=S3Server.SECRET_KEY,
-        **fields,
-    )
-    settings.DBOPS = dataclasses.replace(settings.DBOPS, backup_s3=s3)
-    settings.STORAGES = {**settings.STORAGES, "dbbackup": settings.DBOPS.backup_storage()}
 
 
 def one_line_error(name: str, *args: str) -> CommandError:

@@ -106,7 +106,8 @@ def _make_parent_folders(storage: FileSystemStorage) -> FileSystemStorage:
     0700 for the backups kept pgBackRest's OS user from its own `var/pgbackrest/pgbackrest.conf`. Only the backup
     folder itself needs to be private.
     """
-    Path(storage.location).parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(OSError):  # a path that cannot be made fails where the backup is saved, and is recorded
+        Path(storage.location).parent.mkdir(parents=True, exist_ok=True)
     return storage
 
 
