@@ -194,3 +194,13 @@ def test_probes__stay_plain_http_under_ssl_redirect_wherever_mounted(settings, c
     assert not any(re.search(pattern, "ops/health/") for pattern in settings.SECURE_REDIRECT_EXEMPT)
     assert client.get("/health/live").status_code == 200  # not 301, through Django's SecurityMiddleware
     assert client.get("/admin/login/").status_code == 301  # everything else is still redirected
+
+
+def test_backups_signed__strict_environments_without_a_signing_key_are_warned(settings):
+    strict = dataclasses.replace(settings.DBOPS, environment="production", backup_enabled=True, backup_signing_key="")
+    settings.DBOPS = strict
+    assert [m.id for m in dbops_checks.check_backups_signed()] == [dbops_checks.W011_ID]
+    settings.DBOPS = dataclasses.replace(strict, backup_signing_key="s" * 40)
+    assert dbops_checks.check_backups_signed() == []
+    settings.DBOPS = dataclasses.replace(strict, environment="development")
+    assert dbops_checks.check_backups_signed() == []

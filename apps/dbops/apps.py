@@ -31,6 +31,7 @@ class DbopsAppConfig(AppConfig):
         checks.register(dbops_checks.check_pool_fits_server, checks.Tags.database)
         checks.register(dbops_checks.check_pool_fits_server_on_deploy, deploy=True)
         checks.register(dbops_checks.check_probes_not_redirected, checks.Tags.security, deploy=True)
+        checks.register(dbops_checks.check_backups_signed, checks.Tags.security, deploy=True)
         checks.register(dbops_checks.check_pgbouncer_compatibility)
         checks.register(dbops_checks.check_statement_timeout_behind_pgbouncer, checks.Tags.database)
         checks.register(dbops_checks.check_metrics_access, checks.Tags.security)

@@ -42,6 +42,7 @@ W007_ID = "dbops.W007"
 W008_ID = "dbops.W008"
 W009_ID = "dbops.W009"
 W010_ID = "dbops.W010"
+W011_ID = "dbops.W011"
 E001_ID = "dbops.E001"
 E002_ID = "dbops.E002"
 E003_ID = "dbops.E003"
@@ -314,4 +315,20 @@ def check_probes_not_redirected(app_configs=None, **kwargs):
             id=W009_ID,
         )
         for path in redirected_probe_paths()
+    ]
+
+
+def check_backups_signed(app_configs=None, **kwargs):
+    """Deploy: backups without DATABASE_BACKUP_SIGNING_KEY can be forged (age authenticates no sender)."""
+    config = get_config()
+    if not config.is_strict or not config.backup_enabled or config.backup_signing_key:
+        return []
+    return [
+        Warning(
+            "Backups are not signed: anyone with the public age recipient can make a valid encrypted dump, and anyone "
+            "who can edit rows can make a backup record describe it; verify and restore cannot tell.",
+            hint="Set DATABASE_BACKUP_SIGNING_KEY to 32+ random characters, kept out of the database and the bucket "
+            "(docs/recovery.md, signed backups).",
+            id=W011_ID,
+        )
     ]

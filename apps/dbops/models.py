@@ -72,6 +72,12 @@ class BackupRecord(RunRecord):
     compressed = models.BooleanField(default=False)
     encrypted = models.BooleanField(default=False)
     row_counts = models.JSONField(default=dict, blank=True)
+    signature = models.CharField(
+        max_length=64,
+        blank=True,
+        help_text="HMAC-SHA256 of what the backup is (name, database, start, sha256, size, row counts), made with "
+        "DATABASE_BACKUP_SIGNING_KEY: a key not in the database.",
+    )
     verified_at = models.DateTimeField(null=True, blank=True)
     verification = models.CharField(
         max_length=16, choices=Verification.choices, default=Verification.UNVERIFIED, db_index=True

@@ -318,3 +318,33 @@ def test_backup_health__freshness_and_failed_verification(settings):
     assert "failed verification" in backup_findings()[0][1]
     settings.DBOPS = dataclasses.replace(settings.DBOPS, backup_enabled=False)
     assert backup_findings() == []
+
+
+def test_system_grants__a_dump_carrying_them_verifies_and_restores_without_them():
+    # What PITR set-up does in the database pgBackRest uses; in the site's own database it reached every dump.
+    with direct() as conn:
+        conn.execute("DROP ROLE IF EXISTS dbops_grantee")
+        conn.execute("CREATE ROLE dbops_grantee")
+        conn.execute("GRANT EXECUTE ON FUNCTION pg_catalog.pg_create_restore_point(text) TO dbops_grantee")
+    try:
+        record = backups.take_backup()
+        from dbops.backups import pgtools
+        from dbops.backups.logical.verify import open_verified_copy
+
+        dump = open_verified_copy(record)
+        env = pgtools.client_env(connection.settings_dict)
+        import subprocess
+
+        archive = dump.read()
+        listed = subprocess.run(
+            ["pg_restore", "--list"], input=archive, capture_output=True, check=True
+        ).stdout.decode()
+        assert "ACL pg_catalog FUNCTION pg_create_restore_point" in listed  # pg_dump carried it
+        with pgtools.restore_list(dump, env=env) as use_list, open(use_list) as restored:
+            listing = restored.read()
+        assert "pg_catalog" not in listing and "TABLE DATA public auth_user" in listing
+        assert backups.verify_backup(record).verification == BackupRecord.Verification.PASSED
+    finally:
+        with direct() as conn:
+            conn.execute("REVOKE EXECUTE ON FUNCTION pg_catalog.pg_create_restore_point(text) FROM dbops_grantee")
+            conn.execute("DROP ROLE dbops_grantee")

@@ -49,3 +49,30 @@ def test_psql_and_pg_restore_to_sql__stop_at_the_first_error_in_one_transaction(
 
 def test_conninfo__a_multi_host_entry_keeps_every_host():
     assert "host=a.internal,b.internal" in pgtools.conninfo({**ENTRY, "HOST": "a.internal,b.internal", "PORT": ""})
+
+
+LISTING = """;
+; Archive created at 2026-12-03 07:40:00 UTC
+;
+3346; 0 0 ACL pg_catalog FUNCTION pg_create_restore_point(text) postgres
+3347; 0 0 ACL pg_catalog FUNCTION pg_backup_start(label text, fast boolean) postgres
+214; 1259 16388 TABLE public t postgres
+3350; 0 16388 ACL public TABLE t postgres
+3339; 0 16388 TABLE DATA public t postgres
+"""
+
+
+def test_without_system_grants__drops_grants_on_system_objects_and_keeps_the_applications():
+    kept = pgtools.without_system_grants(LISTING)
+    assert "pg_catalog" not in kept
+    assert "214; 1259 16388 TABLE public t postgres" in kept
+    assert "3350; 0 16388 ACL public TABLE t postgres" in kept  # the application's own grants are data
+    assert "3339; 0 16388 TABLE DATA public t postgres" in kept
+
+
+def test_pg_restore_argv__a_list_file_restricts_the_restore():
+    settings = {"NAME": "app", "HOST": "db", "PORT": 5432, "USER": "app", "PASSWORD": "pw"}
+    argv = pgtools.pg_restore_argv("pg_restore", settings, dbname="scratch", use_list="restore.list")
+    assert argv[-1] == "--use-list=restore.list" and "pw" not in " ".join(argv)
+    assert pgtools.pg_restore_to_sql_argv("pg_restore", use_list="restore.list")[-1] == "--use-list=restore.list"
+    assert not any(a.startswith("--use-list") for a in pgtools.pg_restore_argv("pg_restore", settings, dbname="s"))

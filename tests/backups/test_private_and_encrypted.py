@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import io
+import json
 import os
 import stat
 
+import pyrage
 import pytest
 from pyrage import x25519
 
@@ -80,3 +84,36 @@ def test_encrypted_backup__a_wrong_or_missing_key_is_refused_before_anything_is_
         backups.verify_backup(record)
     record.refresh_from_db()
     assert record.verification == BackupRecord.Verification.UNVERIFIED  # a missing key proves nothing either way
+
+
+SIGNING_KEY = "signing-key-for-this-test-only-0123456789"
+
+
+def test_signed_backup__a_forged_dump_with_an_edited_record_is_refused(backup_dir, age_key, settings):
+    """The attack: a dump of the attacker's making encrypted to the public recipient, the record edited to match."""
+    settings.DBOPS = dataclasses.replace(settings.DBOPS, backup_signing_key=SIGNING_KEY)
+    UserFactory.create_batch(3)
+    genuine = backups.take_backup()
+    metadata = json.loads((backup_dir / f"{genuine.filename}.metadata").read_text())
+    assert genuine.signature and metadata["signature"] == genuine.signature
+    assert backups.verify_backup(genuine).verification == BackupRecord.Verification.PASSED
+
+    forged = b"PGDMP forged by someone who knows only the public recipient"
+    sealed = io.BytesIO()
+    pyrage.encrypt_io(
+        io.BytesIO(forged), sealed, [x25519.Recipient.from_str(settings.DBOPS.backup_encryption_recipients[0])]
+    )
+    (backup_dir / genuine.filename).write_bytes(sealed.getvalue())
+    BackupRecord.objects.filter(pk=genuine.pk).update(
+        sha256=hashlib.sha256(sealed.getvalue()).hexdigest(), size_bytes=len(sealed.getvalue())
+    )
+    genuine.refresh_from_db()
+    result = backups.verify_backup(genuine)
+    assert result.verification == BackupRecord.Verification.FAILED
+    assert "signature does not match" in result.verification_details["error"]
+    with pytest.raises(RestoreRefused):
+        backups.restore_backup(genuine)
+
+    BackupRecord.objects.filter(pk=genuine.pk).update(signature="")  # the attacker drops the signature instead
+    genuine.refresh_from_db()
+    assert "is not signed" in backups.verify_backup(genuine).verification_details["error"]

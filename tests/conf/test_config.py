@@ -512,3 +512,10 @@ def test_s3_deadlines__every_storage_call_has_a_connect_and_read_timeout():
     assert "verify" not in config.backup_storage()["OPTIONS"]  # the system's CAs
     with pytest.raises(ImproperlyConfigured, match="DATABASE_BACKUP_S3_READ_TIMEOUT"):
         load_config({"DATABASE_BACKUP_S3_BUCKET": "b", "DATABASE_BACKUP_S3_READ_TIMEOUT": "0"})
+
+
+def test_signing_key__short_keys_are_refused_and_the_key_is_never_shown():
+    with pytest.raises(ImproperlyConfigured, match="DATABASE_BACKUP_SIGNING_KEY is 8 characters"):
+        load_config({"DATABASE_BACKUP_SIGNING_KEY": "tooshort"})
+    config = load_config({"DATABASE_BACKUP_SIGNING_KEY": SECRET_PASSWORD * 5})
+    assert config.backup_signing_key == SECRET_PASSWORD * 5 and SECRET_PASSWORD not in repr(config)

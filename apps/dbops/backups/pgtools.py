@@ -18,7 +18,7 @@ from typing import IO, Any
 
 from psycopg.conninfo import make_conninfo
 
-from dbops.exceptions import BackupError
+from dbops.exceptions import BackupError, VerificationFailed
 
 CHUNK = 1024 * 1024
 # libpq parameters a Django entry may carry in OPTIONS that the client programs must use too (TLS, routing).
@@ -46,8 +46,11 @@ def client_env(settings: Mapping[str, Any], base: Mapping[str, str] | None = Non
     return env
 
 
-def pg_restore_argv(binary: str, settings: Mapping[str, Any], *, dbname: str) -> list[str]:
-    """pg_restore of a custom-format archive (stdin) into `dbname`, in one transaction, as django-dbbackup does."""
+def pg_restore_argv(binary: str, settings: Mapping[str, Any], *, dbname: str, use_list: str = "") -> list[str]:
+    """pg_restore of a custom-format archive (stdin) into `dbname`, in one transaction, as django-dbbackup does.
+
+    With `use_list`, only the archive entries that list names (see `without_system_grants`).
+    """
     return [
         binary,
         f"--dbname={conninfo(settings, dbname=dbname)}",
@@ -55,12 +58,60 @@ def pg_restore_argv(binary: str, settings: Mapping[str, Any], *, dbname: str) ->
         "--single-transaction",
         "--clean",
         "--if-exists",
+        *([f"--use-list={use_list}"] if use_list else []),
     ]
 
 
-def pg_restore_to_sql_argv(binary: str) -> list[str]:
+def pg_restore_to_sql_argv(binary: str, *, use_list: str = "") -> list[str]:
     """pg_restore writing the archive (stdin) as SQL on stdout, dropping each object before it creates it."""
-    return [binary, "--clean", "--if-exists", "--file=-"]
+    return [binary, "--clean", "--if-exists", "--file=-", *([f"--use-list={use_list}"] if use_list else [])]
+
+
+# An archive's table of contents line for privileges on a system object, e.g.
+# "3346; 0 0 ACL pg_catalog FUNCTION pg_create_restore_point(text) postgres".
+SYSTEM_GRANT = re.compile(r"^\s*\d+;\s*\d+\s+\d+\s+ACL\s+pg_catalog\s")
+
+
+def without_system_grants(listing: str) -> str:
+    """Return `pg_restore --list` output without the GRANTs on system objects.
+
+    pg_dump carries GRANTs on system functions into every dump (pgBackRest's maintenance user is granted
+    pg_backup_start & co. in the database it connects to): restoring them needs a superuser and a role of that
+    name, so verification and restores failed. They are the server's set-up, not the application's data.
+    """
+    return "".join(line for line in listing.splitlines(keepends=True) if not SYSTEM_GRANT.match(line))
+
+
+@contextlib.contextmanager
+def restore_list(source: IO[bytes], *, env: Mapping[str, str]):
+    """Yield the path of a pg_restore list of `source`'s archive without system GRANTs (a private temp file)."""
+    import tempfile
+
+    source.seek(0)
+    process = subprocess.Popen(  # noqa: S603 - a resolved tool, the archive streamed to stdin
+        [tool("pg_restore"), "--list"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=dict(env),
+    )
+    assert process.stdin and process.stdout and process.stderr  # noqa: S101 - all three are pipes
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="dbops-list") as executor:
+        feed = executor.submit(copy_and_close, source, process.stdin)
+        errors = executor.submit(process.stderr.read)
+        listed = process.stdout.read()
+        feed.result()
+        process.wait()
+    source.seek(0)
+    if process.returncode:
+        detail = errors.result().decode(errors="replace").strip().splitlines()
+        raise VerificationFailed(
+            f"pg_restore failed: {detail[-1] if detail else process.returncode} (reading the archive)"
+        )
+    with tempfile.NamedTemporaryFile("w", prefix="dbops-restore-", suffix=".list") as listing:
+        listing.write(without_system_grants(listed.decode()))
+        listing.flush()
+        yield listing.name
 
 
 def psql_script_argv(binary: str, settings: Mapping[str, Any]) -> list[str]:

@@ -293,6 +293,8 @@ class DbopsConfig:
     # age public keys backups are encrypted to (empty: not encrypted), and where the key that reads them is.
     backup_encryption_recipients: tuple[str, ...] = ()
     backup_encryption_identity_file: Path | None = None
+    # HMAC key that signs each backup's description (empty: backups are not signed). Never in a repr.
+    backup_signing_key: str = dataclasses.field(default="", repr=False)
     # Set: backups go to this bucket (DATABASE_BACKUP_S3_*), not to DATABASE_BACKUP_DIR.
     backup_s3: BackupS3Config | None = None
     migrations: MigrationSafetyConfig = MigrationSafetyConfig()

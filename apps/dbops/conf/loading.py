@@ -93,6 +93,16 @@ def _database_from_entry(reader: SettingsReader, entry: Mapping[str, Any], alias
     return _database(reader, entry, describe_entry(entry), is_postgresql_engine(str(entry["ENGINE"])))
 
 
+def _signing_key(reader: SettingsReader) -> str:
+    key = reader.raw("DATABASE_BACKUP_SIGNING_KEY") or ""
+    if key and len(key) < 32:
+        raise ImproperlyConfigured(
+            f"DATABASE_BACKUP_SIGNING_KEY is {len(key)} characters: use at least 32 random ones "
+            "(python -c 'import secrets; print(secrets.token_urlsafe(32))')."
+        )
+    return key
+
+
 def _health_token(reader: SettingsReader, *, environment: str) -> str:
     token = reader.raw("DBOPS_HEALTH_TOKEN") or ""
     if token and environment in STRICT_ENVIRONMENTS and len(token) < 32:
@@ -393,6 +403,7 @@ def _build(
         backup_local_copy_days=_local_copy_days(reader, backup_s3),
         backup_max_verified_age_hours=reader.get("DATABASE_BACKUP_MAX_VERIFIED_AGE_HOURS"),
         backup_encryption_recipients=_encryption_recipients(reader),
+        backup_signing_key=_signing_key(reader),
         backup_encryption_identity_file=(
             reader.get("DATABASE_BACKUP_ENCRYPTION_IDENTITY_FILE", default=Path())
             if reader.raw("DATABASE_BACKUP_ENCRYPTION_IDENTITY_FILE")

@@ -76,6 +76,13 @@ VARIABLES: dict[str, Variable] = {
         ),
         Variable("DATABASE_BACKUP_INTERVAL_HOURS", "int", 6, unit=" hours", meaning="Backup interval"),
         Variable(
+            "DATABASE_BACKUP_SIGNING_KEY",
+            "text",
+            "",
+            meaning="Secret (32+ characters) that signs what each backup is; verify and restore refuse an unsigned "
+            "or mis-signed backup while it is set",
+        ),
+        Variable(
             "DATABASE_BACKUP_KEEP_VERIFIED",
             "int",
             3,

@@ -57,6 +57,7 @@ def _record_as_described(record: BackupRecord) -> None:
         sha256=metadata.get("sha256") or "",
         row_counts=metadata.get("row_counts") or {},
         server_version=metadata.get("server_version") or "",
+        signature=metadata.get("signature") or "",
         error="",
     )
 

@@ -46,6 +46,11 @@ def _restore_exactly(alias: str, dump, *, drop: list[tuple[str, str]]) -> None:
         sql.SQL("DROP TABLE IF EXISTS {} CASCADE;\n").format(sql.Identifier(schema, table)).as_string(None)
         for schema, table in drop
     )
+    with pgtools.restore_list(dump, env=env) as use_list:
+        _run_restore(settings, env, prologue, dump, use_list)
+
+
+def _run_restore(settings, env: dict[str, str], prologue: str, dump, use_list: str) -> None:
     dump.seek(0)
     psql = subprocess.Popen(  # noqa: S603 - resolved tools, arguments from the connection settings
         pgtools.psql_script_argv(pgtools.tool("psql"), settings),
@@ -55,7 +60,7 @@ def _restore_exactly(alias: str, dump, *, drop: list[tuple[str, str]]) -> None:
         env=env,
     )
     restore = subprocess.Popen(  # noqa: S603
-        pgtools.pg_restore_to_sql_argv(pgtools.tool("pg_restore")),
+        pgtools.pg_restore_to_sql_argv(pgtools.tool("pg_restore"), use_list=use_list),
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

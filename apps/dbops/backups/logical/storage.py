@@ -66,6 +66,19 @@ def stored_description(record, storage=None) -> tuple[str, dict] | None:
     return None
 
 
+def update_description(name: str, changes: dict, storage=None) -> None:
+    """Write `changes` into the metadata beside `name` (a storage never overwrites: delete, then save)."""
+    from django.core.files.base import ContentFile
+
+    storage = storage or backup_storage()
+    path = f"{name}.metadata"
+    with storage.open(path, "rb") as handle:
+        described = json.loads(handle.read())
+    described.update(changes)
+    storage.delete(path)
+    storage.save(path, ContentFile(json.dumps(described, indent=2, sort_keys=True).encode()))
+
+
 STORAGE_ALIAS = "dbbackup"
 
 

@@ -13,7 +13,7 @@ from django.core.files.base import ContentFile, File
 from django.db import DatabaseError, connections
 from django.utils import timezone
 
-from dbops.backups import encryption, pgtools
+from dbops.backups import encryption, pgtools, signing
 from dbops.backups.logical.database import count_rows, maintenance_connection
 from dbops.backups.logical.locks import backup_lock, mark_interrupted_backups
 from dbops.backups.logical.storage import (
@@ -157,13 +157,32 @@ def _dump_and_store(record: BackupRecord, alias: str, *, compress: bool, progres
         "started_at": record.started_at.isoformat(),
         "stored_at": timezone.now().isoformat(),
     }
+    signature = ""
+    if get_config().backup_signing_key:
+        description = signing.describe(
+            name=stored,
+            database=record.database_name,
+            started_at=record.started_at.isoformat(),
+            sha256=sha256,
+            size_bytes=size,
+            row_counts=counts,
+            encrypted=record.encrypted,
+            compressed=compress,
+        )
+        signature = metadata["signature"] = signing.sign(get_config().backup_signing_key, description)
     described = json.dumps(metadata, indent=2, sort_keys=True).encode()
     try:
         storage.save(f"{stored}.metadata", ContentFile(described))
         if local is not None:
             local.save(f"{kept}.metadata", ContentFile(described))
         BackupRecord.objects.filter(pk=record.pk).update(
-            filename=stored, local_copy=kept, size_bytes=size, sha256=sha256, row_counts=counts, server_version=version
+            filename=stored,
+            local_copy=kept,
+            size_bytes=size,
+            sha256=sha256,
+            row_counts=counts,
+            server_version=version,
+            signature=signature,
         )
     except Exception:
         discard_files(stored)

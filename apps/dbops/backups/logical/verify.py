@@ -12,9 +12,16 @@ from django.db import connections
 from django.utils import timezone
 from psycopg import sql
 
-from dbops.backups import encryption, pgtools
+from dbops.backups import encryption, pgtools, signing
 from dbops.backups.logical.database import count_rows, maintenance_connection
-from dbops.backups.logical.storage import CHUNK, backup_storage, hash_file, local_copy_storage, safe_error
+from dbops.backups.logical.storage import (
+    CHUNK,
+    backup_storage,
+    hash_file,
+    local_copy_storage,
+    safe_error,
+    update_description,
+)
 from dbops.conf import get_config, mask_url
 from dbops.database.rows import one_row
 from dbops.exceptions import (
@@ -31,39 +38,69 @@ def open_verified_copy(record: BackupRecord) -> SpooledTemporaryFile:
     """Copy the stored file into a temporary file, checking size and sha256 on the way."""
     if record.status != BackupRecord.Status.SUCCEEDED or not record.filename:
         raise VerificationFailed(f"backup #{record.pk} did not succeed: there is no file to verify")
-    storage = backup_storage()
-    if record.file_deleted_at or not storage.exists(record.filename):
+    if record.file_deleted_at:
         raise VerificationFailed(f"backup #{record.pk}: file {record.filename} is missing from the storage")
+    signing.check(
+        get_config().backup_signing_key,
+        signing.record_description(record),
+        record.signature,
+        label=f"backup #{record.pk}",
+    )
+    return fetch_checked(
+        backup_storage(),
+        record.filename,
+        sha256=record.sha256,
+        size=record.size_bytes or 0,
+        encrypted=record.encrypted,
+        compressed=record.compressed,
+        label=f"backup #{record.pk}",
+        backup_id=record.pk,
+    )
+
+
+def fetch_checked(
+    storage,
+    name: str,
+    *,
+    sha256: str,
+    size: int,
+    encrypted: bool,
+    compressed: bool,
+    label: str,
+    backup_id: int,
+) -> SpooledTemporaryFile:
+    """Copy `name` from `storage` into a temporary file, check its size and sha256, decrypt and uncompress it."""
+    if not storage.exists(name):
+        raise VerificationFailed(f"{label}: file {name} is missing from the storage")
     copy = SpooledTemporaryFile(max_size=16 * CHUNK)  # noqa: SIM115 - returned open to the caller
-    with storage.open(record.filename, "rb") as handle:
+    with storage.open(name, "rb") as handle:
         shutil.copyfileobj(handle, copy, CHUNK)
-    sha256, size = hash_file(copy)
-    if size != record.size_bytes:
+    found_sha256, found_size = hash_file(copy)
+    if found_size != size:
+        raise VerificationFailed(f"{label}: file is {found_size} bytes, the backup wrote {size}: truncated or replaced")
+    if found_sha256 != sha256:
         raise VerificationFailed(
-            f"backup #{record.pk}: file is {size} bytes, the backup wrote {record.size_bytes}: truncated or replaced"
-        )
-    if sha256 != record.sha256:
-        raise VerificationFailed(
-            f"backup #{record.pk}: sha256 {sha256[:12]}… differs from the recorded {record.sha256[:12]}…: "
+            f"{label}: sha256 {found_sha256[:12]}… differs from the recorded {sha256[:12]}…: "
             "the file changed after the backup (corrupted or tampered with)"
         )
-    if record.encrypted:
-        copy = encryption.decrypt(copy, identity_file=get_config().backup_encryption_identity_file, backup_id=record.pk)
-    if record.compressed:
+    if encrypted:
+        copy = encryption.decrypt(copy, identity_file=get_config().backup_encryption_identity_file, backup_id=backup_id)
+    if compressed:
         copy, _ = uncompress_file(copy, "dump.gz")
         copy.seek(0)
     return copy
 
 
-def _restore_into(alias: str, dbname: str, dump) -> None:
+def restore_into(alias: str, dbname: str, dump) -> None:
     """Restore `dump` into the empty database `dbname` (pg_restore, one transaction)."""
     settings = connections[alias].settings_dict
-    dump.seek(0)
-    code, errors = pgtools.run_with_input(
-        pgtools.pg_restore_argv(pgtools.tool("pg_restore"), settings, dbname=dbname),
-        dump,
-        env=pgtools.client_env(settings),
-    )
+    env = pgtools.client_env(settings)
+    with pgtools.restore_list(dump, env=env) as use_list:
+        code, errors = pgtools.run_with_input(
+            pgtools.pg_restore_argv(pgtools.tool("pg_restore"), settings, dbname=dbname, use_list=use_list),
+            dump,
+            env=env,
+        )
     if code:
         detail = [line for line in errors.decode(errors="replace").splitlines() if line.strip()]
         raise VerificationFailed(f"pg_restore failed: {mask_url(detail[-1]) if detail else f'exit {code}'}")
@@ -104,7 +141,7 @@ def verify_backup(record: BackupRecord, *, progress: Progress = _quiet) -> Backu
         try:
             progress(f"restoring into scratch database {scratch}")
             started = time.monotonic()
-            _restore_into(record.database_alias, scratch, dump)
+            restore_into(record.database_alias, scratch, dump)
             details["restore_seconds"] = round(time.monotonic() - started, 3)
             progress("comparing row counts")
             with maintenance_connection(record.database_alias, dbname=scratch) as conn:
@@ -134,6 +171,9 @@ def verify_backup(record: BackupRecord, *, progress: Progress = _quiet) -> Backu
     else:
         record.verification = BackupRecord.Verification.PASSED
     record.verified_at = timezone.now()
+    if record.verification == BackupRecord.Verification.PASSED:
+        # The storage alone must say which backup was verified: a new machine has nothing else.
+        update_description(record.filename, {"verification": "passed", "verified_at": record.verified_at.isoformat()})
     _check_local_copy(record, details)
     record.verification_details = details
     record.save(update_fields=["verification", "verified_at", "verification_details", "local_copy_verified_at"])
