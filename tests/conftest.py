@@ -33,6 +33,15 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture(autouse=True)
+def backup_dir(settings, tmp_path):
+    """Each test keeps backups in its own folder (never the project's var/backups); the path is returned."""
+    folder = tmp_path / "backups"
+    settings.DBOPS = dataclasses.replace(settings.DBOPS, backup_dir=folder)
+    settings.STORAGES = {**settings.STORAGES, "dbbackup": settings.DBOPS.backup_storage()}
+    return folder
+
+
+@pytest.fixture(autouse=True)
 def tier_guard(request, monkeypatch):
     """Refuse a process in a pure or database test (tests/tiers.py)."""
     tier = tier_of(request.node)

@@ -25,10 +25,15 @@ class UserFactory(factory.django.DjangoModelFactory):
 
 
 class BackupRecordFactory(factory.django.DjangoModelFactory):
-    """A finished, successful backup record (no file unless a test writes one)."""
+    """A finished, successful backup record whose file is in the backup storage (`stored=False`: no file).
+
+    dbops checks a claimed file where it claims it (health, the newest verified backup), so a record of a
+    succeeded backup comes with a stand-in file unless a test wants it missing.
+    """
 
     class Meta:
         model = BackupRecord
+        skip_postgeneration_save = True  # the hook below writes a file, not the record
 
     started_at = factory.LazyFunction(timezone.now)
     finished_at = factory.LazyAttribute(lambda o: o.started_at + datetime.timedelta(seconds=3))
@@ -40,3 +45,16 @@ class BackupRecordFactory(factory.django.DjangoModelFactory):
     size_bytes = 1024
     sha256 = factory.LazyAttribute(lambda o: hashlib.sha256(o.filename.encode()).hexdigest())
     verification = BackupRecord.Verification.PASSED
+
+    @factory.post_generation
+    def stored(record, create, extracted, **kwargs):  # noqa: N805 - factory_boy passes the object first
+        if not create or extracted is False or record.status != BackupRecord.Status.SUCCEEDED:
+            return
+        if record.filename and not record.file_deleted_at:
+            from django.core.files.base import ContentFile
+
+            from dbops.backups.logical.storage import backup_storage
+
+            storage = backup_storage()
+            if not storage.exists(record.filename):
+                storage.save(record.filename, ContentFile(b"stand-in for a dump"))

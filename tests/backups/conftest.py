@@ -2,25 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import psycopg
-import pytest
 from psycopg import sql
 
 from dbops.backups import logical as backups
 from tests.conftest import test_database_connection
 
 HISTORY_TABLES = {"public.dbops_backuprecord", "public.dbops_restorerecord", "public.dbops_migrationrun"}
-
-
-@pytest.fixture
-def backup_dir(settings, tmp_path):
-    """Each test writes backups to its own folder."""
-    folder = tmp_path / "backups"
-    settings.DBOPS = dataclasses.replace(settings.DBOPS, backup_dir=folder)
-    settings.STORAGES = {**settings.STORAGES, "dbbackup": settings.DBOPS.backup_storage()}
-    return folder
 
 
 def direct() -> psycopg.Connection:

@@ -108,13 +108,20 @@ def test_drill__the_new_machine_runbook_restores_from_the_bucket_alone(settings,
 
         with psycopg.connect(url, autocommit=True) as conn:
             history = dict(conn.execute("SELECT id, status FROM dbops_backuprecord").fetchall())
-            restored_file = conn.execute("SELECT filename FROM dbops_backuprecord WHERE id = %s", [newest.pk]).fetchone()
+            restored_file = conn.execute(
+                "SELECT filename FROM dbops_backuprecord WHERE id = %s", [newest.pk]
+            ).fetchone()
         # The dump held its own record while it was running: it ends as succeeded, with its file.
         assert history[newest.pk] == "succeeded" and restored_file[0] == newest.filename
         assert history[older.pk] == "succeeded" and unverified.pk not in history  # taken after the dump
 
         again = subprocess.run(  # a second restore into the now full database is refused, nothing touched
-            shlex.split(runbook("new-machine")[1]), cwd=PROJECT_DIR, env=env, capture_output=True, text=True, check=False
+            shlex.split(runbook("new-machine")[1]),
+            cwd=PROJECT_DIR,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
         )
         assert again.returncode == 1 and "is not empty" in again.stderr, again.stderr
         listed = subprocess.run(

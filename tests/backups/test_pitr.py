@@ -531,3 +531,22 @@ def test_record_journal__reads_back_only_valid_pitr_runs_and_sets_the_rest_aside
     assert list(PitrRun.objects.values_list("kind", "status")) == [("restore", "succeeded")]
     assert not (tmp_path / JOURNAL_NAME).exists()
     assert len((tmp_path / REFUSED_NAME).read_text().splitlines()) == 3  # set aside for a person, not loaded
+
+
+def test_window__a_wiped_repository_shows_no_window_whatever_the_server_archived(pitr_cluster):
+    pitr_cluster.enable_archiving()
+    pitr_cluster.start()
+    assert all(line.ok for line in setup_check(pitr_cluster.target, fix=True))
+    backup(pitr_cluster.target, backup_type="full")
+    assert status(pitr_cluster.target)["latest_restorable"] is not None
+    assert pitr_cluster.sql("SELECT last_archived_time FROM pg_stat_archiver")[0][0] is not None
+
+    for part in ("backup", "archive"):  # the bucket emptied: a lifecycle rule, a hand, an attacker
+        shutil.rmtree(pitr_cluster.target.repo_path / "repo" / part)
+
+    try:
+        report = status(pitr_cluster.target)
+    except PitrError as exc:  # the repository says it cannot be read: the window is unknown
+        assert "repository" in str(exc) or "stanza" in str(exc), exc
+    else:
+        assert report["backups"] == [] and report["latest_restorable"] is None and report["earliest_restorable"] is None

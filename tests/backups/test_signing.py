@@ -55,5 +55,6 @@ def test_check__another_key_is_refused():
 
 def test_describe__refuses_a_description_missing_a_signed_field():
     with pytest.raises(ValueError, match="sha256"):
-        signing.describe(name="x", database="app", started_at="", size_bytes=1, row_counts={}, encrypted=False,
-                         compressed=False)
+        signing.describe(
+            name="x", database="app", started_at="", size_bytes=1, row_counts={}, encrypted=False, compressed=False
+        )

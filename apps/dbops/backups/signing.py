@@ -1,5 +1,6 @@
-"""Signed backups: what a backup is (name, database, start, sha256, size, row counts), signed with a key the
-database does not hold.
+"""Signed backups: what a backup is, signed with a key the database does not hold.
+
+What is signed: the file name, database, start, sha256, size, row counts, compression and encryption.
 
 age authenticates no sender: anyone with the public recipient can make a valid ciphertext, and anyone who can
 edit rows can make a record describe it. An HMAC-SHA256 with DATABASE_BACKUP_SIGNING_KEY (an environment secret,

@@ -81,6 +81,18 @@ def _verified_age_findings(locations: dict[str, dict], max_age_hours: int) -> li
     findings = []
     for location, newest in locations.items():
         where = LOCATION_NAMES[location]
+        for backup_id in newest.get("missing", []):
+            findings.append(
+                Finding(
+                    "failure",
+                    f"verified backup #{backup_id}'s file is missing {where}: deleted outside dbops? It no longer "
+                    "counts as a verified backup",
+                )
+            )
+        if newest.get("unconfirmed"):
+            findings.append(
+                Finding("warning", f"cannot confirm the newest verified backup {where}: {newest['unconfirmed']}")
+            )
         if newest["age_hours"] is not None and newest["age_hours"] > max_age_hours:
             findings.append(
                 Finding(

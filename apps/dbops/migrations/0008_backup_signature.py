@@ -4,15 +4,21 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('dbops', '0007_backup_local_copy'),
+        ("dbops", "0007_backup_local_copy"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='backuprecord',
-            name='signature',
-            field=models.CharField(blank=True, help_text='HMAC-SHA256 of what the backup is (name, database, start, sha256, size, row counts), made with DATABASE_BACKUP_SIGNING_KEY: a key not in the database.', max_length=64),
+            model_name="backuprecord",
+            name="signature",
+            field=models.CharField(
+                blank=True,
+                help_text=(
+                    "HMAC-SHA256 of what the backup is (name, database, start, sha256, size, row counts), made "
+                    "with DATABASE_BACKUP_SIGNING_KEY: a key not in the database."
+                ),
+                max_length=64,
+            ),
         ),
     ]

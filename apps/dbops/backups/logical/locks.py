@@ -21,6 +21,8 @@ BACKUP_LOCK_KEY = 0x64626F707301
 
 
 RESTORE_LOCK_KEY = 0x64626F707304
+# Held by every recorded pgBackRest backup or verify: a `running` PITR record whose lock is free has died.
+PITR_LOCK_KEY = 0x64626F707305
 
 
 def mark_interrupted_backups() -> int:
@@ -73,7 +75,8 @@ def mark_interrupted_restores() -> int:
 
 
 @contextlib.contextmanager
-def _advisory_lock(alias: str, key: int, busy: str) -> Iterator[None]:
+def advisory_lock(alias: str, key: int, busy: str) -> Iterator[None]:
+    """Hold the session advisory lock `key` on `alias` for the block, or raise BackupInProgress(`busy`)."""
     with maintenance_connection(alias) as conn:
         if not one_row(conn.execute("SELECT pg_try_advisory_lock(%s)", [key]))[0]:
             raise BackupInProgress(busy)
@@ -86,7 +89,7 @@ def _advisory_lock(alias: str, key: int, busy: str) -> Iterator[None]:
 
 def backup_lock(alias: str):
     """Hold the database-wide backup advisory lock, or raise BackupInProgress."""
-    return _advisory_lock(
+    return advisory_lock(
         alias,
         BACKUP_LOCK_KEY,
         "another backup of this database is running (PostgreSQL advisory lock held): try again later",
@@ -95,7 +98,7 @@ def backup_lock(alias: str):
 
 def restore_lock(alias: str):
     """Hold the database-wide restore advisory lock, or raise BackupInProgress."""
-    return _advisory_lock(alias, RESTORE_LOCK_KEY, "another restore of this database is running: try again later")
+    return advisory_lock(alias, RESTORE_LOCK_KEY, "another restore of this database is running: try again later")
 
 
 def reap_interrupted(alias: str = "default") -> None:

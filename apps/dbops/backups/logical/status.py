@@ -8,6 +8,8 @@ from django.db import connections
 from django.utils import timezone
 
 from dbops.backups.logical.locks import reap_interrupted
+from dbops.backups.logical.presence import is_present
+from dbops.backups.logical.storage import backup_storage, local_copy_storage
 from dbops.backups.logical.take import backup_due
 from dbops.conf import get_config
 from dbops.database.rows import one_row
@@ -32,9 +34,19 @@ def backup_summary(record: BackupRecord, *, now: datetime.datetime | None = None
         "rows": sum(record.row_counts.values()) if record.row_counts else None,
         "verification": record.verification,
         "verified_at": record.verified_at.isoformat() if record.verified_at else None,
-        "local_copy": (record.local_copy or None) if not record.local_copy_deleted_at else None,
+        "local_copy": _local_copy_present(record),
         "error": record.error or None,
     }
+
+
+def _local_copy_present(record: BackupRecord) -> str | None:
+    """Return the local copy's name when it is on this machine's disk (a restored history names the old one's)."""
+    if not record.local_copy or record.local_copy_deleted_at:
+        return None
+    local = local_copy_storage()
+    if local is None or is_present(local, record.local_copy)[0] is False:
+        return None
+    return record.local_copy
 
 
 LOCATION_NAMES = {"remote": "in the bucket", "local": "on local disk"}
@@ -57,8 +69,10 @@ def newest_verified_by_location(cursor, *, now: datetime.datetime) -> dict[str, 
     """Return, per location ("remote": the bucket, "local": DATABASE_BACKUP_DIR), its newest verified backup.
 
     Each entry: id, started_at and age_hours of the newest verified backup whose copy is still there (None for
-    all three when there is none), and oldest_unverified_hours, the age of the oldest successful backup there
-    when none is verified. `cursor` is any DB-API cursor (a probe connection's in health, the ORM's elsewhere).
+    all three when there is none), oldest_unverified_hours, the age of the oldest successful backup there when
+    none is verified, and missing: the ids of newer verified backups whose file is gone from that location (looked
+    up in the storage, briefly cached; an unreachable storage is `unconfirmed`, the claim kept but not vouched for).
+    `cursor` is any DB-API cursor (a probe connection's in health, the ORM's elsewhere).
     """
     locations = get_config().backup_locations()
     table = BackupRecord._meta.db_table
@@ -66,19 +80,34 @@ def newest_verified_by_location(cursor, *, now: datetime.datetime) -> dict[str, 
     for location in locations:
         copy = "local copy" if location == "local" and "remote" in locations else "main"
         present = f"status = 'succeeded' AND {_PRESENT[copy]}"
+        column = "local_copy" if copy == "local copy" else "filename"
         cursor.execute(
-            f"SELECT id, started_at FROM {table} WHERE {present} AND {_VERIFIED[copy]} "  # noqa: S608
-            "ORDER BY started_at DESC LIMIT 1"
+            f"SELECT id, started_at, {column} FROM {table} WHERE {present} AND {_VERIFIED[copy]} "  # noqa: S608
+            "ORDER BY started_at DESC LIMIT 5"
         )
-        newest = cursor.fetchone()
-        entry = {"id": None, "started_at": None, "age_hours": None, "oldest_unverified_hours": None}
-        if newest is not None:
+        entry: dict = {
+            "id": None,
+            "started_at": None,
+            "age_hours": None,
+            "oldest_unverified_hours": None,
+            "missing": [],
+            "unconfirmed": None,
+        }
+        storage = local_copy_storage() if copy == "local copy" else backup_storage()
+        for backup_id, started_at, name in cursor.fetchall():
+            there, reason = is_present(storage, name)
+            if there is False:
+                entry["missing"].append(backup_id)
+                continue
+            if there is None:  # the storage cannot say: keep the claim, say it is not vouched for
+                entry["unconfirmed"] = reason
             entry.update(
-                id=newest[0],
-                started_at=newest[1].isoformat(),
-                age_hours=round((now - newest[1]).total_seconds() / 3600, 2),
+                id=backup_id,
+                started_at=started_at.isoformat(),
+                age_hours=round((now - started_at).total_seconds() / 3600, 2),
             )
-        else:
+            break
+        if entry["id"] is None:
             cursor.execute(f"SELECT min(started_at) FROM {table} WHERE {present}")  # noqa: S608
             oldest = one_row(cursor)[0]
             if oldest is not None:

@@ -3,9 +3,9 @@
 pgBackRest runs on the database host as the server's OS user: full/diff/incr backups, WAL archiving
 (`archive_command` = `pgbackrest ... archive-push %p`), `verify`, `info --output=json` and
 `restore --type=time`. dbops writes its configuration file, tells exactly which server settings are missing,
-computes the recoverable window (the oldest backup's end .. the server's last archived WAL), refuses a
-restore outside it, and records every run (`PitrRun`). Managed databases (RDS, Cloud SQL, Azure) do PITR
-themselves: dbops detects their host names and says so.
+computes the recoverable window from the repository alone (the oldest backup's end .. the newest archived
+commit), refuses a restore outside it, and records every run (`PitrRun`). Managed databases (RDS, Cloud SQL,
+Azure) do PITR themselves: dbops detects their host names and says so.
 
 Modules: `target` (what PITR works on), `ini` (pgbackrest.conf), `pgbackrest` (running it), `setup` (setup-check and
 the maintenance grants), `window` (status and the recoverable window), `runs` (records, backup, verify, journal),
@@ -15,7 +15,7 @@ the maintenance grants), `window` (status and the recoverable window), `runs` (r
 from __future__ import annotations
 
 from dbops.backups.pitr.restore import restore, server_running
-from dbops.backups.pitr.runs import BACKUP_TYPES, JOURNAL_NAME, backup, record_journal, verify
+from dbops.backups.pitr.runs import BACKUP_TYPES, JOURNAL_NAME, backup, reap_interrupted_runs, record_journal, verify
 from dbops.backups.pitr.setup import SetupLine, maintenance_grants, setup_check
 from dbops.backups.pitr.target import PitrError, PitrRefused, PitrTarget, managed_provider
 from dbops.backups.pitr.window import last_archived_commit, status, window_summary
@@ -31,6 +31,7 @@ __all__ = [
     "last_archived_commit",
     "maintenance_grants",
     "managed_provider",
+    "reap_interrupted_runs",
     "record_journal",
     "restore",
     "server_running",

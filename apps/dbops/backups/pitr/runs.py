@@ -17,10 +17,12 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import DatabaseError
 from django.utils import timezone
 
+from dbops.backups.logical.locks import PITR_LOCK_KEY, advisory_lock
 from dbops.backups.pitr.pgbackrest import failure, run_pgbackrest
 from dbops.backups.pitr.target import PitrError, PitrRefused, PitrTarget
 from dbops.backups.pitr.window import status
 from dbops.conf import get_config
+from dbops.exceptions import BackupInProgress
 from dbops.logs import log_event
 from dbops.models import PitrRun
 from dbops.progress import Progress
@@ -120,25 +122,58 @@ def backup(target: PitrTarget, *, backup_type: str = "full", progress: Progress 
     """Take a pgBackRest backup (full, diff or incr) and record it with its label."""
     if backup_type not in BACKUP_TYPES:
         raise PitrRefused(f"backup type must be one of {', '.join(BACKUP_TYPES)}")
-    started = time.monotonic()
-    run = record(PitrRun.Kind.BACKUP, target, backup_type=backup_type)
-    progress(f"pgbackrest backup --type={backup_type}")
-    result = run_pgbackrest(target, "backup", f"--type={backup_type}", timeout=6 * 3600)
-    if result.returncode != 0:
-        finish(run, PitrRun.Status.FAILED, started, failure(result))
-        raise PitrError(f"pgbackrest backup failed: {failure(result)}")
-    newest = (status(target)["backups"] or [{}])[-1]
-    run.label = newest.get("label", "")
-    return finish(run, PitrRun.Status.SUCCEEDED, started, size_bytes=newest.get("size_bytes"))
+    with run_lock():
+        started = time.monotonic()
+        run = record(PitrRun.Kind.BACKUP, target, backup_type=backup_type)
+        progress(f"pgbackrest backup --type={backup_type}")
+        result = run_pgbackrest(target, "backup", f"--type={backup_type}", timeout=6 * 3600)
+        if result.returncode != 0:
+            finish(run, PitrRun.Status.FAILED, started, failure(result))
+            raise PitrError(f"pgbackrest backup failed: {failure(result)}")
+        newest = (status(target)["backups"] or [{}])[-1]
+        run.label = newest.get("label", "")
+        return finish(run, PitrRun.Status.SUCCEEDED, started, size_bytes=newest.get("size_bytes"))
 
 
 def verify(target: PitrTarget, *, progress: Progress = _quiet) -> PitrRun:
     """Run `pgbackrest verify` (checksums of every backup file and archived WAL segment) and record it."""
-    started = time.monotonic()
-    run = record(PitrRun.Kind.VERIFY, target)
-    progress("pgbackrest verify")
-    result = run_pgbackrest(target, "verify", "--log-level-console=info", timeout=6 * 3600)
-    if result.returncode != 0:
-        finish(run, PitrRun.Status.FAILED, started, failure(result))
-        raise PitrError(f"pgbackrest verify failed: {failure(result)}")
-    return finish(run, PitrRun.Status.SUCCEEDED, started, output=result.stdout.strip()[-2000:])
+    with run_lock():
+        started = time.monotonic()
+        run = record(PitrRun.Kind.VERIFY, target)
+        progress("pgbackrest verify")
+        result = run_pgbackrest(target, "verify", "--log-level-console=info", timeout=6 * 3600)
+        if result.returncode != 0:
+            finish(run, PitrRun.Status.FAILED, started, failure(result))
+            raise PitrError(f"pgbackrest verify failed: {failure(result)}")
+        return finish(run, PitrRun.Status.SUCCEEDED, started, output=result.stdout.strip()[-2000:])
+
+
+@contextlib.contextmanager
+def run_lock():
+    """Hold the PITR run lock while a backup or verify runs (first ending the records of runs that died)."""
+    reap_interrupted_runs()
+    try:
+        with advisory_lock("default", PITR_LOCK_KEY, "another pitr backup or verify is running: try again later"):
+            yield
+    except BackupInProgress as exc:
+        raise PitrRefused(str(exc)) from None
+
+
+def reap_interrupted_runs() -> int:
+    """End `running` backup and verify records whose process died (kill -9, a lost host); return how many.
+
+    A running backup or verify holds the PITR run lock for as long as its session lives: a `running` record
+    whose lock is free has nobody left to finish it. With the database down there is nothing to end yet.
+    """
+    try:
+        with advisory_lock("default", PITR_LOCK_KEY, "busy"):
+            return PitrRun.objects.filter(
+                status=PitrRun.Status.RUNNING, kind__in=[PitrRun.Kind.BACKUP, PitrRun.Kind.VERIFY]
+            ).update(
+                status=PitrRun.Status.FAILED,
+                finished_at=timezone.now(),
+                error="interrupted: the pitr process died before recording its end (pgBackRest may have finished "
+                "the backup: pitr status lists what the repository holds)",
+            )
+    except (BackupInProgress, DatabaseError, psycopg.Error):
+        return 0

@@ -14,7 +14,7 @@ from pathlib import Path
 import psycopg
 import psycopg.sql
 
-from dbops.backups.pitr.pgbackrest import repository_problem, run_pgbackrest, stanza_info
+from dbops.backups.pitr.pgbackrest import failure, repository_problem, run_pgbackrest, stanza_info
 from dbops.backups.pitr.target import PitrError, PitrTarget
 from dbops.conf import get_config
 from dbops.database.rows import one_row
@@ -29,11 +29,12 @@ def _epoch(value: float | None) -> datetime.datetime | None:
 def _archived_segments(target: PitrTarget) -> list[tuple[str, float]]:
     """Return the repository's archived WAL segment files (path in the repository, time archived), newest first.
 
-    Listed through pgBackRest (`repo-ls`), so a repository in a bucket reads like a local one.
+    Listed through pgBackRest (`repo-ls`), so a repository in a bucket reads like a local one. A repository that
+    cannot be listed leaves the window unknown: PitrError, never an end taken from somewhere else.
     """
     result = run_pgbackrest(target, "repo-ls", f"archive/{target.stanza}", "--recurse", "--output=json", timeout=120)
     if result.returncode != 0:
-        return []
+        raise PitrError(f"the archive in {target.repo_location} cannot be listed: {failure(result)}")
     found = []
     for path, entry in json.loads(result.stdout or "{}").items():
         name = path.rpartition("/")[2]
@@ -116,7 +117,7 @@ def status(target: PitrTarget) -> dict:
         for b in info.get("backup", [])
     ]
     archive = info.get("archive") or [{}]
-    last_archived = failing = None
+    failing = None
     try:
         with target.connect() as conn:
             last_archived, last_failed, last_failed_wal = one_row(
@@ -126,17 +127,21 @@ def status(target: PitrTarget) -> dict:
             failing = f"archiving of {last_failed_wal} failed at {last_failed:%Y-%m-%d %H:%M:%S}"
     except psycopg.Error:
         pass
+    # The window is what the repository holds, nothing else: no backup there, no window (pg_stat_archiver says
+    # what the server sent, not what is still in the repository: a wiped bucket must not show a window).
     earliest = min((b["stop"] for b in backups), default=None)
     newest_stop = max((b["stop"] for b in backups), default=None)
-    segments = _archived_segments(target)
-    last_commit = last_archived_commit(target, segments)
-    if last_commit is not None:
-        # PostgreSQL stops a time-targeted recovery at the first commit after the target, so it must see one: the
-        # latest reachable moment is just before the newest archived commit.
-        latest = max(filter(None, (last_commit - datetime.timedelta(microseconds=1), newest_stop)), default=None)
-    else:  # no archive dbops can read: the archiving time, which may lie after the last restorable commit
-        newest_segment = _epoch(max((archived_at for _path, archived_at in segments), default=None))
-        latest = max(filter(None, (last_archived, newest_stop, newest_segment)), default=None)
+    latest = None
+    if backups:
+        segments = _archived_segments(target)
+        last_commit = last_archived_commit(target, segments)
+        if last_commit is not None:
+            # PostgreSQL stops a time-targeted recovery at the first commit after the target, so it must see one:
+            # the latest reachable moment is just before the newest archived commit.
+            latest = max(filter(None, (last_commit - datetime.timedelta(microseconds=1), newest_stop)), default=None)
+        else:  # no archive dbops can read: the archiving time, which may lie after the last restorable commit
+            newest_segment = _epoch(max((archived_at for _path, archived_at in segments), default=None))
+            latest = max(filter(None, (newest_stop, newest_segment)), default=None)
     return {
         "stanza": target.stanza,
         "status": info.get("status", {}).get("message"),

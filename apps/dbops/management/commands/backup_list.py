@@ -22,6 +22,11 @@ class Command(DatabaseCommand):
                     f"#{newest['id']}, {newest['age_hours']:.1f} h old" if newest["id"] else "none yet (backup_verify)"
                 )
                 self.stdout.write(f"Newest verified backup {LOCATION_NAMES[location]}: {shown}.")
+                if newest["missing"]:
+                    gone = ", ".join(f"#{backup_id}" for backup_id in newest["missing"])
+                    self.stdout.write(f"  Verified but their file is missing {LOCATION_NAMES[location]}: {gone}.")
+                if newest["unconfirmed"]:
+                    self.stdout.write(f"  Not confirmed: {newest['unconfirmed']}.")
             if status["recent"]:
                 self.stdout.write(BACKUP_HEADER)
             else:

@@ -10,6 +10,7 @@ from dbops.backups.pitr import (
     PitrRefused,
     PitrTarget,
     backup,
+    reap_interrupted_runs,
     record_journal,
     restore,
     setup_check,
@@ -80,6 +81,7 @@ class Command(BaseCommand):
         )
 
     def _status(self, target, options):
+        reap_interrupted_runs()
         report = {**status(target), "repository": target.repo_location}
         lines = [f"stanza {report['stanza']}: {report['status']} (repository {report['repository']})"]
         lines += [f"  {b['label']:<28} {b['type']:<5} ended {b['stop']:%Y-%m-%d %H:%M:%S}" for b in report["backups"]]
@@ -90,6 +92,12 @@ class Command(BaseCommand):
         if report["archiver_failing"]:
             lines.append(self.style.WARNING(f"archiving is failing: {report['archiver_failing']}"))
         self._print(report, options, lines)
+        if not report["backups"]:
+            raise CommandError(
+                f"the repository {report['repository']} holds no backup: there is nothing to restore from "
+                "(manage.py pitr backup --type full)",
+                returncode=1,
+            )
 
     def _verify(self, target, options):
         run = verify(target, progress=self._progress(options))
