@@ -62,10 +62,12 @@ def test_drill__the_new_machine_runbook_restores_from_the_bucket_alone(settings,
     key_file.chmod(0o600)
     import dataclasses
 
+    signing_key = "drill-signing-key-0123456789-abcdefghij"
     settings.DBOPS = dataclasses.replace(
         settings.DBOPS,
         backup_encryption_recipients=(str(identity.to_public()),),
         backup_encryption_identity_file=key_file,
+        backup_signing_key=signing_key,
     )
     UserFactory.create_batch(25)
     older = backups.verify_backup(backups.take_backup())
@@ -90,6 +92,7 @@ def test_drill__the_new_machine_runbook_restores_from_the_bucket_alone(settings,
             DATABASE_BACKUP_S3_SECRET_ACCESS_KEY=S3Server.SECRET_KEY,
             DATABASE_BACKUP_ENCRYPTION_RECIPIENTS=str(identity.to_public()),
             DATABASE_BACKUP_ENCRYPTION_IDENTITY_FILE=str(key_file),
+            DATABASE_BACKUP_SIGNING_KEY=signing_key,
         )
         outputs = []
         for line in runbook("new-machine"):
@@ -134,3 +137,20 @@ def test_drill__the_new_machine_runbook_restores_from_the_bucket_alone(settings,
         )
         verified = {entry["name"]: entry["verified"] for entry in json.loads(listed.stdout)}
         assert verified == {older.filename: True, newest.filename: True, unverified.filename: False}
+
+        # The new machine's history tells the truth about every object, and prune deletes none of them.
+        def manage_json(*args: str) -> dict:
+            done = subprocess.run(
+                [sys.executable, "manage.py", *args, "--json"], cwd=PROJECT_DIR, env=env, capture_output=True, text=True
+            )
+            assert done.returncode in (0, 1), done.stderr  # backup_list exits 1 when a backup is due
+            return json.loads(done.stdout)
+
+        pruned = manage_json("backup_prune", "--dry-run")
+        assert pruned["backups"] == [] and pruned["orphans"] == []
+        assert unverified.filename in pruned["kept_unproven"]  # taken after the dump: no record here, kept
+        status = manage_json("backup_list")
+        assert status["newest_verified"]["remote"]["id"] == older.pk  # verified before the dump, still in the bucket
+        restored_entry = next(entry for entry in status["recent"] if entry["id"] == newest.pk)
+        assert restored_entry["status"] == "succeeded" and restored_entry["file"] == newest.filename
+        assert restored_entry["local_copy"] is None

@@ -247,3 +247,42 @@ def test_private_ca__one_setting_makes_the_store_trusted(settings, s3_tls_server
     use_bucket(settings, s3_tls_server, ca_file=str(s3_tls_server.certificate))
     record = backups.take_backup()
     assert backups.verify_backup(record).verification == BackupRecord.Verification.PASSED
+
+
+def test_prune__aborts_unfinished_uploads_of_this_sites_dead_backups_only(bucket):
+    from dbops.backups.logical.storage import backup_file_name
+
+    died = BackupRecord.objects.create(
+        started_at=timezone.now(), database_name="app", status=BackupRecord.Status.FAILED, error="killed"
+    )
+    ours = backup_file_name(died, "dump.age")
+    client = bucket.client()
+    for name in (ours, "shop-20261101-000000-999.dump"):  # the second: another site sharing the prefix
+        client.create_multipart_upload(Bucket=BUCKET, Key=f"site/backups/{name}")
+
+    def unfinished() -> list[str]:
+        return sorted(u["Key"] for u in client.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []))
+
+    assert f"upload:{ours}" in backups.prune_orphans(dry_run=True).ours
+    assert len(unfinished()) == 2
+    backups.prune_orphans()
+    assert unfinished() == ["site/backups/shop-20261101-000000-999.dump"]
+
+
+def test_store_frozen__the_whole_upload_has_a_deadline_too(bucket, settings):
+    import os
+    import signal
+
+    use_bucket(settings, bucket, connect_timeout=30, read_timeout=30)  # each request alone would wait a minute
+    settings.DBOPS = dataclasses.replace(settings.DBOPS, backup_upload_deadline=2)
+    moto = bucket.processes[0]
+    os.kill(moto.pid, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        with pytest.raises(BackupError, match="DATABASE_BACKUP_UPLOAD_DEADLINE=2 s"):
+            backups.take_backup()
+        assert time.monotonic() - started < 20
+    finally:
+        os.kill(moto.pid, signal.SIGCONT)
+    record = BackupRecord.objects.get()
+    assert record.status == BackupRecord.Status.FAILED and not record.filename

@@ -295,6 +295,7 @@ class DbopsConfig:
     backup_encryption_identity_file: Path | None = None
     # HMAC key that signs each backup's description (empty: backups are not signed). Never in a repr.
     backup_signing_key: str = dataclasses.field(default="", repr=False)
+    backup_upload_deadline: int = default("DATABASE_BACKUP_UPLOAD_DEADLINE")
     # Set: backups go to this bucket (DATABASE_BACKUP_S3_*), not to DATABASE_BACKUP_DIR.
     backup_s3: BackupS3Config | None = None
     migrations: MigrationSafetyConfig = MigrationSafetyConfig()

@@ -404,6 +404,7 @@ def _build(
         backup_max_verified_age_hours=reader.get("DATABASE_BACKUP_MAX_VERIFIED_AGE_HOURS"),
         backup_encryption_recipients=_encryption_recipients(reader),
         backup_signing_key=_signing_key(reader),
+        backup_upload_deadline=reader.get("DATABASE_BACKUP_UPLOAD_DEADLINE"),
         backup_encryption_identity_file=(
             reader.get("DATABASE_BACKUP_ENCRYPTION_IDENTITY_FILE", default=Path())
             if reader.raw("DATABASE_BACKUP_ENCRYPTION_IDENTITY_FILE")

@@ -76,6 +76,13 @@ VARIABLES: dict[str, Variable] = {
         ),
         Variable("DATABASE_BACKUP_INTERVAL_HOURS", "int", 6, unit=" hours", meaning="Backup interval"),
         Variable(
+            "DATABASE_BACKUP_UPLOAD_DEADLINE",
+            "int",
+            10800,
+            unit=" seconds",
+            meaning="Longest a backup's upload may take before the backup is recorded failed and its lock let go",
+        ),
+        Variable(
             "DATABASE_BACKUP_SIGNING_KEY",
             "text",
             "",

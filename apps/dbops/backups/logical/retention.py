@@ -116,13 +116,49 @@ def orphan_files() -> Orphans:
     return found
 
 
+def _ours(name: str, records: dict[int, BackupRecord]) -> bool:
+    match = BACKUP_FILE_NAME.match(name.removesuffix(".metadata"))
+    record = records.get(int(match["id"])) if match else None
+    return (
+        record is not None
+        and record.status != BackupRecord.Status.RUNNING
+        and name.removesuffix(".metadata") in backup_file_names(record)
+    )
+
+
+def unfinished_uploads(storage) -> list[tuple[str, object]]:
+    """Return (name, upload) of the bucket's unfinished multipart uploads that a record proves ours.
+
+    A backup killed during its upload leaves one behind: invisible in listings, billed by the store until aborted.
+    Only uploads named for one of this site's records whose backup is not running are returned.
+    """
+    bucket = getattr(storage, "bucket", None)
+    if bucket is None:  # not a bucket (a folder has no unfinished uploads)
+        return []
+    prefix = f"{storage.location}/" if storage.location else ""
+    uploads = [(upload.key.removeprefix(prefix), upload) for upload in bucket.multipart_uploads.filter(Prefix=prefix)]
+    ids = {int(m["id"]) for name, _ in uploads if (m := BACKUP_FILE_NAME.match(name.removesuffix(".metadata")))}
+    records = BackupRecord.objects.in_bulk(ids)
+    return [(name, upload) for name, upload in uploads if _ours(name, records)]
+
+
 def prune_orphans(*, dry_run: bool = False) -> Orphans:
-    """Delete the files `orphan_files` proves ours (after finishing the records of backups that died)."""
+    """Delete the files `orphan_files` proves ours (after finishing the records of backups that died).
+
+    Unfinished multipart uploads of this site's failed or killed backups are aborted too (listed as "upload:").
+    """
     reap_interrupted()
     orphans = orphan_files()
+    uploads = unfinished_uploads(backup_storage())
+    orphans.ours += [f"upload:{name}" for name, _ in uploads]
+    if not dry_run:
+        for _name, upload in uploads:
+            upload.abort()  # type: ignore[attr-defined]
     if not dry_run:
         storage, local = backup_storage(), local_copy_storage()
         for name in orphans.ours:
+            if name.startswith("upload:"):
+                continue
             where, path = (local, name.removeprefix("local:")) if name.startswith("local:") else (storage, name)
             with contextlib.suppress(FileNotFoundError):
                 if where is not None:

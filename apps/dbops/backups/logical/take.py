@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import json
 import logging
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -93,6 +94,38 @@ def take_backup(
         return record
 
 
+class UploadDeadline(BackupError):
+    """The whole upload took longer than DATABASE_BACKUP_UPLOAD_DEADLINE."""
+
+
+def save_within(storage, name: str, content, *, seconds: int) -> str:
+    """Save `content` as `name`, or raise BackupError once `seconds` have passed (a store that crawls or hangs).
+
+    The connect and read timeouts bound each request; this bounds the whole upload. The upload runs in a daemon
+    thread: past the deadline the backup is recorded failed and its lock let go, while the thread ends on its own
+    timeouts (a part that still lands is an orphan of a failed backup: prune removes it).
+    """
+    outcome: dict = {}
+
+    def upload() -> None:
+        try:
+            outcome["name"] = storage.save(name, File(content, name=name))
+        except BaseException as exc:  # handed to the waiting thread
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=upload, name="dbops-backup-upload", daemon=True)
+    worker.start()
+    worker.join(seconds)
+    if worker.is_alive():
+        raise UploadDeadline(
+            f"storing {name} did not finish within DATABASE_BACKUP_UPLOAD_DEADLINE={seconds} s: the store is too slow "
+            "or stopped answering"
+        )
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["name"]
+
+
 def _dump_and_store(record: BackupRecord, alias: str, *, compress: bool, progress: Progress) -> str:
     with maintenance_connection(alias) as conn:
         version_num, version = one_row(
@@ -138,9 +171,10 @@ def _dump_and_store(record: BackupRecord, alias: str, *, compress: bool, progres
             progress(f"keeping a local copy in {get_config().backup_dir}")
             kept = local.save(name, File(dump, name=name))
         progress(f"storing {size} bytes as {name}")
-        stored = storage.save(name, File(dump, name=name))
-    except Exception:
-        discard_files(name)  # a full disk leaves the part written so far under the name
+        stored = save_within(storage, name, dump, seconds=get_config().backup_upload_deadline)
+    except Exception as exc:
+        if not isinstance(exc, UploadDeadline):  # a store that stopped answering would hold the cleanup too
+            discard_files(name)  # a full disk leaves the part written so far under the name
         if local is not None:
             discard_files(kept or name, local)
         raise

@@ -10,7 +10,8 @@ class Command(DatabaseCommand):
         "DATABASE_BACKUP_KEEP_VERIFIED verified successful backups; local copies beside a bucket older than "
         "DATABASE_BACKUP_LOCAL_COPY_DAYS (keeping the newest verified one); and the files of this site's failed or "
         "killed backups (named for one of its records). A backup-named file no record here proves its own (another "
-        "site's in a shared folder or prefix) is listed and kept. Records stay as history."
+        "site's in a shared folder or prefix) is listed and kept. Unfinished uploads of this site's dead backups are "
+        "aborted (upload:<name>). Records stay as history."
     )
 
     def add_arguments(self, parser):
