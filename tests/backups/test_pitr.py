@@ -544,9 +544,5 @@ def test_window__a_wiped_repository_shows_no_window_whatever_the_server_archived
     for part in ("backup", "archive"):  # the bucket emptied: a lifecycle rule, a hand, an attacker
         shutil.rmtree(pitr_cluster.target.repo_path / "repo" / part)
 
-    try:
-        report = status(pitr_cluster.target)
-    except PitrError as exc:  # the repository says it cannot be read: the window is unknown
-        assert "repository" in str(exc) or "stanza" in str(exc), exc
-    else:
-        assert report["backups"] == [] and report["latest_restorable"] is None and report["earliest_restorable"] is None
+    report = status(pitr_cluster.target)
+    assert report["backups"] == [] and report["latest_restorable"] is None and report["earliest_restorable"] is None
