@@ -22,8 +22,10 @@ RUN pip install --no-deps -r requirements.txt
 COPY . .
 RUN pip install --no-deps . \
     && rm -rf build apps/*.egg-info
-# Build-time values only let the settings load for collectstatic; nothing connects to this database.
-RUN DATABASE_URL=postgres://build@localhost/build SECRET_KEY=collectstatic-only ALLOWED_HOSTS=build \
+# Build-time values only let the settings load for collectstatic; nothing connects to this database. Production
+# settings refuse a weak SECRET_KEY even here: a random one is made for this step and thrown away.
+RUN DATABASE_URL=postgres://build@localhost/build ALLOWED_HOSTS=build \
+    SECRET_KEY="$(python -c 'import secrets; print(secrets.token_urlsafe(50))')" \
     python manage.py collectstatic --noinput \
     && mkdir -p /app/var/backups && chown -R dbops:dbops /app/var
 

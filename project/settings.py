@@ -6,13 +6,13 @@ dbops' own variables are validated by `dbops.conf.from_env`, the site's own (SEC
 docs/adopting.md.
 """
 
-import datetime
 import os
 from pathlib import Path
 
 import django
 
 import dbops.conf
+from dbops.logins import login_settings
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 # A .env file beside manage.py, when present, fills variables the environment does not set.
@@ -63,12 +63,10 @@ MIDDLEWARE = [
     "axes.middleware.AxesMiddleware",  # last, as django-axes requires
 ]
 
-# django-axes: 5 wrong passwords for one username from one address lock that pair out for 15 minutes.
-AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
-AXES_FAILURE_LIMIT = 5
-AXES_COOLOFF_TIME = datetime.timedelta(minutes=15)
-AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
-AXES_RESET_ON_SUCCESS = True
+# django-axes: 5 wrong passwords for one username from one client address lock that pair out for 15 minutes, the
+# address read through the proxies DBOPS_TRUSTED_PROXY_COUNT declares; DBOPS_LOGIN_ACCOUNT_FAILURE_LIMIT wrong
+# passwords for one account from any addresses cool it off for 15 minutes (dbops.logins).
+globals().update(login_settings(DBOPS))
 
 ROOT_URLCONF = SITE.root_urlconf
 WSGI_APPLICATION = "project.wsgi.application"

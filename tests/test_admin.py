@@ -15,14 +15,6 @@ from tests.factories import BackupRecordFactory, UserFactory
 pytestmark = [pytest.mark.database, pytest.mark.django_db(transaction=True)]
 
 
-@pytest.fixture(autouse=True)
-def backup_dir(settings, tmp_path):
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "dbbackup": {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": str(tmp_path)}},
-    }
-
-
 def staff_with(django_user_model, client, name: str, *codenames: str):
     """Log in a staff user holding exactly these permissions."""
     from django.contrib.auth.models import Permission
@@ -151,3 +143,67 @@ def test_empty_history__says_what_fills_it(admin_client):
     html = admin_client.get(reverse("admin:dbops_restorerecord_changelist")).content.decode()
     assert 'id="empty-hint"' in html and "backup_restore --id" in html
     assert "PITR runs" in admin_client.get(reverse("admin:index")).content.decode()
+
+
+def test_dashboard__staff_without_permissions_see_the_page_but_no_alert_through_it(django_user_model):
+    from django.utils import timezone
+
+    from dbops.models import Alert
+
+    now = timezone.now()
+    alert = Alert.objects.create(
+        rule="backup_failed",
+        severity="critical",
+        message="backup #7 failed: secret detail",
+        fired_at=now,
+        last_seen_at=now,
+    )
+    from django.test import Client
+
+    client = staff_with(django_user_model, Client(), "nobody")
+    assert client.get("/admin/dbops/dashboard/").status_code == 200
+    for suffix in ("change/", "history/", "delete/", ""):
+        response = client.get(f"/admin/dbops/dashboard/{alert.pk}/{suffix}")
+        assert response.status_code in (302, 403, 404), (suffix, response.status_code)
+        assert b"secret detail" not in response.content
+    assert client.get(f"/admin/dbops/alert/{alert.pk}/change/").status_code == 403  # the alert admin's own answer
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["status__regex=(", "status=fail%00ed", "started_at__year=99999999999", "q=%00", "started_at__month=13"],
+)
+def test_history_admin__hostile_filters_get_a_4xx_not_a_500(staff_client, query):
+    BackupRecordFactory()
+    response = staff_client.get(f"/admin/dbops/backuprecord/?{query}")
+    assert response.status_code < 500, (query, response.status_code)
+    assert response.status_code in (200, 302, 400), (query, response.status_code)
+
+
+def test_download__a_failed_pruned_or_moved_backup_says_why_with_a_404(django_user_model, backup_dir):
+    from django.test import Client
+    from django.utils import timezone
+
+    client = staff_with(django_user_model, Client(), "downloader", "view_backuprecord", "download_backuprecord")
+    failed = BackupRecordFactory(status=BackupRecord.Status.FAILED, filename="", error="pg_dump: boom")
+    pruned = BackupRecordFactory(file_deleted_at=timezone.now())
+    moved = BackupRecordFactory()
+    (backup_dir / moved.filename).unlink()
+    present = BackupRecordFactory()
+    for record, says in ((failed, "has no file"), (pruned, "pruned"), (moved, "is not in the backup storage")):
+        response = client.get(f"/admin/dbops/backuprecord/{record.pk}/download/")
+        assert response.status_code == 404 and says in response.content.decode(), (record, response.content)
+    assert client.get(f"/admin/dbops/backuprecord/{present.pk}/download/").status_code == 200
+
+
+def test_verify__an_encrypted_backup_on_a_host_without_the_key_says_why_verify_is_unavailable(admin_client, settings):
+    import dataclasses
+
+    settings.DBOPS = dataclasses.replace(settings.DBOPS, backup_encryption_identity_file=None)
+    record = BackupRecordFactory(encrypted=True, filename="app-20261203-000000-1.dump.age")
+    page = admin_client.get(f"/admin/dbops/backuprecord/{record.pk}/change/").content.decode()
+    assert 'id="verify-unavailable"' in page and f"manage.py backup_verify --id {record.pk}" in page
+    assert 'id="verify-backup"' not in page
+    plain = BackupRecordFactory()
+    page = admin_client.get(f"/admin/dbops/backuprecord/{plain.pk}/change/").content.decode()
+    assert 'id="verify-backup"' in page and 'id="verify-unavailable"' not in page

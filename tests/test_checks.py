@@ -204,3 +204,8 @@ def test_backups_signed__strict_environments_without_a_signing_key_are_warned(se
     assert dbops_checks.check_backups_signed() == []
     settings.DBOPS = dataclasses.replace(strict, environment="development")
     assert dbops_checks.check_backups_signed() == []
+
+
+def test_metrics_public__strict_environments_are_warned(settings):
+    settings.DBOPS = dataclasses.replace(settings.DBOPS, environment="production", metrics_public=True)
+    assert [m.id for m in dbops_checks.check_metrics_access()] == ["dbops.W012"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 
 import psycopg
 import pytest
@@ -187,3 +188,40 @@ def test_manage__a_stopped_local_cluster_is_one_line_and_exit_3(tmp_path):
             result.stderr.strip().splitlines() == [result.stderr.strip().splitlines()[0]]
             and "manage.py localdb start" in result.stderr
         )
+
+
+@pytest.mark.pure
+def test_temp_folder__a_planted_symlink_is_refused_and_its_target_left_alone(tmp_path, monkeypatch):
+    import stat as stat_module
+    import tempfile
+
+    from dbops.localdb import LocalCluster, LocalDbError
+
+    shared_tmp = tmp_path / "tmp"
+    shared_tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(shared_tmp))
+    victim = tmp_path / "victim"
+    victim.mkdir(mode=0o755)
+    planted = shared_tmp / "dbops-localdb-0123456789"
+    planted.symlink_to(victim)  # another local user got there first
+    cluster = LocalCluster(data_dir=planted / "data", port=1, bindir=tmp_path)
+    with pytest.raises(LocalDbError, match="not a plain folder"):
+        cluster._make_owned_folder(cluster.data_dir)
+    assert stat_module.S_IMODE(victim.stat().st_mode) == 0o755 and victim.stat().st_uid == os.getuid()
+    assert not (victim / "data").exists()
+
+
+@pytest.mark.pure
+def test_temp_folder__made_private_and_exclusive_when_nobody_planted_anything(tmp_path, monkeypatch):
+    import stat as stat_module
+    import tempfile
+
+    from dbops.localdb import LocalCluster
+
+    shared_tmp = tmp_path / "tmp"
+    shared_tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(shared_tmp))
+    cluster = LocalCluster(data_dir=shared_tmp / "dbops-localdb-0123456789" / "data", port=1, bindir=tmp_path)
+    cluster._make_owned_folder(cluster.data_dir)
+    assert stat_module.S_IMODE(cluster.data_dir.parent.stat().st_mode) == 0o700
+    assert stat_module.S_IMODE(cluster.data_dir.stat().st_mode) == 0o700

@@ -6,7 +6,13 @@ import psycopg
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db import DatabaseError, connections
-from django.http import FileResponse, HttpResponseNotAllowed, HttpResponseRedirect
+from django.http import (
+    FileResponse,
+    HttpResponse,
+    HttpResponseBadRequest,
+    HttpResponseNotAllowed,
+    HttpResponseRedirect,
+)
 from django.shortcuts import get_object_or_404
 from django.template.defaultfilters import filesizeformat
 from django.template.response import TemplateResponse
@@ -17,6 +23,8 @@ from django.utils.timesince import timesince
 
 from dbops.alerting.lifecycle import acknowledge
 from dbops.backups import logical as backups
+from dbops.backups.failures import storage_failure
+from dbops.conf import get_config
 from dbops.dashboard.data import dashboard_data
 from dbops.exceptions import BackupError
 from dbops.models import Alert, BackupRecord, Dashboard, MigrationRun, PitrRun, RestoreRecord
@@ -71,8 +79,25 @@ class HistoryAdmin(ReadOnlyAdmin):
 
     empty_hint = ""
 
+    def lookup_allowed(self, lookup, value, request=None):
+        # A regular expression from the query string is the database's to compile: a bad one was a 500.
+        if lookup.rsplit("__", 1)[-1] in ("regex", "iregex"):
+            return False
+        return super().lookup_allowed(lookup, value, request)
+
     def changelist_view(self, request, extra_context=None):
-        return super().changelist_view(request, {**(extra_context or {}), "empty_hint": self.empty_hint})
+        if any("\x00" in key or "\x00" in value for key, values in request.GET.lists() for value in values):
+            return HttpResponseBadRequest("A filter holds a NUL character.", content_type="text/plain")
+        try:
+            response = super().changelist_view(request, {**(extra_context or {}), "empty_hint": self.empty_hint})
+            if hasattr(response, "render"):
+                response.render()  # the list is read while rendering: a filter the database refuses fails here
+        except (DatabaseError, ValueError, OverflowError) as exc:
+            return HttpResponseBadRequest(
+                f"These filters cannot be applied ({type(exc).__name__}): remove them from the address.",
+                content_type="text/plain",
+            )
+        return response
 
     @admin.display(description="status", ordering="status")
     def status_badge(self, obj):
@@ -89,6 +114,20 @@ def duration(seconds: float | None) -> str:
     if minutes < 60:
         return f"{minutes} min {secs:02d} s"
     return f"{minutes // 60} h {minutes % 60:02d} min"
+
+
+def verify_unavailable_here(record: BackupRecord) -> str:
+    """Say why this host cannot verify `record` (its identity file is elsewhere), or ""."""
+    if not record.encrypted:
+        return ""
+    identity = get_config().backup_encryption_identity_file
+    if identity is not None and identity.is_file():
+        return ""
+    where = f"{identity} is not on this host" if identity else "DATABASE_BACKUP_ENCRYPTION_IDENTITY_FILE is not set"
+    return (
+        f"the backup is encrypted and {where}. Web hosts need only the public recipient; verify where the "
+        f"identity is kept: manage.py backup_verify --id {record.pk} (docs/recovery.md, encryption)."
+    )
 
 
 @admin.register(BackupRecord)
@@ -200,9 +239,11 @@ class BackupRecordAdmin(HistoryAdmin):
     def change_view(self, request, object_id, form_url="", extra_context=None):
         record = self.get_object(request, object_id)
         usable = record is not None and record.status == BackupRecord.Status.SUCCEEDED and not record.file_deleted_at
+        unavailable = usable and self.has_verify_permission(request) and verify_unavailable_here(record)
         extra_context = {
             **(extra_context or {}),
-            "can_verify": usable and self.has_verify_permission(request),
+            "verify_unavailable": unavailable,
+            "can_verify": usable and self.has_verify_permission(request) and not unavailable,
             "can_restore": usable and self.has_restore_permission(request),
             "can_download": usable and bool(record.filename) and self.has_download_permission(request),
         }
@@ -252,8 +293,28 @@ class BackupRecordAdmin(HistoryAdmin):
     def download_view(self, request, pk):
         if not self.has_download_permission(request):
             raise PermissionDenied
-        record = get_object_or_404(BackupRecord, pk=pk, file_deleted_at__isnull=True)
-        handle = backups.backup_storage().open(record.filename, "rb")
+        record = get_object_or_404(BackupRecord, pk=pk)
+        if record.status != BackupRecord.Status.SUCCEEDED or not record.filename or record.file_deleted_at:
+            return HttpResponse(
+                f"Backup #{record.pk} has no file to download ({record.status}"
+                f"{', pruned' if record.file_deleted_at else ''}).",
+                status=404,
+                content_type="text/plain",
+            )
+        try:
+            handle = backups.backup_storage().open(record.filename, "rb")
+        except FileNotFoundError:
+            return HttpResponse(
+                f"Backup #{record.pk}'s file {record.filename} is not in the backup storage (moved or deleted "
+                "outside dbops).",
+                status=404,
+                content_type="text/plain",
+            )
+        except Exception as exc:
+            failure = storage_failure(exc)
+            if failure is None:
+                raise
+            return HttpResponse(f"{failure[0].upper()}{failure[1:]}.", status=503, content_type="text/plain")
         self.log_change(request, record, "Downloaded the backup file")
         return FileResponse(handle, as_attachment=True, filename=record.filename.rsplit("/", 1)[-1])
 
@@ -462,6 +523,12 @@ class DashboardAdmin(ReadOnlyAdmin):
 
     def has_module_permission(self, request):
         return self.has_view_permission(request)
+
+    def get_urls(self):
+        # The dashboard is one page. A proxy of Alert would otherwise answer /<id>/change/ and /<id>/history/ with
+        # any alert to any staff member, past the alert admin's own permissions.
+        name = f"{self.opts.app_label}_{self.opts.model_name}_changelist"
+        return [path("", self.admin_site.admin_view(self.changelist_view), name=name)]
 
     def changelist_view(self, request, extra_context=None):
         if not self.has_view_permission(request):

@@ -24,6 +24,13 @@ class DbopsAppConfig(AppConfig):
         from dbops.health.probes import exempt_probes_from_ssl_redirect
 
         exempt_probes_from_ssl_redirect(settings)
+        if "dbops.logins.AccountCoolOffBackend" in settings.AUTHENTICATION_BACKENDS:
+            from django.contrib.auth.signals import user_logged_in, user_login_failed
+
+            from dbops.logins import record_failure, reset_failures
+
+            user_login_failed.connect(record_failure, dispatch_uid="dbops.login_failures")
+            user_logged_in.connect(reset_failures, dispatch_uid="dbops.login_reset")
         checks.register(dbops_checks.check_psycopg_implementation)
         checks.register(dbops_checks.check_engine_outside_strict_environments)
         checks.register(dbops_checks.check_pool_covers_threads)

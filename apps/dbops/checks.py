@@ -37,6 +37,12 @@ W004 = Warning(
     hint="Scrape with the token instead and remove DBOPS_METRICS_ALLOW_LOOPBACK.",
     id="dbops.W004",
 )
+W012 = Warning(
+    "/metrics is public (DBOPS_METRICS_PUBLIC=true): anyone who reaches it reads the pool, query latencies, backup "
+    "and replica state, and each anonymous scrape runs database probes.",
+    hint="Give Prometheus DBOPS_HEALTH_TOKEN and remove DBOPS_METRICS_PUBLIC, unless a firewall admits only it.",
+    id="dbops.W012",
+)
 W006_ID = "dbops.W006"
 W007_ID = "dbops.W007"
 W008_ID = "dbops.W008"
@@ -64,8 +70,10 @@ def check_config_present(app_configs=None, **kwargs):
 def check_metrics_access(app_configs=None, **kwargs):
     """Staging/production: say when /metrics is closed to everyone, or open to everything behind a local proxy."""
     config = get_config()
-    if not config.is_strict or config.metrics_public:
+    if not config.is_strict:
         return []
+    if config.metrics_public:
+        return [W012]
     if config.metrics_allow_loopback:
         return [W004]
     return [] if config.health_token else [W003]

@@ -18,9 +18,11 @@ import dataclasses
 import glob
 import hashlib
 import os
+import pwd
 import secrets
 import shutil
 import socket
+import stat
 import subprocess
 import tempfile
 import time
@@ -100,6 +102,25 @@ def resolve_data_dir(configured: Path) -> Path:
     return Path(tempfile.gettempdir()) / f"dbops-localdb-{digest}" / configured.name
 
 
+def _private_folder(path: Path) -> None:
+    """Create `path` 0700 (not following a symlink), or accept it only as a plain folder of ours or the server's."""
+    try:
+        os.mkdir(path, 0o700)
+        return
+    except FileExistsError:
+        pass
+    found = os.lstat(path)
+    if stat.S_ISLNK(found.st_mode) or not stat.S_ISDIR(found.st_mode):
+        raise LocalDbError(f"{path} exists and is not a plain folder (a symlink?): refusing to use it; remove it.")
+    owners = {os.geteuid()}
+    with contextlib.suppress(KeyError):
+        owners.add(pwd.getpwnam(SERVER_USER).pw_uid)
+    if found.st_uid not in owners:
+        raise LocalDbError(
+            f"{path} belongs to uid {found.st_uid}, neither this user nor {SERVER_USER}: refusing to use it; remove it."
+        )
+
+
 @dataclasses.dataclass
 class LocalCluster:
     """One cluster: its data folder, port, the binaries that run it and its superuser's password."""
@@ -138,7 +159,13 @@ class LocalCluster:
             raise LocalDbError(f"{program} did not finish within {timeout:g} s (see {self.log_file}).") from None
 
     def _make_owned_folder(self, folder: Path) -> None:
-        folder.mkdir(parents=True, exist_ok=True)
+        if folder.is_relative_to(Path(tempfile.gettempdir())):
+            # The temp folder is everyone's: a planted `dbops-localdb-<hash>` symlink would get its target chowned to
+            # postgres. Create each folder there exclusively, or use it only when it is a plain folder of ours.
+            for part in (folder.parent, folder):
+                _private_folder(part)
+        else:
+            folder.mkdir(parents=True, exist_ok=True)
         give_to(SERVER_USER, folder, 0o700)
 
     def init(self, *, durable: bool = True) -> None:

@@ -35,6 +35,7 @@ class WebhookReceiver:
 
     def __init__(self, status: int = 200, location: str = "") -> None:
         self.posts: list[dict] = []
+        self.authorizations: list[str | None] = []
         self.status = status
         receiver = self
 
@@ -42,6 +43,7 @@ class WebhookReceiver:
             def do_POST(self):  # noqa: N802 - http.server's naming
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 receiver.posts.append(json.loads(body))
+                receiver.authorizations.append(self.headers.get("Authorization"))
                 self.send_response(receiver.status)
                 if location:
                     self.send_header("Location", location)
@@ -329,3 +331,23 @@ def test_webhook__a_redirect_is_not_followed(alert_settings, status):
         redirecting.close()
         elsewhere.close()
     assert len(redirecting.posts) == 1 and elsewhere.posts == []
+
+
+def test_webhook__credentials_in_the_url_go_as_basic_auth_and_never_into_a_log(alert_settings, caplog):
+    import base64
+
+    receiver = WebhookReceiver()
+    try:
+        with_credentials = receiver.url.replace("http://", "http://hook-user:HookPw_s3cret@")
+        alert_settings(webhook_url=with_credentials, webhook_retries=0)
+        alerts.process_signal(Signal("breaker_open", "default", True, "critical", "open"))
+        assert len(receiver.posts) == 1
+        expected = "Basic " + base64.b64encode(b"hook-user:HookPw_s3cret").decode()
+        assert receiver.authorizations == [expected]
+    finally:
+        receiver.close()
+    # The receiver gone: the failure is logged, its credentials are not.
+    alert_settings(webhook_url=f"http://hook-user:HookPw_s3cret@127.0.0.1:{free_port()}/hook", webhook_retries=0)
+    alerts.process_signal(Signal("breaker_open", "replica", True, "critical", "open"))
+    failures = [r for r in caplog.records if getattr(r, "event", "") == "alert_channel_failed"]
+    assert failures and all("HookPw_s3cret" not in r.getMessage() for r in caplog.records)

@@ -42,3 +42,14 @@ def test_local_copy_folder__private_while_the_folder_above_keeps_the_usual_mode(
     )
     local_copy_storage().save("app-20261101-000000-1.dump", ContentFile(b"dump"))
     assert mode(folder) == 0o700 and mode(tmp_path / "var") == 0o755
+
+
+def test_backup_folder__an_existing_world_writable_folder_is_made_private_again(settings, tmp_path, umask_022, caplog):
+    folder = tmp_path / "backups"
+    folder.mkdir()
+    folder.chmod(0o777)
+    settings.DBOPS = dataclasses.replace(settings.DBOPS, backup_dir=folder)
+    settings.STORAGES = {**settings.STORAGES, "dbbackup": settings.DBOPS.backup_storage()}
+    backup_storage()
+    assert mode(folder) == 0o700
+    assert any(getattr(r, "event", "") == "backup_folder_tightened" for r in caplog.records)

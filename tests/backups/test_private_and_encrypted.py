@@ -117,3 +117,37 @@ def test_signed_backup__a_forged_dump_with_an_edited_record_is_refused(backup_di
     BackupRecord.objects.filter(pk=genuine.pk).update(signature="")  # the attacker drops the signature instead
     genuine.refresh_from_db()
     assert "is not signed" in backups.verify_backup(genuine).verification_details["error"]
+
+
+def test_ssh_key__an_ssh_recipient_encrypts_and_its_private_key_decrypts(backup_dir, settings, tmp_path):
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    key = Ed25519PrivateKey.generate()
+    private = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
+    )
+    public = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+    identity_file = tmp_path / "id_ed25519"
+    identity_file.write_bytes(private)
+    identity_file.chmod(0o600)
+    settings.DBOPS = dataclasses.replace(
+        settings.DBOPS,
+        backup_encryption_recipients=(public.decode(),),
+        backup_encryption_identity_file=identity_file,
+    )
+    UserFactory.create_batch(2)
+    record = backups.take_backup()
+    assert record.encrypted and backups.verify_backup(record).verification == BackupRecord.Verification.PASSED
+
+
+def test_identity_file__readable_by_others_is_refused_when_strict_and_warned_about_otherwise(
+    backup_dir, age_key, settings, caplog
+):
+    record = backups.take_backup()
+    age_key.chmod(0o644)
+    backups.verify_backup(record)  # development: used, and said
+    assert any(getattr(r, "event", "") == "identity_file_shared" for r in caplog.records)
+    settings.DBOPS = dataclasses.replace(settings.DBOPS, environment="production")
+    with pytest.raises(BackupKeyError, match="can be read by other users"):
+        backups.verify_backup(record)

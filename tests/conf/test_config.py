@@ -519,3 +519,30 @@ def test_signing_key__short_keys_are_refused_and_the_key_is_never_shown():
         load_config({"DATABASE_BACKUP_SIGNING_KEY": "tooshort"})
     config = load_config({"DATABASE_BACKUP_SIGNING_KEY": SECRET_PASSWORD * 5})
     assert config.backup_signing_key == SECRET_PASSWORD * 5 and SECRET_PASSWORD not in repr(config)
+
+
+STRICT_SITE = {**STRICT_OK, "DJANGO_ENV": "production"}
+
+
+@pytest.mark.parametrize(
+    ("environ", "refusal"),
+    [
+        ({"DBOPS_HEALTH_TOKEN": "a" * 40}, "DBOPS_HEALTH_TOKEN is 40 characters, 1 distinct"),
+        ({"DJANGO_SECURE_HSTS_SECONDS": "0"}, "DJANGO_SECURE_HSTS_SECONDS=0"),
+        ({"DJANGO_SESSION_COOKIE_AGE": str(10 * 365 * 86400)}, "DJANGO_SESSION_COOKIE_AGE=315360000"),
+    ],
+)
+def test_strict__guessable_or_weakening_values_are_refused(environ, refusal):
+    with pytest.raises(ImproperlyConfigured, match=refusal):
+        load_config({**STRICT_SITE, **environ})
+
+
+def test_strict__a_random_health_token_and_sane_https_settings_pass():
+    load_config(
+        {**STRICT_SITE, "DBOPS_HEALTH_TOKEN": "kq3J_x9vL2mPz7Rt8YwB5nCd4Fg6Hs1A", "DJANGO_SECURE_HSTS_SECONDS": "86400"}
+    )
+
+
+def test_django_env__set_but_empty_is_refused_not_taken_for_development():
+    with pytest.raises(ImproperlyConfigured, match="DJANGO_ENV is set but empty"):
+        load_config({"DJANGO_ENV": "", "DATABASE_URL": PG_URL})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -54,3 +55,47 @@ def test_gunicorn_config__bad_settings_stop_the_master_with_one_line(tmp_path):
     assert result.returncode != 0
     assert "ImproperlyConfigured: DATABASE_POOL_TIMEOUT=-1 is negative" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def dockerfile_instructions() -> list[tuple[str, str]]:
+    """Return the Dockerfile's instructions as (keyword, argument) with continuation lines joined."""
+    text = (PROJECT_DIR / "Dockerfile").read_text().replace("\\\n", " ")
+    found = []
+    for line in text.splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            keyword, _, argument = line.strip().partition(" ")
+            found.append((keyword.upper(), argument.strip()))
+    return found
+
+
+def test_dockerfile__its_own_build_lines_run_in_order_in_a_fresh_copy(tmp_path):
+    """The image's ENV and its manage.py RUN steps, as written, in a copy of the project (no daemon builds here).
+
+    The steps that install (apt-get, pip, useradd, chown) are the only ones left out: this virtualenv already holds
+    what requirements.txt pins. collectstatic once failed here: its build-time SECRET_KEY was one production refuses.
+    """
+    import os
+    import shlex
+    import shutil
+
+    app = tmp_path / "app"
+    files = subprocess.run(["git", "ls-files", "-z"], cwd=PROJECT_DIR, capture_output=True, check=True).stdout
+    for name in filter(None, files.decode().split("\0")):  # COPY . . (what the build context holds)
+        (app / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(PROJECT_DIR / name, app / name)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "DJANGO_", "SECRET_KEY"))}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    ran = []
+    for keyword, argument in dockerfile_instructions():
+        if keyword == "ENV":
+            env.update(dict(pair.split("=", 1) for pair in shlex.split(argument)))
+        elif keyword == "RUN":
+            for step in argument.split("&&"):
+                if "manage.py" in step:
+                    done = subprocess.run(  # noqa: S603 - the Dockerfile's own line, through the shell it is written for
+                        ["/bin/sh", "-c", step.strip()], cwd=app, env=env, capture_output=True, text=True, timeout=300
+                    )
+                    assert done.returncode == 0, f"{step.strip()}\n{done.stderr[-2000:]}"
+                    ran.append(step.strip())
+    assert env["DJANGO_ENV"] == "production" and any("collectstatic" in step for step in ran), ran
+    assert (app / "var" / "static" / "admin").is_dir() or any((app / "var").rglob("admin/css"))

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 from django.conf import settings
 from django.core.mail import mail_admins
 
-from dbops.conf import get_config
+from dbops.conf import get_config, mask_url
 from dbops.logs import log_event
 
 logger = logging.getLogger("dbops.alerts")
@@ -59,10 +61,30 @@ class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
 _NO_REDIRECTS = urllib.request.build_opener(_RefuseRedirects)
 
 
+def webhook_request_parts(url: str) -> tuple[str, dict[str, str]]:
+    """Split credentials out of a webhook URL: (the URL without them, headers carrying them as basic auth).
+
+    `https://user:password@hooks.example/x` is a common way to hand a receiver its credentials; urllib would take
+    "password@host" for a host and port, fail, and print them in its error.
+    """
+    parts = urllib.parse.urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url, {}
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    user = urllib.parse.unquote(parts.username or "")
+    password = urllib.parse.unquote(parts.password or "")
+    token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc)), {"Authorization": f"Basic {token}"}
+
+
 def _webhook(payload: dict) -> None:
     config = get_config().alerts
     if not config.webhook_url:
         return
+    url, auth = webhook_request_parts(config.webhook_url)
     body = {"text": f"{_title(payload)}: {payload['message']}"} if config.webhook_format == "slack" else payload
     data = json.dumps(body, default=str).encode()
     last_error: Exception | None = None
@@ -70,7 +92,7 @@ def _webhook(payload: dict) -> None:
         if attempt:
             time.sleep(min(0.5 * 2 ** (attempt - 1), 5.0))
         request = urllib.request.Request(  # noqa: S310 - http(s) validated by the settings
-            config.webhook_url, data=data, headers={"Content-Type": "application/json"}, method="POST"
+            url, data=data, headers={"Content-Type": "application/json", **auth}, method="POST"
         )
         try:
             with _NO_REDIRECTS.open(request, timeout=config.webhook_timeout) as response:
@@ -82,7 +104,7 @@ def _webhook(payload: dict) -> None:
                 break  # the receiver refuses this body: retrying will not help
         except OSError as exc:
             last_error = exc
-    raise RuntimeError(f"webhook failed after {attempt + 1} attempt(s): {last_error}")
+    raise RuntimeError(f"webhook failed after {attempt + 1} attempt(s): {mask_url(str(last_error))}")
 
 
 CHANNELS = (("log", _log), ("email", _email), ("webhook", _webhook))

@@ -296,6 +296,8 @@ class DbopsConfig:
     # HMAC key that signs each backup's description (empty: backups are not signed). Never in a repr.
     backup_signing_key: str = dataclasses.field(default="", repr=False)
     backup_upload_deadline: int = default("DATABASE_BACKUP_UPLOAD_DEADLINE")
+    trusted_proxy_count: int = default("DBOPS_TRUSTED_PROXY_COUNT")
+    login_account_failure_limit: int = default("DBOPS_LOGIN_ACCOUNT_FAILURE_LIMIT")
     # Set: backups go to this bucket (DATABASE_BACKUP_S3_*), not to DATABASE_BACKUP_DIR.
     backup_s3: BackupS3Config | None = None
     migrations: MigrationSafetyConfig = MigrationSafetyConfig()

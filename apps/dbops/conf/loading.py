@@ -105,10 +105,11 @@ def _signing_key(reader: SettingsReader) -> str:
 
 def _health_token(reader: SettingsReader, *, environment: str) -> str:
     token = reader.raw("DBOPS_HEALTH_TOKEN") or ""
-    if token and environment in STRICT_ENVIRONMENTS and len(token) < 32:
+    if token and environment in STRICT_ENVIRONMENTS and (len(token) < 32 or len(set(token)) < 10):
         raise ImproperlyConfigured(
-            f"DBOPS_HEALTH_TOKEN is {len(token)} characters with DJANGO_ENV={environment}: use 32 or more "
-            '(python -c "import secrets; print(secrets.token_urlsafe(32))").'
+            f"DBOPS_HEALTH_TOKEN is {len(token)} characters, {len(set(token))} distinct, with "
+            f"DJANGO_ENV={environment}: use 32 or more random ones (10 distinct at least: a repeated character "
+            'is guessable) (python -c "import secrets; print(secrets.token_urlsafe(32))").'
         )
     return token
 
@@ -405,6 +406,8 @@ def _build(
         backup_encryption_recipients=_encryption_recipients(reader),
         backup_signing_key=_signing_key(reader),
         backup_upload_deadline=reader.get("DATABASE_BACKUP_UPLOAD_DEADLINE"),
+        trusted_proxy_count=reader.get("DBOPS_TRUSTED_PROXY_COUNT"),
+        login_account_failure_limit=reader.get("DBOPS_LOGIN_ACCOUNT_FAILURE_LIMIT"),
         backup_encryption_identity_file=(
             reader.get("DATABASE_BACKUP_ENCRYPTION_IDENTITY_FILE", default=Path())
             if reader.raw("DATABASE_BACKUP_ENCRYPTION_IDENTITY_FILE")

@@ -132,6 +132,13 @@ class SettingsReader:
         }
 
     def environment(self) -> str:
+        given = self.values.get("DJANGO_ENV")
+        if isinstance(given, str) and not given.strip():
+            # An empty value would mean development (a local database, DEBUG) beside a production DATABASE_URL.
+            raise ImproperlyConfigured(
+                f"DJANGO_ENV is set but empty: set it to one of {', '.join(ENVIRONMENTS)} "
+                "(or unset it for development)."
+            )
         value = self.get("DJANGO_ENV").lower()
         value = ENVIRONMENT_ALIASES.get(value, value)
         if value not in ENVIRONMENTS:

@@ -56,6 +56,11 @@ def _email(reader: SettingsReader) -> dict[str, Any]:
     return parsed
 
 
+# Strict environments: HSTS long enough to matter, staff sessions short enough to end.
+MIN_STRICT_HSTS_SECONDS = 86_400
+MAX_STRICT_SESSION_SECONDS = 7 * 86_400
+
+
 def site_from_env(
     environ_mapping: Mapping[str, str] | None = None, *, base_dir: Path | str, root_urlconf: str
 ) -> SiteConfig:
@@ -91,6 +96,18 @@ def site_from_env(
             f"DJANGO_ROOT_URLCONF={urlconf!r} serves public, database-bound benchmark endpoints: not with "
             f"DJANGO_ENV={environment} (benchmarks set DJANGO_ALLOW_BENCHMARK_URLS=true)."
         )
+    hsts_seconds = reader.get("DJANGO_SECURE_HSTS_SECONDS", default=31_536_000 if strict else 0)
+    if strict and hsts_seconds < MIN_STRICT_HSTS_SECONDS:
+        raise ImproperlyConfigured(
+            f"DJANGO_SECURE_HSTS_SECONDS={hsts_seconds} with DJANGO_ENV={environment}: browsers would accept the "
+            f"site over plain http; use at least {MIN_STRICT_HSTS_SECONDS} (a day; a year is the default)."
+        )
+    session_cookie_age = reader.get("DJANGO_SESSION_COOKIE_AGE", default=8 * 3600 if strict else 14 * 86400)
+    if strict and session_cookie_age > MAX_STRICT_SESSION_SECONDS:
+        raise ImproperlyConfigured(
+            f"DJANGO_SESSION_COOKIE_AGE={session_cookie_age} with DJANGO_ENV={environment}: a staff session can "
+            f"restore the database; keep it at most {MAX_STRICT_SESSION_SECONDS} s (7 days; 8 hours is the default)."
+        )
     return SiteConfig(
         debug=debug,
         secret_key=secret_key or INSECURE_SECRET_KEY,
@@ -98,10 +115,10 @@ def site_from_env(
         static_root=reader.get("DJANGO_STATIC_ROOT", default=Path(base_dir) / "var" / "static"),
         root_urlconf=urlconf,
         email=_email(reader),
-        hsts_seconds=reader.get("DJANGO_SECURE_HSTS_SECONDS", default=31_536_000 if strict else 0),
+        hsts_seconds=hsts_seconds,
         ssl_redirect=reader.get("DJANGO_SECURE_SSL_REDIRECT"),
         # Staff sessions can restore the database: a working day, not Django's two weeks, when strict.
-        session_cookie_age=reader.get("DJANGO_SESSION_COOKIE_AGE", default=8 * 3600 if strict else 14 * 86400),
+        session_cookie_age=session_cookie_age,
     )
 
 

@@ -412,6 +412,21 @@ VARIABLES: dict[str, Variable] = {
         Variable("DBOPS_HEALTH_REPLICATION_LAG_SECONDS", "int", 30, unit=" seconds", meaning="Replica lag above warns"),
         Variable("DBOPS_HEALTH_TOKEN", "text", "", meaning="Bearer token for detail health endpoints and `/metrics`"),
         Variable(
+            "DBOPS_LOGIN_ACCOUNT_FAILURE_LIMIT",
+            "int",
+            20,
+            minimum=6,
+            meaning="Wrong passwords for one account, from any addresses, that start a 15-minute cool-off for it",
+        ),
+        Variable(
+            "DBOPS_TRUSTED_PROXY_COUNT",
+            "int",
+            0,
+            minimum=0,
+            meaning="Reverse proxies in front of the site that append X-Forwarded-For (a same-host nginx: 1); 0: the "
+            "header is ignored",
+        ),
+        Variable(
             "DBOPS_LOCALDB_DIR",
             "path",
             DYNAMIC,

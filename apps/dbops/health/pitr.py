@@ -8,15 +8,21 @@ from django.utils import timezone
 from health_check.exceptions import ServiceUnavailable
 
 from dbops.backups.pitr import PitrTarget, status
+from dbops.backups.pitr.window import cached_status
 from dbops.conf import get_config
 from dbops.database.server import Finding
 from dbops.health.base import DbopsCheck
 
 
-def pitr_findings(target: PitrTarget, *, max_age: int, now: datetime.datetime | None = None) -> list[Finding]:
-    """Grade the recoverable window: no backup, archiving failing, or the latest restorable time too old."""
+def pitr_findings(
+    target: PitrTarget, *, max_age: int, now: datetime.datetime | None = None, fresh: bool = True
+) -> list[Finding]:
+    """Grade the recoverable window: no backup, archiving failing, or the latest restorable time too old.
+
+    `fresh=False` (the health check) reads the window through the per-process cache.
+    """
     now = now or timezone.now()
-    report = status(target)
+    report = status(target) if fresh else cached_status(target)
     findings = []
     if not report["backups"]:
         findings.append(Finding("warning", "no pgBackRest backup yet: run manage.py pitr backup"))
@@ -41,7 +47,9 @@ class PitrWindow(DbopsCheck):
 
     def run(self) -> None:
         try:
-            findings = pitr_findings(PitrTarget.from_settings(self.alias), max_age=get_config().pitr.max_archive_age)
+            findings = pitr_findings(
+                PitrTarget.from_settings(self.alias), max_age=get_config().pitr.max_archive_age, fresh=False
+            )
         except Exception as exc:
             raise ServiceUnavailable(f"cannot read the pgBackRest repository ({type(exc).__name__})") from exc
         self.raise_findings(findings)

@@ -14,6 +14,7 @@ from django.core.files.storage import FileSystemStorage, storages
 from django.db import connections
 
 from dbops.conf import DBOPS_POSTGRES_ENGINE, get_config, mask_url
+from dbops.logs import log_event
 
 logger = logging.getLogger("dbops.backups")
 
@@ -121,7 +122,19 @@ def _make_parent_folders(storage: FileSystemStorage) -> FileSystemStorage:
     """
     with contextlib.suppress(OSError):  # a path that cannot be made fails where the backup is saved, and is recorded
         Path(storage.location).parent.mkdir(parents=True, exist_ok=True)
+    _tighten(Path(storage.location))
     return storage
+
+
+def _tighten(folder: Path) -> None:
+    """Make an existing backup folder private again (0700): dumps hold password hashes and session keys."""
+    try:
+        mode = folder.stat().st_mode & 0o777
+        if mode & 0o077:
+            folder.chmod(0o700)
+            log_event(logger, logging.WARNING, "backup_folder_tightened", folder=str(folder), was=oct(mode))
+    except OSError:
+        return  # missing (made private when first used) or not ours to change: the save says what is wrong
 
 
 def hash_file(handle) -> tuple[str, int]:

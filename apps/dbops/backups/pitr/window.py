@@ -9,6 +9,8 @@ import os
 import re
 import subprocess
 import tempfile
+import threading
+import time
 from pathlib import Path
 
 import psycopg
@@ -154,12 +156,42 @@ def status(target: PitrTarget) -> dict:
     }
 
 
+# Health and the dashboard read the window at most this often per process: reading it runs pgBackRest three times
+# and pg_waldump (0.04 s -> 0.6-0.7 s per /health/ call uncached). `pitr status` always reads it afresh.
+STATUS_CACHE_SECONDS = 30.0
+_cached: dict[tuple[str, str], tuple[float, dict | None, DbopsError | None]] = {}
+_cache_lock = threading.Lock()
+
+
+def cached_status(target: PitrTarget) -> dict:
+    """Return `status(target)`, read at most every STATUS_CACHE_SECONDS per process (failures are cached too)."""
+    key = (target.stanza, target.repo_location)
+    now = time.monotonic()
+    with _cache_lock:
+        hit = _cached.get(key)
+    if hit is None or now - hit[0] >= STATUS_CACHE_SECONDS:
+        try:
+            hit = (now, status(target), None)
+        except DbopsError as exc:
+            hit = (now, None, exc)
+        with _cache_lock:
+            _cached[key] = hit
+    if hit[2] is not None:
+        raise hit[2]
+    return hit[1] or {}
+
+
+def forget_status() -> None:
+    with _cache_lock:
+        _cached.clear()
+
+
 def window_summary() -> dict | None:
     """Return the recoverable window for the dashboard and health (None when PITR is not configured)."""
     if not get_config().pitr.enabled:
         return None
     try:
-        report = status(PitrTarget.from_settings())
+        report = cached_status(PitrTarget.from_settings())
     except DbopsError as exc:
         return {"error": str(exc)}
     return {
