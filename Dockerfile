@@ -15,7 +15,8 @@ RUN apt-get update \
 
 WORKDIR /app
 COPY requirements.txt .
-RUN pip install --no-deps -r requirements.txt
+# Every package pinned with its sha256 (the lock file): a changed or substituted download fails the build.
+RUN pip install --no-deps --require-hashes -r requirements.txt
 
 # The code stays owned by root (the runtime user cannot change it); dbops itself installs as the django-dbops
 # distribution, exactly as a site that adopts it would install it.
@@ -32,6 +33,7 @@ RUN DATABASE_URL=postgres://build@localhost/build ALLOWED_HOSTS=build \
 USER dbops
 EXPOSE 8000
 # Liveness, not readiness: a database outage must not make the orchestrator kill healthy web processes.
+# It asks the port gunicorn binds (PORT, as gunicorn.conf.py reads it), not a fixed 8000.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
-    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/health/live', timeout=4)"]
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen(f\"http://127.0.0.1:{os.environ.get('PORT', '8000')}/health/live\", timeout=4)"]
 CMD ["gunicorn", "--config", "gunicorn.conf.py", "project.wsgi:application"]

@@ -205,6 +205,7 @@ def test_adoption__environment_driven_site_runs_every_feature(adopted_venv, tmp_
         SECRET_KEY=secrets.token_urlsafe(50),
         ALLOWED_HOSTS="127.0.0.1,localhost",
         DBOPS_HEALTH_TOKEN=secrets.token_urlsafe(32),
+        DATABASE_BACKUP_SIGNING_KEY=secrets.token_urlsafe(32),
         CACHE_URL=redis_server,  # production wants a shared cache (dbops.W006 otherwise)
     )
 
@@ -292,9 +293,10 @@ def test_adoption__python_settings_site_refuses_sqlite_then_runs_on_postgresql(a
 
     manage(site, adopted_venv, env, "migrate", "--noinput")
     deploy = manage(site, adopted_venv, env, "check", "--deploy")
-    # The site's own warnings (DEBUG, SECRET_KEY) are its own; dbops says that its token is missing and that
-    # startproject's local-memory cache is per-process.
-    assert set(re.findall(r"dbops\.[EW]\d+", deploy.stdout + deploy.stderr)) == {"dbops.W003", "dbops.W006"}
+    # The site's own warnings (DEBUG, SECRET_KEY) are its own; dbops says that its token and signing key are missing
+    # and that startproject's local-memory cache is per-process.
+    found = set(re.findall(r"dbops\.[EW]\d+", deploy.stdout + deploy.stderr))
+    assert found == {"dbops.W003", "dbops.W006", "dbops.W011"}
     manage(site, adopted_venv, env, "health_check", "dbops:health_ready", "--no-http")
     show = "from dbops.database.pool import pool_max_size as m; print(m('default'))"  # the web processes' pool
     pool = manage(site, adopted_venv, env, "shell", "-c", show)

@@ -99,3 +99,37 @@ def test_dockerfile__its_own_build_lines_run_in_order_in_a_fresh_copy(tmp_path):
                     ran.append(step.strip())
     assert env["DJANGO_ENV"] == "production" and any("collectstatic" in step for step in ran), ran
     assert (app / "var" / "static" / "admin").is_dir() or any((app / "var").rglob("admin/css"))
+
+
+def test_systemd_units__sandboxed_as_systemd_analyze_grades_them():
+    import re as regex
+    import shutil
+
+    from tests.tiers import require_tool
+
+    require_tool("systemd-analyze", how="Debian's systemd", found=bool(shutil.which("systemd-analyze")))
+    for unit in sorted((PROJECT_DIR / "ops" / "systemd").glob("*.service")):
+        graded = subprocess.run(
+            ["systemd-analyze", "security", "--offline=yes", str(unit)], capture_output=True, text=True, check=False
+        )
+        exposure = regex.search(r"Overall exposure level for \S+: (\d+\.\d+)", graded.stdout)
+        assert exposure, graded.stdout[-500:] + graded.stderr[-500:]
+        assert float(exposure.group(1)) <= 2.0, f"{unit.name}: {exposure.group(0)}"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_dockerfile_healthcheck__asks_the_port_the_server_binds(tmp_path):
+    import json
+    import os
+    import re as regex
+
+    healthcheck = regex.search(r"^\s+CMD (\[.*\])$", (PROJECT_DIR / "Dockerfile").read_text(), regex.M)
+    argv = json.loads(healthcheck.group(1))
+    assert argv[0] == "python"
+    with gunicorn(production_environ(tmp_path / "static")) as base:
+        port = base.rsplit(":", 1)[1]
+        assert port != "8000"
+        done = subprocess.run(
+            [sys.executable, *argv[1:]], env={**os.environ, "PORT": port}, capture_output=True, text=True, timeout=30
+        )
+        assert done.returncode == 0, done.stderr

@@ -482,6 +482,16 @@ def configure(
 
 
 def read_dotenv(path: Path | str) -> None:
-    """Load a `.env` file into the environment when it exists; variables already set win (django-environ)."""
+    """Load a `.env` file into the environment when it exists; variables already set win (django-environ).
+
+    When DBOPS_ENV_FILE names a file, it is read first the same way: cron and other schedulers point at the site's
+    environment file instead of sourcing it with a shell (which expands `$` and `$(...)` inside secrets). Values
+    are taken literally.
+    """
+    named = os.environ.get("DBOPS_ENV_FILE", "")
+    if named:
+        if not Path(named).is_file():
+            raise ImproperlyConfigured(f"DBOPS_ENV_FILE={named!r} is not a readable file.")
+        environ.Env.read_env(named, overwrite=False)
     if Path(path).is_file():
         environ.Env.read_env(str(path), overwrite=False)

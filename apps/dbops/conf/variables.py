@@ -410,6 +410,12 @@ VARIABLES: dict[str, Variable] = {
             meaning="Ready answers are reused this long (0",
         ),
         Variable("DBOPS_HEALTH_REPLICATION_LAG_SECONDS", "int", 30, unit=" seconds", meaning="Replica lag above warns"),
+        Variable(
+            "DBOPS_ENV_FILE",
+            "text",
+            "",
+            meaning="A KEY=value file read at start-up (values literal; set variables win): cron reads no shell",
+        ),
         Variable("DBOPS_HEALTH_TOKEN", "text", "", meaning="Bearer token for detail health endpoints and `/metrics`"),
         Variable(
             "DBOPS_LOGIN_ACCOUNT_FAILURE_LIMIT",
