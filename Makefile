@@ -64,6 +64,7 @@ system-deps:
 	@command -v pgbackrest >/dev/null || $(call APT_INSTALL,pgbackrest) || $(call MISSING,pgbackrest)
 	@command -v stunnel4 >/dev/null || $(call APT_INSTALL,stunnel4) || $(call MISSING,stunnel4)
 	@command -v valgrind >/dev/null || $(call APT_INSTALL,valgrind) || $(call MISSING,valgrind)
+	@command -v nginx >/dev/null || test -x /usr/sbin/nginx || $(call APT_INSTALL,nginx-light) || $(call MISSING,nginx)
 	@command -v promtool >/dev/null || test -x $(TOOLS)/promtool || $(INSTALL_PROMTOOL) || $(call MISSING,promtool)
 	@$(MAKE) --no-print-directory patroni || $(call MISSING,Patroni/etcd)
 
