@@ -37,7 +37,10 @@ def drive(base: str, requests: int = 30) -> None:
 
 def served_environ(tmp_path, **extra: str) -> dict[str, str]:
     return production_environ(
-        tmp_path / "static", DJANGO_ROOT_URLCONF="bench.urls", DBOPS_HEALTH_TOKEN="t" * 40, **extra
+        tmp_path / "static",
+        DJANGO_ROOT_URLCONF="bench.urls",
+        DBOPS_HEALTH_TOKEN="evaluator-token-0123456789-abcdefghijk",
+        **extra,
     )
 
 
