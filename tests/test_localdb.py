@@ -223,5 +223,5 @@ def test_temp_folder__made_private_and_exclusive_when_nobody_planted_anything(tm
     monkeypatch.setattr(tempfile, "tempdir", str(shared_tmp))
     cluster = LocalCluster(data_dir=shared_tmp / "dbops-localdb-0123456789" / "data", port=1, bindir=tmp_path)
     cluster._make_owned_folder(cluster.data_dir)
-    assert stat_module.S_IMODE(cluster.data_dir.parent.stat().st_mode) == 0o700
+    assert stat_module.S_IMODE(cluster.data_dir.parent.stat().st_mode) == 0o755  # the server's user passes through
     assert stat_module.S_IMODE(cluster.data_dir.stat().st_mode) == 0o700

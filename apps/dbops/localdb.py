@@ -102,16 +102,22 @@ def resolve_data_dir(configured: Path) -> Path:
     return Path(tempfile.gettempdir()) / f"dbops-localdb-{digest}" / configured.name
 
 
-def _private_folder(path: Path) -> None:
-    """Create `path` 0700 (not following a symlink), or accept it only as a plain folder of ours or the server's."""
+def _private_folder(path: Path, mode: int) -> None:
+    """Create `path` with `mode` (no symlink followed), or accept it only as a plain folder nobody else may write.
+
+    An existing one must belong to this user or the server's.
+    """
     try:
-        os.mkdir(path, 0o700)
+        os.mkdir(path, mode)
+        os.chmod(path, mode)  # whatever the umask took away
         return
     except FileExistsError:
         pass
     found = os.lstat(path)
     if stat.S_ISLNK(found.st_mode) or not stat.S_ISDIR(found.st_mode):
         raise LocalDbError(f"{path} exists and is not a plain folder (a symlink?): refusing to use it; remove it.")
+    if found.st_mode & 0o022:
+        raise LocalDbError(f"{path} can be written by others (mode {oct(found.st_mode & 0o777)}): remove it.")
     owners = {os.geteuid()}
     with contextlib.suppress(KeyError):
         owners.add(pwd.getpwnam(SERVER_USER).pw_uid)
@@ -162,8 +168,8 @@ class LocalCluster:
         if folder.is_relative_to(Path(tempfile.gettempdir())):
             # The temp folder is everyone's: a planted `dbops-localdb-<hash>` symlink would get its target chowned to
             # postgres. Create each folder there exclusively, or use it only when it is a plain folder of ours.
-            for part in (folder.parent, folder):
-                _private_folder(part)
+            _private_folder(folder.parent, 0o755)  # the server's OS user must pass through; nobody else may write
+            _private_folder(folder, 0o700)
         else:
             folder.mkdir(parents=True, exist_ok=True)
         give_to(SERVER_USER, folder, 0o700)
