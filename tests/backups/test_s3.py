@@ -225,14 +225,14 @@ def test_store_frozen__a_backup_fails_within_its_deadline_and_releases_the_lock(
     import os
     import signal
 
-    use_bucket(settings, bucket, connect_timeout=2, read_timeout=2)
+    use_bucket(settings, bucket, connect_timeout=1, read_timeout=1)
     moto = bucket.processes[0]
     os.kill(moto.pid, signal.SIGSTOP)  # accepts connections (the kernel does), answers nothing
     try:
         started = time.monotonic()
         with pytest.raises(BackupError):
             backups.take_backup()
-        assert time.monotonic() - started < 30  # two attempts of a 2 s read timeout, not minutes
+        assert time.monotonic() - started < 30  # two attempts of a 1 s read timeout, not minutes
     finally:
         os.kill(moto.pid, signal.SIGCONT)
     assert BackupRecord.objects.get().status == BackupRecord.Status.FAILED
