@@ -126,7 +126,14 @@ def test_browser__logs_in_opens_the_dashboard_and_backup_history(live_server, op
         driver.find_element(By.NAME, "username").send_keys("operator")
         driver.find_element(By.NAME, "password").send_keys("pw-operator-12345")
         driver.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
-        assert driver.find_element(By.CSS_SELECTOR, "#card-breaker .value").text == "closed"
+        from selenium.webdriver.support import expected_conditions
+        from selenium.webdriver.support.ui import WebDriverWait
+
+        # The click only starts the sign-in: wait for the dashboard page itself (a busy machine takes seconds).
+        breaker = WebDriverWait(driver, 30).until(
+            expected_conditions.presence_of_element_located((By.CSS_SELECTOR, "#card-breaker .value"))
+        )
+        assert breaker.text == "closed"
         assert "/ 6" in driver.find_element(By.CSS_SELECTOR, "#pool-default .value").text  # in use / max
         p95 = float(driver.find_element(By.CSS_SELECTOR, "#p95-default .value").text.split()[0])
         assert p95 >= 210
