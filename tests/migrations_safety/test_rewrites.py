@@ -17,8 +17,8 @@ from django.core.management import call_command
 from django.db import connection
 
 from dbops.migrations_safety.analysis import analyze
+from dbops.migrations_safety.catalog import Severity
 from dbops.migrations_safety.rewrites import rewrite_migration, write_rewrite
-from dbops.migrations_safety.rules import Severity
 from dbops.migrations_safety.runner import apply_migrations, rollback_migrations
 from tests.conftest import LAB, test_database_connection
 from tests.migration_lab.scenarios.indexed import __path__ as indexed_path

@@ -26,7 +26,7 @@ from django.db.models.functions import Upper
 
 from dbops.conf import MigrationSafetyConfig
 from dbops.migrations_safety.analysis import analyze
-from dbops.migrations_safety.rules import RULES, Severity
+from dbops.migrations_safety.catalog import RULES, Severity
 from tests.conftest import test_database_connection
 
 pytestmark = [pytest.mark.database, pytest.mark.django_db]

@@ -17,7 +17,7 @@ from django.db.migrations.graph import MigrationGraph
 from django.db.models.functions import Upper
 
 from dbops.migrations_safety.analysis import analyze
-from dbops.migrations_safety.rules import Severity
+from dbops.migrations_safety.catalog import Severity
 from tests.migrations_safety.test_rules import (  # noqa: F401 - corpus_tables is a fixture
     THRESHOLDS,
     corpus_tables,
@@ -168,7 +168,7 @@ def test_stored_generated_column__is_a_rewrite_not_a_missing_default():
 def test_order_with_respect_to__its_not_null_order_column_is_flagged():
     (finding,) = findings_of(migrations.AlterOrderWithRespectTo("bigitem", "owner"))
     assert (finding.code, finding.severity) == ("M001", Severity.WARN)
-    assert "column _order: default is Python-side only" in finding.detail
+    assert "column _order: existing rows get 0, then Django drops the DEFAULT" in finding.detail
 
 
 def test_exclusion_constraint__is_named_as_such():

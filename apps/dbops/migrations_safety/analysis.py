@@ -20,16 +20,10 @@ from django.db.migrations.state import ProjectState
 
 from dbops.conf import MigrationSafetyConfig, get_config
 from dbops.exceptions import MigrationSelectionError
+from dbops.migrations_safety.catalog import RULES, Severity
+from dbops.migrations_safety.context import OperationContext, table_name
 from dbops.migrations_safety.facts import LiveFacts, load_facts
-from dbops.migrations_safety.rules import (
-    RULES,
-    OperationContext,
-    Severity,
-    defaults_set_by_sql,
-    irreversible_operations,
-    rule_hits,
-    table_name,
-)
+from dbops.migrations_safety.rules import defaults_set_by_sql, irreversible_operations, rule_hits
 
 Node = tuple[str, str]
 

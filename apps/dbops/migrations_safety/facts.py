@@ -64,8 +64,10 @@ def load_facts(alias: str = "default", *, timeout: float = 10.0) -> LiveFacts:
               AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%%'
             """
         ):
-            # Never analyzed: unknown, unless the heap is empty (then it holds no rows).
-            rows = 0 if empty else (reltuples if reltuples >= 0 else None)
+            # The statistics' estimate when they count rows; never analyzed (-1): unknown, unless the heap is empty.
+            # An empty heap with a positive estimate (truncated since, or statistics restored) keeps the estimate:
+            # overstating a size costs a warning, understating it lets a table lock through.
+            rows = reltuples if reltuples > 0 else (0 if empty or reltuples == 0 else None)
             # Raw SQL may name a table with its schema; Django's models name it as the search path finds it.
             tables[f"{schema}.{name}"] = TableFacts(name=f"{schema}.{name}", estimated_rows=rows, size_bytes=size)
             if visible:

@@ -41,7 +41,8 @@ from django.utils import timezone
 from dbops.exceptions import MigrationSelectionError
 from dbops.migrations_safety.analysis import MigrationReport, SafetyReport, analyze, full_plan
 from dbops.migrations_safety.backfill import BATCH_ROWS, backfill_in_batches
-from dbops.migrations_safety.rules import Severity, table_name
+from dbops.migrations_safety.catalog import Severity
+from dbops.migrations_safety.context import table_name
 
 # Codes whose finding has a mechanical safe form here.
 REWRITABLE = frozenset({"M001", "M002", "M004", "M005", "M006", "M007", "M009", "M010", "M011", "M013"})

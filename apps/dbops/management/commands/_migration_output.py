@@ -6,8 +6,8 @@ from django.core.management.base import CommandError
 
 from dbops.exceptions import MigrationFailed, MigrationRefused, MigrationSelectionError
 from dbops.migrations_safety.analysis import SafetyReport
+from dbops.migrations_safety.catalog import Severity
 from dbops.migrations_safety.rewrites import operations_code
-from dbops.migrations_safety.rules import Severity
 
 STYLE_BY_SEVERITY = {Severity.BLOCK: "ERROR", Severity.WARN: "WARNING", Severity.INFO: "HTTP_INFO"}
 

@@ -5,8 +5,8 @@ from dbops.exceptions import MigrationError
 from dbops.management.commands._database import DatabaseCommand
 from dbops.management.commands._migration_output import write_json, write_report
 from dbops.migrations_safety.analysis import analyze
+from dbops.migrations_safety.catalog import Severity
 from dbops.migrations_safety.rewrites import rewrites_for
-from dbops.migrations_safety.rules import Severity
 
 
 class Command(DatabaseCommand):
