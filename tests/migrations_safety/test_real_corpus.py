@@ -21,6 +21,7 @@ from psycopg import sql
 from dbops.localdb import find_bindir
 from tests.migrations_safety.corpus.build import (
     CORPUS_DIR,
+    corpus_environ,
     corpus_python,
     corpus_schema,
     make_pending_and_big,
@@ -145,3 +146,42 @@ def test_the_analysis_renders_a_few_models_not_the_project_per_operation(corpus)
     assert counts["migrations"] >= 300
     # Only the operations graded by their emitted SQL render, each a handful of models (11,695 before).
     assert counts["renders"] < 400, counts
+
+
+@pytest.fixture
+def empty_database(django_db_blocker):
+    name = f"corpus_apply_{secrets.token_hex(4)}"
+    with django_db_blocker.unblock(), psycopg.connect(dbname="postgres", autocommit=True, **_admin()) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    yield _url(name)
+    with django_db_blocker.unblock(), psycopg.connect(dbname="postgres", autocommit=True, **_admin()) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def _script(python, url: str, *args: str) -> dict:
+    result = subprocess.run(
+        [str(python), str(CORPUS_DIR / "apply_rewrites.py"), *args],
+        env=corpus_environ(url),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_every_offered_rewrite_imports_applies_and_gives_the_original_schema(corpus, empty_database, tmp_path):
+    """Each rewrite the report offers replaces its original in a full migrate of the scratch site.
+
+    Written as migration_rewrite writes it, its files import, it applies, and the schema is the original's (but for
+    the database defaults it adds on purpose).
+    """
+    python, url = corpus
+    manifest = _script(python, url, "write", str(tmp_path))
+    assert len(manifest["rewrites"]) >= 50, manifest
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    applied = _script(python, empty_database, "apply", str(tmp_path / "manifest.json"))["results"]
+    problems = [r for r in applied if r["error"] or r["differences"]]
+    assert problems == []
+    assert [r["migration"] for r in applied] == [f"{r['app_label']}.{r['original']}" for r in manifest["rewrites"]]

@@ -48,7 +48,8 @@ def use_rewritten(settings, tmp_path, monkeypatch, rewrite, scenario_dir) -> Non
     shutil.copy(scenario_dir / "0001_initial.py", package / "0001_initial.py")
     write_rewrite(rewrite, package)
     monkeypatch.syspath_prepend(str(tmp_path))
-    sys.modules.pop("lab_rewritten", None)
+    for module in [name for name in sys.modules if name.split(".")[0] == "lab_rewritten"]:
+        sys.modules.pop(module)  # another test's rewrite may have the same migration names
     settings.MIGRATION_MODULES = {LAB: "lab_rewritten"}
     return package
 
@@ -146,6 +147,74 @@ def test_rewrite__a_volatile_default_is_backfilled_in_batches_and_the_column_end
             "SELECT count(*) FROM pg_constraint WHERE conrelid = 'migration_lab_item'::regclass AND contype = 'c'"
         ).fetchone()
         assert checks == (0,)  # the helper check was dropped
+
+
+def table_schema(conn, table: str) -> dict:
+    """Columns, constraints and indexes of `table` as the catalog describes them (what pg_dump would print)."""
+    return {
+        "columns": conn.execute(
+            "SELECT column_name, data_type, is_nullable, coalesce(column_default, '') FROM information_schema.columns "
+            "WHERE table_name = %s ORDER BY column_name",
+            [table],
+        ).fetchall(),
+        "constraints": conn.execute(
+            "SELECT conname, pg_get_constraintdef(oid), convalidated FROM pg_constraint WHERE conrelid = %s::regclass "
+            "ORDER BY conname",
+            [table],
+        ).fetchall(),
+        "indexes": conn.execute(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = %s ORDER BY indexname", [table]
+        ).fetchall(),
+    }
+
+
+def test_rewrite__not_null_fills_nulls_as_django_does_and_keeps_the_foreign_key(lab, settings, tmp_path, monkeypatch):
+    """Django's AlterField fills NULLs with the new default before SET NOT NULL and re-adds a changed foreign key.
+
+    The rewrite fills the NULLs too (else VALIDATE fails on them) and leaves the key alone (no second validation).
+    """
+    from pathlib import Path
+
+    lab("notnullfk")
+    apply_migrations(app_label=LAB, migration_name="0001")
+    with test_database_connection() as conn:
+        conn.execute("INSERT INTO migration_lab_owner DEFAULT VALUES")
+        conn.execute(
+            "INSERT INTO migration_lab_item (name, owner_id, rank) SELECT 'item ' || g, "
+            "(SELECT min(id) FROM migration_lab_owner), CASE WHEN g % 3 = 0 THEN NULL ELSE g END "
+            "FROM generate_series(1, 60000) g"
+        )
+        conn.execute("ANALYZE migration_lab_item")
+    findings = {(f.code, f.operation.split()[0]) for f in analyze(app_label=LAB).findings}
+    assert {("M004", "#1"), ("M008", "#1"), ("M004", "#2")} <= findings
+
+    # The original as Django runs it, for the schema to match; then back to 0001 with the NULLs as they were.
+    assert apply_migrations(app_label=LAB, allow_unsafe=True, reason="reference run").run.status == "succeeded"
+    with test_database_connection() as conn:
+        original = table_schema(conn, "migration_lab_item")
+        assert conn.execute("SELECT count(*) FROM migration_lab_item WHERE rank = 0").fetchone() == (20_000,)
+    assert rollback_migrations(app_label=LAB, target="0001_initial").run.status == "succeeded"
+    with test_database_connection() as conn:
+        conn.execute("UPDATE migration_lab_item SET rank = NULL WHERE rank = 0")
+        (foreign_key,) = conn.execute(
+            "SELECT oid FROM pg_constraint WHERE conrelid = 'migration_lab_item'::regclass AND contype = 'f'"
+        ).fetchone()
+
+    rewrite = rewrite_migration(LAB, "0002")
+    assert any("existing NULLs set to the default 0 first" in change for change in rewrite.changes)
+    assert any("SET NOT NULL alone" in change for change in rewrite.changes)
+    scenario = Path(__import__("tests.migration_lab.scenarios.notnullfk", fromlist=["x"]).__path__[0])
+    use_rewritten(settings, tmp_path, monkeypatch, rewrite, scenario)
+    assert [f for f in analyze(app_label=LAB).findings if f.severity >= Severity.BLOCK] == []
+    outcome = apply_migrations(app_label=LAB)
+    assert outcome.run.status == "succeeded", outcome.run.error
+    with test_database_connection() as conn:
+        assert table_schema(conn, "migration_lab_item") == original
+        assert conn.execute("SELECT count(*) FROM migration_lab_item WHERE rank = 0").fetchone() == (20_000,)
+        kept = conn.execute(
+            "SELECT oid FROM pg_constraint WHERE conrelid = 'migration_lab_item'::regclass AND contype = 'f'"
+        ).fetchone()
+        assert kept == (foreign_key,)  # the same constraint: never dropped, never validated again
 
 
 def test_report_and_command__show_and_write_the_safe_form(lab, capsys, tmp_path):

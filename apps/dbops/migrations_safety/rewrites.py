@@ -19,11 +19,15 @@ form (a type change, a rename, a data migration) are listed as left as they are.
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import functools
+import importlib
+import inspect
 import re
 from pathlib import Path
 
+from django.conf import SettingsReference
 from django.contrib.postgres.operations import (
     AddConstraintNotValid,
     AddIndexConcurrently,
@@ -41,8 +45,9 @@ from django.utils import timezone
 from dbops.exceptions import MigrationSelectionError
 from dbops.migrations_safety.analysis import MigrationReport, SafetyReport, analyze, full_plan
 from dbops.migrations_safety.backfill import BATCH_ROWS, backfill_in_batches
-from dbops.migrations_safety.catalog import Severity
+from dbops.migrations_safety.catalog import RULES, Severity
 from dbops.migrations_safety.context import table_name
+from dbops.migrations_safety.emitted import small_state
 
 # Codes whose finding has a mechanical safe form here.
 REWRITABLE = frozenset({"M001", "M002", "M004", "M005", "M006", "M007", "M009", "M010", "M011", "M013"})
@@ -75,9 +80,78 @@ class Rewrite:
         }
 
 
+# Django's writer refers to what a migration module defines by its dotted path (not importable: "0009_x") and asks
+# for the code to be copied by hand; the rewrite copies it.
+_MANUAL_COPY = re.compile(r"\n# Functions from the following migrations need manual copying\.\n(?:#.*\n)+")
+
+
+def _module_preamble(module_name: str) -> str:
+    """Return a migration module's code without its Migration class: the imports, functions and classes it uses."""
+    module = importlib.import_module(module_name)
+    source = inspect.getsource(module)
+    lines = source.splitlines(keepends=True)
+    dropped: set[int] = set()
+    for node in ast.parse(source).body:
+        is_migration = isinstance(node, ast.ClassDef) and node.name == "Migration"
+        is_future = isinstance(node, ast.ImportFrom) and node.module == "__future__"
+        if is_migration or is_future:
+            first = min([node.lineno, *(d.lineno for d in getattr(node, "decorator_list", []))])
+            dropped.update(range(first - 1, node.end_lineno or node.lineno))
+    kept = "".join(line for number, line in enumerate(lines) if number not in dropped).strip()
+    return f"# --- copied from {module_name}: what its operations use\n{kept}\n# --- end of the copy\n"
+
+
+def _inline_migration_modules(source: str) -> str:
+    """Replace references into migration modules (`app.migrations.0009_x.name`) by a copy of their code."""
+    listed = _MANUAL_COPY.search(source)
+    named = re.findall(r"^# (\S+)$", listed.group(0), re.MULTILINE) if listed else []
+    imported = re.findall(r"^import (\S+)$", source, re.MULTILINE)
+    modules = [
+        name for name in dict.fromkeys([*named, *imported]) if not all(p.isidentifier() for p in name.split("."))
+    ]
+    if not modules:
+        return source
+    source = _MANUAL_COPY.sub("\n", source)
+    preambles = []
+    for name in modules:
+        source = source.replace(f"import {name}\n", "").replace(f"{name}.", "")
+        preambles.append(_module_preamble(name))
+    head, separator, tail = source.partition("\nclass Migration(")
+    return f"{head.rstrip()}\n\n{''.join(preambles)}\n{separator}{tail}"
+
+
+def _swappable_references(migration: Migration) -> dict[str, str]:
+    """Return setting name -> model of the swappable relations (`to=settings.X`) the migration's fields use."""
+    found = {}
+    stack = list(migration.operations)
+    while stack:
+        op = stack.pop()
+        stack += getattr(op, "database_operations", []) + getattr(op, "state_operations", [])
+        fields = [op.field] if hasattr(op, "field") else [field for _, field in getattr(op, "fields", ())]
+        for field in fields:
+            # deconstruct() names the setting of a swappable target (the global app registry knows which).
+            target = field.deconstruct()[3].get("to") if getattr(field, "remote_field", None) else None
+            if isinstance(target, SettingsReference):
+                found[target.setting_name] = str(target)
+    return found
+
+
+def _settings_with_fallback(source: str, migration: Migration) -> str:
+    """Keep `settings.X` for a swappable model, with the model it had as the fallback when the site leaves X unset.
+
+    A package's own migrations read such a setting through the package's defaults (django-oauth-toolkit's
+    OAUTH2_PROVIDER_APPLICATION_MODEL); Django's writer writes `settings.X`, which fails on a site that never set it.
+    """
+    for name, model in _swappable_references(migration).items():
+        source = source.replace(f"to=settings.{name})", f"to=getattr(settings, {name!r}, {model!r}))")
+        source = source.replace(f"to=settings.{name},", f"to=getattr(settings, {name!r}, {model!r}),")
+    return source
+
+
 def render(migration: Migration, rewrite: Rewrite) -> str:
     """Render `migration` as a migration file (Django's writer), with its atomic flag and where it came from."""
     source = MigrationWriter(migration, include_header=False).as_string()
+    source = _settings_with_fallback(_inline_migration_modules(source), migration)
     header = (
         f"# Written by dbops (manage.py migration_rewrite) from {rewrite.app_label}.{rewrite.original} on "
         f"{timezone.now():%Y-%m-%d %H:%M} UTC: its safe form, for review.\n"
@@ -109,6 +183,7 @@ class _Parts:
     concurrent: list = dataclasses.field(default_factory=list)
     validate: list = dataclasses.field(default_factory=list)
     later: list = dataclasses.field(default_factory=list)
+    handled: set = dataclasses.field(default_factory=set)  # the codes the safe form removes
 
 
 def _quote(name: str, connection) -> str:
@@ -126,17 +201,21 @@ def _safe_form(op, state, app_label: str, codes: set[str], connection, parts: _P
     table = table_name(app_label, model.name_lower, model.options, connection) if model else None
 
     if isinstance(op, operations.AddIndex) and codes & {"M005"}:
+        parts.handled.add("M005")
         parts.concurrent.append(AddIndexConcurrently(op.model_name, op.index))
         return f"index {op.index.name}: built CONCURRENTLY in a non-atomic migration"
     if isinstance(op, AddIndexConcurrently | RemoveIndexConcurrently) and "M006" in codes:
+        parts.handled.add("M006")
         parts.concurrent.append(op)
         return f"{type(op).__name__}: moved to a non-atomic migration"
     if isinstance(op, operations.RemoveIndex) and "M007" in codes:
+        parts.handled.add("M007")
         parts.concurrent.append(RemoveIndexConcurrently(op.model_name, op.name))
         return f"index {op.name}: dropped CONCURRENTLY in a non-atomic migration"
     is_check = isinstance(op, operations.AddConstraint) and isinstance(op.constraint, models.CheckConstraint)
     if is_check and "M009" in codes:
         parts.atomic.append(AddConstraintNotValid(op.model_name, op.constraint))
+        parts.handled.add("M009")
         parts.validate.append(ValidateConstraint(op.model_name, op.constraint.name))
         return f"check {op.constraint.name}: added NOT VALID, validated in a later migration (no write lock)"
     if isinstance(op, operations.AddConstraint) and "M010" in codes and _plain_unique(op.constraint) and model:
@@ -150,17 +229,35 @@ def _safe_form(op, state, app_label: str, codes: set[str], connection, parts: _P
             f"ALTER TABLE {_quote(table, connection)} ADD CONSTRAINT {name} UNIQUE USING INDEX {name}",
             reverse_sql=f"ALTER TABLE {_quote(table, connection)} DROP CONSTRAINT IF EXISTS {name}",
         )
+        parts.handled.add("M010")
         parts.concurrent.append(
             operations.SeparateDatabaseAndState(database_operations=[build, attach], state_operations=[op])
         )
         return f"unique {op.constraint.name}: index built CONCURRENTLY, then attached with USING INDEX"
     if isinstance(op, operations.AlterField) and "M004" in codes and model:
-        column = op.field.db_column or op.name
-        _not_null_through_check(op.model_name, op.name, table, column, op, parts)
-        return (
+        column = _column_of(model, op.name)
+        described = (
             f"{table}.{column} NOT NULL: a CHECK (IS NOT NULL) added NOT VALID, validated later, then SET NOT NULL "
             "uses it (no scan) and the check is dropped"
         )
+        value_sql = _null_backfill_sql(op, model, state, app_label, connection)
+        if value_sql is not None:
+            # Django's AlterField fills NULLs with the new default before SET NOT NULL: so does the safe form.
+            backfill = functools.partial(backfill_in_batches, table=table, column=column, value_sql=value_sql)
+            parts.concurrent.append(operations.RunPython(backfill, operations.RunPython.noop))
+            described += f"; existing NULLs set to the default {value_sql} first, in batches of {BATCH_ROWS}"
+        final = op
+        if _only_nullability_changes(model.fields.get(op.name), op.field):
+            # Django's AlterField would drop and re-add (validate) a foreign key: only the NOT NULL changes here.
+            quoted = f"ALTER TABLE {_quote(table, connection)} ALTER COLUMN {_quote(column, connection)}"
+            final = operations.SeparateDatabaseAndState(
+                state_operations=[op],
+                database_operations=[operations.RunSQL(f"{quoted} SET NOT NULL", f"{quoted} DROP NOT NULL")],
+            )
+            described += " (SET NOT NULL alone: the column's constraints stay as they are)"
+        parts.handled.add("M004")
+        _not_null_through_check(op.model_name, op.name, table, column, final, parts)
+        return described
     if isinstance(op, operations.AddField) and "M002" in codes and model:
         column = op.field.db_column or op.name
         value_sql = _db_default_sql(op, state, app_label, connection)
@@ -180,6 +277,7 @@ def _safe_form(op, state, app_label: str, codes: set[str], connection, parts: _P
             parts.validate.append(final)
         else:
             _not_null_through_check(op.model_name, op.name, table, column, final, parts)
+        parts.handled.add("M002")
         return (
             f"column {column} with a volatile default: added without it (no rewrite), the default set for new rows, "
             f"existing rows filled in batches of {BATCH_ROWS} (each committed), then the field as written"
@@ -187,8 +285,13 @@ def _safe_form(op, state, app_label: str, codes: set[str], connection, parts: _P
     if isinstance(op, operations.AddField) and "M001" in codes and _constant(op.field.default):
         name, path, args, kwargs = op.field.deconstruct()
         field = op.field.__class__(*args, **{**kwargs, "db_default": op.field.default})
+        parts.handled.add("M001")
         parts.atomic.append(operations.AddField(op.model_name, op.name, field, preserve_default=op.preserve_default))
-        return f"column {op.name}: its default {op.field.default!r} is given to the database too (db_default)"
+        written, _ = MigrationWriter.serialize(field)
+        return (
+            f"column {op.name}: its default {op.field.default!r} is given to the database too (db_default); write it "
+            f"in models.py as well, or the next makemigrations drops it: {op.name} = {written}"
+        )
     if isinstance(op, operations.RemoveField) and "M011" in codes and model and op.name in model.fields:
         field = model.fields[op.name]
         column = _column_of(model, op.name)
@@ -201,12 +304,14 @@ def _safe_form(op, state, app_label: str, codes: set[str], connection, parts: _P
                 f"{column_type} NULL",
             )
         )
+        parts.handled.add("M011")
         return f"column {table}.{column}: leaves Django's state now, dropped by the later-release migration"
     if isinstance(op, operations.DeleteModel) and "M013" in codes and table:
         parts.atomic.append(operations.SeparateDatabaseAndState(state_operations=[op]))
         parts.later.append(
             operations.RunSQL(f"DROP TABLE IF EXISTS {_quote(table, connection)}", reverse_sql=operations.RunSQL.noop)
         )
+        parts.handled.add("M013")
         return f"table {table}: leaves Django's state now, dropped by the later-release migration"
     return None
 
@@ -221,9 +326,45 @@ def _not_null_through_check(model_name: str, name: str, table: str, column: str,
     parts.validate += [ValidateConstraint(model_name, check.name), alter, remove]
 
 
+def _only_nullability_changes(old, new) -> bool:
+    """Tell whether AlterField old -> new changes `null` and nothing else Django deconstructs."""
+    if old is None:
+        return False
+    _, old_path, old_args, old_kwargs = old.deconstruct()
+    _, new_path, new_args, new_kwargs = new.deconstruct()
+    for kwargs in (old_kwargs, new_kwargs):
+        kwargs.pop("null", None)
+        for attribute in new.non_db_attrs:
+            kwargs.pop(attribute, None)
+    # A default only matters for filling NULLs (done before), the column keeps no DEFAULT either way.
+    old_kwargs.pop("default", None)
+    new_kwargs.pop("default", None)
+    return (old_path, old_args, old_kwargs) == (new_path, new_args, new_kwargs)
+
+
+def _null_backfill_sql(op, model, state, app_label: str, connection) -> str | None:
+    """Return the SQL value Django's AlterField (null -> NOT NULL) first writes into NULL rows; None for none."""
+    old = model.fields.get(op.name)
+    if old is None or not old.null or not (op.field.has_default() or _has_db_default(op.field)):
+        return None
+    after = small_state(state, {(app_label, op.model_name_lower)})
+    op.state_forwards(app_label, after)
+    field = after.apps.get_model(app_label, op.model_name)._meta.get_field(op.name)
+    with connection.schema_editor(collect_sql=True, atomic=False) as editor:
+        if _has_db_default(field):
+            sql, params = editor.db_default_sql(field)
+            return sql % tuple(editor.quote_value(p) for p in params) if params else sql
+        value = editor.effective_default(field)
+        return None if value is None else editor.quote_value(value)
+
+
+def _has_db_default(field) -> bool:
+    return getattr(field, "db_default", models.NOT_PROVIDED) is not models.NOT_PROVIDED
+
+
 def _db_default_sql(op, state, app_label: str, connection) -> str:
     """Render the AddField's db_default as SQL (Django's schema editor, on the model as the field adds it)."""
-    after = state.clone()
+    after = small_state(state, {(app_label, op.model_name_lower)})
     op.state_forwards(app_label, after)
     field = after.apps.get_model(app_label, op.model_name)._meta.get_field(op.name)
     with connection.schema_editor(collect_sql=True, atomic=False) as editor:
@@ -300,7 +441,10 @@ def rewrite_migration(
     validations, later_ops, changes = [], [], []
     for number, op in enumerate(migration.operations, start=1):
         parts = _Parts()
-        change = _safe_form(op, state, app_label, codes_by_operation.get(number, set()), connection, parts)
+        codes = codes_by_operation.get(number, set())
+        change = _safe_form(op, state, app_label, codes, connection, parts)
+        for code in sorted(codes - parts.handled):
+            left.append(f"{code} {RULES[code].title} (#{number} {op.describe()}): kept as written, no safe form here")
         if change is None:
             concurrent = isinstance(op, AddIndexConcurrently | RemoveIndexConcurrently) or not migration.atomic
             (parts.concurrent if concurrent else parts.atomic).append(op)

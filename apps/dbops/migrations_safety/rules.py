@@ -213,6 +213,18 @@ def _alter_field(ctx: OperationContext) -> Iterator[Hit]:
             advice = "Nothing to rewrite: run it with lock_timeout set (migration_apply does) so the brief lock "
             advice += "cannot queue behind long queries."
             yield from graded("M003", dataclasses.replace(grade, severity=Severity.INFO), detail, advice=advice)
+    if _has_db_default(old) and not _has_db_default(new) and not new.null:
+        compat = (
+            ctx.compat_grade(table) if (table, column_name(new, op.name)) not in ctx.columns_added_in_plan else None
+        )
+        if compat is not None:
+            detail = (
+                f"column {op.name}: its database DEFAULT is dropped while NOT NULL; the code still running omits the "
+                "column from INSERTs (db_default) and they fail"
+            )
+            advice = "Drop db_default in the release after the code that sets the value itself is deployed."
+            yield from graded("M001", dataclasses.replace(compat, severity=min(compat.severity, Severity.WARN)),
+                              detail, advice=advice)  # fmt: skip
     if old.null and not new.null and not new.primary_key:
         column = column_name(new, op.name)
         if (table, column) not in ctx.validated_not_null:
