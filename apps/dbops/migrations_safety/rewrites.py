@@ -246,7 +246,7 @@ def _safe_form(op, state, app_label: str, codes: set[str], connection, parts: _P
             backfill = functools.partial(backfill_in_batches, table=table, column=column, value_sql=value_sql)
             parts.concurrent.append(operations.RunPython(backfill, operations.RunPython.noop))
             described += f"; existing NULLs set to the default {value_sql} first, in batches of {BATCH_ROWS}"
-        final = op
+        final: operations.base.Operation = op
         if _only_nullability_changes(model.fields.get(op.name), op.field):
             # Django's AlterField would drop and re-add (validate) a foreign key: only the NOT NULL changes here.
             quoted = f"ALTER TABLE {_quote(table, connection)} ALTER COLUMN {_quote(column, connection)}"
