@@ -170,8 +170,10 @@ def squawk(root: Path, apps: str, label: str) -> tuple[float, float, set[str], s
     )
     linting = time.perf_counter() - started
     issues = json.loads(done.stdout or "[]")
-    flagged = {Path(issue["file"]).stem for issue in issues}
-    substantive = {Path(issue["file"]).stem for issue in issues if issue["rule_name"] not in TIMEOUT_RULES}
+    flagged = {Path(issue["file"]).stem.split(".", 1)[1] for issue in issues}
+    substantive = {
+        Path(issue["file"]).stem.split(".", 1)[1] for issue in issues if issue["rule_name"] not in TIMEOUT_RULES
+    }
     return sqlmigrate, linting, flagged, substantive
 
 

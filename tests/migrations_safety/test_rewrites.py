@@ -69,14 +69,16 @@ def test_rewrite__each_mechanical_finding_gets_its_safe_form_and_the_result_appl
     }  # fmt: skip
 
     rewrite = rewrite_migration(LAB, "0002")
-    # In order: the transactional part, the concurrent builds, the state-only removal, then the validations.
-    assert [m.name for m in rewrite.now] == ["0002_tighten_a", "0002_tighten_b", "0002_tighten_c", "0002_tighten_d"]
-    assert [m.atomic for m in rewrite.now] == [True, False, True, True]
+    # In order: the transactional part, the concurrent builds, the state-only removal, the validations, then the
+    # SET NOT NULL on validated ground in a transaction of its own (a scan after it would hold its lock).
+    assert [m.name for m in rewrite.now] == [f"0002_tighten_{letter}" for letter in "abcde"]
+    assert [m.atomic for m in rewrite.now] == [True, False, True, True, True]
     assert rewrite.now[-1].replaces == [(LAB, "0002_tighten")] and rewrite.later.name == "0002_tighten_drop"
     source = dict(rewrite.files())
     assert "AddIndexConcurrently" in source["0002_tighten_b.py"] and "atomic = False" in source["0002_tighten_b.py"]
     assert "AddConstraintNotValid" in source["0002_tighten_a.py"] and "db_default=False" in source["0002_tighten_a.py"]
-    assert "ValidateConstraint" in source["0002_tighten_d.py"]
+    assert "ValidateConstraint" in source["0002_tighten_d.py"] and "AlterField" not in source["0002_tighten_d.py"]
+    assert "ValidateConstraint" not in source["0002_tighten_e.py"] and "AlterField" in source["0002_tighten_e.py"]
 
     scenario = Path(__import__("tests.migration_lab.scenarios.mixed", fromlist=["x"]).__path__[0])
     package = use_rewritten(settings, tmp_path, monkeypatch, rewrite, scenario)
@@ -125,7 +127,7 @@ def test_rewrite__a_volatile_default_is_backfilled_in_batches_and_the_column_end
     assert [f.code for f in analyze(app_label=LAB).findings] == ["M002"]  # a rewrite of every row under the lock
 
     rewrite = rewrite_migration(LAB, "0002")
-    assert [m.atomic for m in rewrite.now] == [True, False, True]
+    assert [m.atomic for m in rewrite.now] == [True, False, True, True]
     assert (
         "functools.partial(dbops.migrations_safety.backfill.backfill_in_batches"
         in dict(rewrite.files())["0002_item_token_b.py"]
@@ -215,6 +217,18 @@ def test_rewrite__not_null_fills_nulls_as_django_does_and_keeps_the_foreign_key(
             "SELECT oid FROM pg_constraint WHERE conrelid = 'migration_lab_item'::regclass AND contype = 'f'"
         ).fetchone()
         assert kept == (foreign_key,)  # the same constraint: never dropped, never validated again
+
+
+def test_rewrite__says_what_it_keeps_and_names_the_models_line_for_db_default(lab):
+    lab("indexlater")
+    apply_migrations(app_label=LAB, migration_name="0001")
+    rows(20_000)
+    rewrite = rewrite_migration(LAB, "0002")
+    (kept,) = rewrite.left
+    assert kept.startswith("M005 index built without CONCURRENTLY (#2 Alter field rank on item): kept as written")
+    (change,) = rewrite.changes
+    assert "write it in models.py as well" in change
+    assert "rank = models.IntegerField(db_default=0, default=0)" in change
 
 
 def test_report_and_command__show_and_write_the_safe_form(lab, capsys, tmp_path):

@@ -176,12 +176,15 @@ def operations_code(migration: Migration) -> str:
 class _Parts:
     """Where the safe form of an operation goes.
 
-    In its place (in a transaction or outside one), with the validations at the end, or in the later release.
+    In its place (in a transaction or outside one); the validations after everything (SHARE UPDATE EXCLUSIVE: reads
+    and writes go on); then what needs a brief ACCESS EXCLUSIVE lock on validated ground (SET NOT NULL), in a
+    transaction of its own: a validation after it would scan while that lock is held; or in the later release.
     """
 
     atomic: list = dataclasses.field(default_factory=list)
     concurrent: list = dataclasses.field(default_factory=list)
     validate: list = dataclasses.field(default_factory=list)
+    finish: list = dataclasses.field(default_factory=list)
     later: list = dataclasses.field(default_factory=list)
     handled: set = dataclasses.field(default_factory=set)  # the codes the safe form removes
 
@@ -274,7 +277,7 @@ def _safe_form(op, state, app_label: str, codes: set[str], connection, parts: _P
         parts.concurrent.append(operations.RunPython(backfill, operations.RunPython.noop))
         final = operations.AlterField(op.model_name, op.name, op.field)
         if op.field.null:
-            parts.validate.append(final)
+            parts.finish.append(final)
         else:
             _not_null_through_check(op.model_name, op.name, table, column, final, parts)
         parts.handled.add("M002")
@@ -323,7 +326,8 @@ def _not_null_through_check(model_name: str, name: str, table: str, column: str,
     )
     parts.atomic.append(AddConstraintNotValid(model_name, check))
     remove = operations.RemoveConstraint(model_name, check.name)
-    parts.validate += [ValidateConstraint(model_name, check.name), alter, remove]
+    parts.validate.append(ValidateConstraint(model_name, check.name))
+    parts.finish += [alter, remove]
 
 
 def _only_nullability_changes(old, new) -> bool:
@@ -438,7 +442,7 @@ def rewrite_migration(
     state = state if state is not None else loader.project_state(key, at_end=False)
     # Consecutive runs of operations that need (or cannot have) a transaction, in their original order.
     segments: list[tuple[bool, list]] = []
-    validations, later_ops, changes = [], [], []
+    validations, finishes, later_ops, changes = [], [], [], []
     for number, op in enumerate(migration.operations, start=1):
         parts = _Parts()
         codes = codes_by_operation.get(number, set())
@@ -458,12 +462,15 @@ def rewrite_migration(
             else:
                 segments.append((atomic, list(ops)))
         validations += parts.validate
+        finishes += parts.finish
         later_ops += parts.later
         op.state_forwards(app_label, state)
     if not changes:
         return None
     if validations:
         segments.append((True, validations))
+    if finishes:
+        segments.append((True, finishes))
     now = []
     for letter, (atomic, ops) in zip("abcdefghij", segments, strict=False):
         part = Migration(f"{migration.name}_{letter}", app_label)

@@ -4,6 +4,7 @@ Run with the corpus virtualenv (tests/migrations_safety/corpus/venv.py builds it
 way docs/adopting.md tells a site to add dbops (env style); nothing else of dbops is configured.
 """
 
+import os
 from pathlib import Path
 
 import dbops.conf
@@ -64,6 +65,8 @@ INSTALLED_APPS = [
     "constance",
     "health_check",
     "dbops",
+    # bench/migration_corpus.py adds django-migration-linter here to compare it on the same migrations.
+    *[app for app in os.environ.get("CORPUS_EXTRA_APPS", "").split(",") if app],
 ]
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
