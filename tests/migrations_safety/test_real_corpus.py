@@ -73,7 +73,7 @@ def corpus(django_db_blocker):
 @pytest.fixture(scope="module")
 def report(corpus) -> dict:
     python, url = corpus
-    result = manage(python, url, "migration_report", "--json")
+    result = manage(python, url, "migration_report", "--all", "--json")
     assert result.returncode in (0, 1), result.stdout[-2000:] + result.stderr[-3000:]
     assert "Traceback" not in result.stderr, result.stderr[-3000:]
     return json.loads(result.stdout)
