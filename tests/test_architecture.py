@@ -24,6 +24,7 @@ CAPABILITIES = (
     "alerting",
     "backups",
     "migrations_safety",
+    "insights",
     "replication",
     "dashboard",
     "management",

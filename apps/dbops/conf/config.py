@@ -167,6 +167,27 @@ class MigrationSafetyConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class InsightsConfig:
+    """Thresholds of the database insights (I001-I010)."""
+
+    statement_timeout: float = default("DBOPS_INSIGHTS_STATEMENT_TIMEOUT")
+    xid_age_warn: int = default("DBOPS_INSIGHTS_XID_AGE_WARN")
+    xid_age_critical: int = default("DBOPS_INSIGHTS_XID_AGE_CRITICAL")
+    sequence_warn_percent: int = default("DBOPS_INSIGHTS_SEQUENCE_WARN_PERCENT")
+    sequence_critical_percent: int = default("DBOPS_INSIGHTS_SEQUENCE_CRITICAL_PERCENT")
+    unused_index_days: int = default("DBOPS_INSIGHTS_UNUSED_INDEX_DAYS")
+    unused_index_min_kb: int = default("DBOPS_INSIGHTS_UNUSED_INDEX_MIN_KB")
+    foreign_key_min_rows: int = default("DBOPS_INSIGHTS_FOREIGN_KEY_MIN_ROWS")
+    dead_tuple_ratio: float = default("DBOPS_INSIGHTS_DEAD_TUPLE_RATIO")
+    dead_tuples_min: int = default("DBOPS_INSIGHTS_DEAD_TUPLES_MIN")
+    slot_retained_mb: int = default("DBOPS_INSIGHTS_SLOT_RETAINED_MB")
+    top_statements: int = default("DBOPS_INSIGHTS_TOP_STATEMENTS")
+    slow_statement_ms: int = default("DBOPS_INSIGHTS_SLOW_STATEMENT_MS")
+    cache_hit_ratio: float = default("DBOPS_INSIGHTS_CACHE_HIT_RATIO")
+    cache_min_blocks: int = default("DBOPS_INSIGHTS_CACHE_MIN_BLOCKS")
+
+
+@dataclasses.dataclass(frozen=True)
 class AlertConfig:
     """Alert thresholds, lifecycle and channels."""
 
@@ -301,6 +322,7 @@ class DbopsConfig:
     # Set: backups go to this bucket (DATABASE_BACKUP_S3_*), not to DATABASE_BACKUP_DIR.
     backup_s3: BackupS3Config | None = None
     migrations: MigrationSafetyConfig = MigrationSafetyConfig()
+    insights: InsightsConfig = InsightsConfig()
     alerts: AlertConfig = AlertConfig()
     pitr: PitrConfig = PitrConfig()
     replica: DatabaseConfig | None = None

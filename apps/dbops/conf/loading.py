@@ -28,6 +28,7 @@ from dbops.conf.config import (
     DatabaseConfig,
     DbopsConfig,
     HealthConfig,
+    InsightsConfig,
     LocalDbConfig,
     MigrationSafetyConfig,
     PitrConfig,
@@ -44,6 +45,7 @@ from dbops.conf.databases import (
 )
 from dbops.conf.masking import credentials_need_encoding, encoding_hint, mask_url
 from dbops.conf.reader import SettingsReader, parse_cache_url
+from dbops.conf.variables import VARIABLES
 
 
 def _pool(reader: SettingsReader) -> PoolConfig:
@@ -431,6 +433,13 @@ def _build(
             lock_retry_delay_ms=reader.get("MIGRATION_LOCK_RETRY_DELAY_MS"),
             backup=reader.get("MIGRATION_BACKUP"),
             suppressions=reader.get("MIGRATION_SAFETY_SUPPRESSIONS"),
+        ),
+        insights=InsightsConfig(
+            **{
+                name.removeprefix("DBOPS_INSIGHTS_").lower(): reader.get(name)
+                for name in VARIABLES
+                if name.startswith("DBOPS_INSIGHTS_")
+            }
         ),
         breaker=BreakerConfig(
             enabled=reader.get("DBOPS_BREAKER_ENABLED"),

@@ -585,6 +585,39 @@ VARIABLES: dict[str, Variable] = {
         ),
         Variable("SECRET_KEY", "text", "", meaning="**Required** when strict"),
         Variable("WEB_CONCURRENCY", "int", 2, meaning="Gunicorn workers (also used by check `dbops.E002`)"),
+        Variable("DBOPS_INSIGHTS_STATEMENT_TIMEOUT", "float", 10.0, unit=" seconds", meaning="Per insight query"),
+        Variable(
+            "DBOPS_INSIGHTS_XID_AGE_WARN", "int", 1_000_000_000, unit=" transactions", meaning="I001 warn from this age"
+        ),
+        Variable(
+            "DBOPS_INSIGHTS_XID_AGE_CRITICAL",
+            "int",
+            1_500_000_000,
+            unit=" transactions",
+            meaning="I001 critical from this age",
+        ),
+        Variable("DBOPS_INSIGHTS_SEQUENCE_WARN_PERCENT", "int", 75, unit=" %", meaning="I002 warn from this share"),
+        Variable("DBOPS_INSIGHTS_SEQUENCE_CRITICAL_PERCENT", "int", 90, unit=" %", meaning="I002 critical from here"),
+        Variable(
+            "DBOPS_INSIGHTS_UNUSED_INDEX_DAYS", "int", 7, minimum=0, unit=" days", meaning="I005 statistics age needed"
+        ),
+        Variable(
+            "DBOPS_INSIGHTS_UNUSED_INDEX_MIN_KB", "int", 1024, minimum=0, unit=" KB", meaning="I005 smallest index"
+        ),
+        Variable(
+            "DBOPS_INSIGHTS_FOREIGN_KEY_MIN_ROWS", "int", 10_000, minimum=0, unit=" rows", meaning="I006 smallest table"
+        ),
+        Variable("DBOPS_INSIGHTS_DEAD_TUPLE_RATIO", "float", 0.2, minimum=0, meaning="I007 dead share of a table"),
+        Variable("DBOPS_INSIGHTS_DEAD_TUPLES_MIN", "int", 10_000, minimum=0, unit=" rows", meaning="I007 fewest dead"),
+        Variable(
+            "DBOPS_INSIGHTS_SLOT_RETAINED_MB", "int", 1024, minimum=0, unit=" MB", meaning="I008 critical from this WAL"
+        ),
+        Variable("DBOPS_INSIGHTS_TOP_STATEMENTS", "int", 5, unit=" statements", meaning="I009 how many"),
+        Variable("DBOPS_INSIGHTS_SLOW_STATEMENT_MS", "int", 500, unit=" ms", meaning="I009 warn from this mean"),
+        Variable("DBOPS_INSIGHTS_CACHE_HIT_RATIO", "float", 0.99, minimum=0, meaning="I010 warn below this ratio"),
+        Variable(
+            "DBOPS_INSIGHTS_CACHE_MIN_BLOCKS", "int", 100_000, minimum=0, unit=" blocks", meaning="I010 reads needed"
+        ),
     )
 }
 

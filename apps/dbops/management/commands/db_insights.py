@@ -1,0 +1,54 @@
+from django.core.management.base import CommandError
+
+from dbops.insights.checks import CHECKS
+from dbops.insights.service import LEVELS, run_insights
+from dbops.management.commands._database import DatabaseCommand
+from dbops.management.commands._migration_output import write_json
+
+
+class Command(DatabaseCommand):
+    help = (
+        "Database insights: transaction ID wraparound, sequences near their maximum, invalid, duplicate and unused "
+        "indexes, foreign keys without an index, autovacuum behind, replication slots holding WAL, the costliest "
+        "statements and the cache hit ratio; each finding with its Django model and the fix. Read-only. "
+        "Exit 0 nothing at or above --fail-on, 1 findings, 2 error, 3 database unreachable."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--database", default="default", help="Database alias to inspect.")
+        parser.add_argument(
+            "--code", action="append", choices=sorted(CHECKS), help="Only this check (repeatable): I001 ... I010."
+        )
+        parser.add_argument(
+            "--fail-on",
+            choices=list(LEVELS),
+            default="warn",
+            help="Exit 1 when a finding is at least this level (default: warn).",
+        )
+        parser.add_argument("--json", action="store_true", help="Print the report as JSON.")
+
+    def handle(self, *args, **options):
+        codes = set(options["code"]) if options["code"] else None
+        report = run_insights(options["database"], codes=codes)
+        if options["json"]:
+            write_json(self, report.as_dict())
+        else:
+            self._write(report)
+        threshold = LEVELS[options["fail_on"]]
+        if any(LEVELS[i.level] >= threshold for i in report.insights):
+            raise CommandError(f"insights at or above {options['fail_on']}", returncode=1)
+
+    def _write(self, report) -> None:
+        if not report.insights:
+            self.stdout.write(f"{report.database}: nothing found ({report.seconds:.2f} s)")
+        for insight in report.insights:
+            style = (
+                self.style.ERROR
+                if insight.level == "critical"
+                else (self.style.WARNING if insight.level == "warn" else str)
+            )
+            model = f" [{insight.model}]" if insight.model else ""
+            self.stdout.write(style(f"{insight.code} {insight.level:<8} {insight.object}{model}: {insight.message}"))
+            self.stdout.write(f"    fix: {insight.fix}")
+        for code, why in report.failed.items():
+            self.stdout.write(self.style.WARNING(f"{code} not checked: {why}"))
