@@ -148,7 +148,7 @@ def main() -> None:
             time.sleep(down_seconds)
             cluster.start()  # pg_ctl -w: returns when the server accepts connections
             accepting_at = time.monotonic()
-            time.sleep(4 if args.smoke else 10)
+            time.sleep(2 if args.smoke else 10)
             for watcher in [*traffic.values(), *ready.values()]:
                 watcher.stop.set()
             outage_logs = {name: log_counts(lines, log_start[name]) for name, lines in logs.items()}
@@ -159,7 +159,7 @@ def main() -> None:
                 name: stack.enter_context(Traffic(base + f"/bench/sleep?ms={hold_ms}", threads=WORKERS * THREADS))
                 for name, base in servers.items()
             }
-            time.sleep(6 if args.smoke else 15)
+            time.sleep(3 if args.smoke else 15)
             for t in held.values():
                 t.stop.set()
 

@@ -161,6 +161,13 @@ def squawk(root: Path, apps: str, label: str) -> tuple[float, float, set[str], s
         capture_output=True,
     )
     sqlmigrate = time.perf_counter() - started
+    linting, flagged, substantive = lint_sql(folder)
+    names = {key: {stem.split(".", 1)[1] for stem in stems} for key, stems in (("all", flagged), ("sub", substantive))}
+    return sqlmigrate, linting, names["all"], names["sub"]
+
+
+def lint_sql(folder: Path) -> tuple[float, set[str], set[str]]:
+    """Run squawk on every .sql file of `folder`: (seconds, files flagged, flagged without the timeout rules)."""
     started = time.perf_counter()
     done = subprocess.run(  # noqa: S603 - the squawk binary from requirements-bench.txt
         [squawk_binary(), "--reporter", "json", "--pg-version", "15", *sorted(map(str, folder.glob("*.sql")))],
@@ -168,13 +175,11 @@ def squawk(root: Path, apps: str, label: str) -> tuple[float, float, set[str], s
         text=True,
         check=False,
     )
-    linting = time.perf_counter() - started
+    seconds = time.perf_counter() - started
     issues = json.loads(done.stdout or "[]")
-    flagged = {Path(issue["file"]).stem.split(".", 1)[1] for issue in issues}
-    substantive = {
-        Path(issue["file"]).stem.split(".", 1)[1] for issue in issues if issue["rule_name"] not in TIMEOUT_RULES
-    }
-    return sqlmigrate, linting, flagged, substantive
+    flagged = {Path(issue["file"]).stem for issue in issues}
+    substantive = {Path(issue["file"]).stem for issue in issues if issue["rule_name"] not in TIMEOUT_RULES}
+    return seconds, flagged, substantive
 
 
 def main() -> None:

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 from harness import PROJECT_DIR, median, parser, postgres
-from migration_analysis import TIMEOUT_RULES, squawk_binary
+from migration_analysis import lint_sql, squawk_binary
 
 from dbops.localdb import find_bindir
 from tests.migrations_safety.corpus.build import (
@@ -90,17 +90,7 @@ def squawk(python: Path, url: str, folder: Path) -> tuple[float, float, int, set
     if done.returncode != 0:
         raise SystemExit(f"sqlmigrate_all failed: {done.stderr[-2000:]}")
     failed = int(done.stdout.split()[-1])
-    started = time.perf_counter()
-    linted = subprocess.run(  # noqa: S603 - the squawk binary from requirements-bench.txt
-        [squawk_binary(), "--reporter", "json", "--pg-version", "15", *sorted(map(str, folder.glob("*.sql")))],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    seconds = time.perf_counter() - started
-    issues = json.loads(linted.stdout or "[]")
-    flagged = {Path(issue["file"]).stem for issue in issues}
-    substantive = {Path(issue["file"]).stem for issue in issues if issue["rule_name"] not in TIMEOUT_RULES}
+    seconds, flagged, substantive = lint_sql(folder)
     return sqlmigrate, seconds, failed, flagged, substantive
 
 
