@@ -118,9 +118,11 @@ def sequences(conn, limits: InsightsConfig) -> list[Raw]:
 def invalid_indexes(conn, limits: InsightsConfig) -> list[Raw]:
     """I003: an index PostgreSQL keeps up to date but never uses (a failed CREATE INDEX CONCURRENTLY)."""
     found = []
-    for schema, index, table, definition in conn.execute(
+    for schema, index, table, definition, columns in conn.execute(
         """
-        SELECT n.nspname, ci.relname, n.nspname || '.' || ct.relname, pg_get_indexdef(i.indexrelid)
+        SELECT n.nspname, ci.relname, n.nspname || '.' || ct.relname, pg_get_indexdef(i.indexrelid),
+               array(SELECT a.attname FROM unnest(i.indkey) k(attnum) JOIN pg_attribute a
+                     ON a.attrelid = i.indrelid AND a.attnum = k.attnum)
         FROM pg_index i JOIN pg_class ci ON ci.oid = i.indexrelid JOIN pg_class ct ON ct.oid = i.indrelid
         JOIN pg_namespace n ON n.oid = ci.relnamespace
         WHERE NOT i.indisvalid AND n.nspname NOT LIKE 'pg\\_%%'
@@ -129,7 +131,9 @@ def invalid_indexes(conn, limits: InsightsConfig) -> list[Raw]:
         rebuild = definition.replace(" INDEX ", " INDEX CONCURRENTLY ", 1)
         fix = f"DROP INDEX CONCURRENTLY {schema}.{index}; then, once the cause is fixed: {rebuild}"
         message = "INVALID: every write maintains it, no query can use it (a CREATE INDEX CONCURRENTLY that failed)"
-        found.append(Raw("I003", WARN, f"index {schema}.{index}", message, fix, table=table))
+        detail = {"index": f"{schema}.{index}", "rebuild": rebuild}
+        column = columns[0] if len(columns) == 1 else None
+        found.append(Raw("I003", WARN, f"index {schema}.{index}", message, fix, table, column, detail))
     return found
 
 
@@ -137,7 +141,10 @@ _INDEXES = """
 SELECT i.indexrelid, n.nspname, ci.relname, n.nspname || '.' || ct.relname, i.indrelid, i.indkey::text,
        coalesce(pg_get_expr(i.indexprs, i.indrelid), ''), coalesce(pg_get_expr(i.indpred, i.indrelid), ''),
        i.indclass::text, am.amname, i.indisunique, i.indisprimary,
-       EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid), pg_relation_size(i.indexrelid)
+       EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid), pg_relation_size(i.indexrelid),
+       pg_get_indexdef(i.indexrelid),
+       array(SELECT a.attname FROM unnest(i.indkey) k(attnum) JOIN pg_attribute a
+             ON a.attrelid = i.indrelid AND a.attnum = k.attnum)
 FROM pg_index i JOIN pg_class ci ON ci.oid = i.indexrelid JOIN pg_class ct ON ct.oid = i.indrelid
 JOIN pg_namespace n ON n.oid = ci.relnamespace JOIN pg_am am ON am.oid = ci.relam
 WHERE i.indisvalid AND n.nspname NOT LIKE 'pg\\_%%' AND n.nspname <> 'information_schema'
@@ -160,6 +167,8 @@ class _Index:
     primary: bool
     constraint: bool
     size: int
+    definition: str
+    columns: tuple[str, ...]
 
     @property
     def kept(self) -> bool:
@@ -170,42 +179,44 @@ class _Index:
     def qualified(self) -> str:
         return f"{self.schema}.{self.name}"
 
+    @property
+    def column(self) -> str | None:
+        """The column of a one-column index (its Django field, when one maps)."""
+        return self.columns[0] if len(self.columns) == 1 and not self.expressions else None
+
+    def raw(self, code: str, message: str, **extra) -> Raw:
+        fix = f"DROP INDEX CONCURRENTLY {self.qualified}"
+        detail = {"index": self.qualified, "definition": self.definition, "size_bytes": self.size, **extra}
+        return Raw(code, WARN, f"index {self.qualified}", message, fix, self.table, self.column, detail)
+
 
 def _indexes(conn) -> list[_Index]:
-    return [
-        _Index(
-            oid,
-            schema,
-            name,
-            table,
-            table_oid,
-            tuple(keys.split()),
-            exprs,
-            pred,
-            tuple(classes.split()),
-            method,
-            unique,
-            primary,
-            constraint,
-            size,
-        )  # fmt: skip
-        for (
-            oid,
-            schema,
-            name,
-            table,
-            table_oid,
-            keys,
-            exprs,
-            pred,
-            classes,
-            method,
-            unique,
-            primary,
-            constraint,
-            size,
-        ) in conn.execute(_INDEXES)  # fmt: skip
-    ]
+    found = []
+    for row in conn.execute(_INDEXES):
+        oid, schema, name, table, table_oid, keys, exprs, pred, classes, method, *rest = row
+        unique, primary, constraint, size, definition, columns = rest
+        keys, classes, columns = tuple(keys.split()), tuple(classes.split()), tuple(columns)
+        found.append(
+            _Index(
+                oid,
+                schema,
+                name,
+                table,
+                table_oid,
+                keys,
+                exprs,
+                pred,
+                classes,
+                method,
+                unique,
+                primary,
+                constraint,
+                size,
+                definition,
+                columns,
+            )  # fmt: skip
+        )
+    return found
 
 
 def duplicate_indexes(conn, limits: InsightsConfig) -> list[Raw]:
@@ -235,18 +246,7 @@ def duplicate_indexes(conn, limits: InsightsConfig) -> list[Raw]:
                 if same or covered:
                     how = "the same as" if same else "covered by the leading columns of"
                     message = f"{how} {other.qualified}: every write maintains both, reads need one"
-                    fix = f"DROP INDEX CONCURRENTLY {index.qualified}"
-                    found.append(
-                        Raw(
-                            "I004",
-                            WARN,
-                            f"index {index.qualified}",
-                            message,
-                            fix,
-                            table=index.table,
-                            detail={"duplicate_of": other.qualified, "size_bytes": index.size},
-                        )  # fmt: skip
-                    )
+                    found.append(index.raw("I004", message, duplicate_of=other.qualified))
                     reported.add(index.oid)
                     break
     return found
@@ -268,17 +268,7 @@ def unused_indexes(conn, limits: InsightsConfig) -> list[Raw]:
         message = (
             f"no scan in {float(age_days):.0f} days of statistics; {index.size / MB:,.1f} MB every write maintains"
         )
-        found.append(
-            Raw(
-                "I005",
-                WARN,
-                f"index {index.qualified}",
-                message,
-                f"DROP INDEX CONCURRENTLY {index.qualified}",
-                table=index.table,
-                detail={"size_bytes": index.size, "days": float(age_days)},
-            )  # fmt: skip
-        )
+        found.append(index.raw("I005", message, days=float(age_days)))
     return found
 
 
@@ -310,7 +300,8 @@ def unindexed_foreign_keys(conn, limits: InsightsConfig) -> list[Raw]:
         index = f"{table.rpartition('.')[2]}_{'_'.join(columns)}_idx"[:63]
         fix = f"CREATE INDEX CONCURRENTLY {index} ON {table} ({', '.join(columns)})"
         column = columns[0] if len(columns) == 1 else None
-        found.append(Raw("I006", WARN, f"constraint {name}", message, fix, table=table, column=column))
+        detail = {"columns": columns, "index_name": index, "table": table}
+        found.append(Raw("I006", WARN, f"constraint {name}", message, fix, table=table, column=column, detail=detail))
     return found
 
 

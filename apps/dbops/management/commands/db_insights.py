@@ -1,6 +1,9 @@
+from pathlib import Path
+
 from django.core.management.base import CommandError
 
 from dbops.insights.checks import CHECKS
+from dbops.insights.fixes import write_fix_migrations
 from dbops.insights.service import LEVELS, run_insights
 from dbops.management.commands._database import DatabaseCommand
 from dbops.management.commands._migration_output import write_json
@@ -26,6 +29,12 @@ class Command(DatabaseCommand):
             help="Exit 1 when a finding is at least this level (default: warn).",
         )
         parser.add_argument("--json", action="store_true", help="Print the report as JSON.")
+        parser.add_argument(
+            "--write-migrations",
+            metavar="DIR",
+            help="Write the fix of each index finding (I003-I006) on a Django model as a migration under "
+            "DIR/<app_label>/ for review (CONCURRENTLY, atomic = False); nothing is applied.",
+        )
 
     def handle(self, *args, **options):
         codes = set(options["code"]) if options["code"] else None
@@ -34,6 +43,12 @@ class Command(DatabaseCommand):
             write_json(self, report.as_dict())
         else:
             self._write(report)
+        if options["write_migrations"]:
+            written = write_fix_migrations(report.insights, Path(options["write_migrations"]), options["database"])
+            for fix in written:
+                self.stderr.write(f"wrote {fix.path} ({fix.code} {fix.object}): {fix.note}")
+            if not written:
+                self.stderr.write("no index finding on a Django model's table: no migration written")
         threshold = LEVELS[options["fail_on"]]
         if any(LEVELS[i.level] >= threshold for i in report.insights):
             raise CommandError(f"insights at or above {options['fail_on']}", returncode=1)
