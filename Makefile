@@ -20,6 +20,13 @@ INSTALL_PROMTOOL = { command -v apt-get >/dev/null && mkdir -p $(TOOLS)/deb && \
 	(cd $(TOOLS)/deb && apt-get download prometheus >/dev/null 2>&1) && \
 	dpkg-deb -x $(TOOLS)/deb/prometheus_*.deb $(TOOLS)/deb/root && \
 	cp $(TOOLS)/deb/root/usr/bin/promtool $(TOOLS)/promtool && rm -rf $(TOOLS)/deb; }
+# postgres_exporter alone, out of Debian's package (installing it would start a service): bench/insights.py.
+INSTALL_PG_EXPORTER = { command -v apt-get >/dev/null && mkdir -p $(TOOLS)/deb && \
+	(cd $(TOOLS)/deb && apt-get download prometheus-postgres-exporter >/dev/null 2>&1) && \
+	dpkg-deb -x $(TOOLS)/deb/prometheus-postgres-exporter_*.deb $(TOOLS)/deb/root && \
+	cp $(TOOLS)/deb/root/usr/bin/prometheus-postgres-exporter $(TOOLS)/postgres_exporter && \
+	cp $(TOOLS)/deb/root/usr/share/doc/prometheus-postgres-exporter/examples/queries.yaml \
+	   $(TOOLS)/postgres_exporter_queries.yaml && rm -rf $(TOOLS)/deb; }
 
 .PHONY: venv system-deps patroni patroni-cluster run test test-fast test-system test-django6 lint lock format \
 	bench bench-smoke localdb-stop clean
@@ -66,6 +73,8 @@ system-deps:
 	@command -v valgrind >/dev/null || $(call APT_INSTALL,valgrind) || $(call MISSING,valgrind)
 	@command -v nginx >/dev/null || test -x /usr/sbin/nginx || $(call APT_INSTALL,nginx-light) || $(call MISSING,nginx)
 	@command -v promtool >/dev/null || test -x $(TOOLS)/promtool || $(INSTALL_PROMTOOL) || $(call MISSING,promtool)
+	@command -v check_postgres >/dev/null || $(call APT_INSTALL,check-postgres) || $(call MISSING,check_postgres)
+	@test -x $(TOOLS)/postgres_exporter || $(INSTALL_PG_EXPORTER) || $(call MISSING,postgres_exporter)
 	@$(MAKE) --no-print-directory patroni || $(call MISSING,Patroni/etcd)
 
 # Patroni 4 from PyPI (Debian's 3.0.2 lost acknowledged writes after a frozen leader woke) in its own virtualenv,
