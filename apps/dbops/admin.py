@@ -535,3 +535,7 @@ class DashboardAdmin(ReadOnlyAdmin):
             raise PermissionDenied
         context = {**self.admin_site.each_context(request), "title": "Database operations", "data": dashboard_data()}
         return TemplateResponse(request, "admin/dbops/dashboard/dashboard.html", context)
+
+
+# The "Database insights" page registers itself (dbops.insights.admin: its findings, cancel and terminate).
+from dbops.insights import admin as _insights_admin  # noqa: E402, F401

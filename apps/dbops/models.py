@@ -236,6 +236,21 @@ class Dashboard(Alert):
         verbose_name_plural = "dashboard"
 
 
+class DatabaseInsights(Alert):
+    """The admin's "Database insights" page (a proxy: it stores nothing; its permissions guard the page and actions)."""
+
+    class Meta:
+        proxy = True
+        default_permissions = ()
+        verbose_name = "database insights"
+        verbose_name_plural = "database insights"
+        permissions = [
+            ("view_database_insights", "Can view database insights and the running statements"),
+            ("cancel_query", "Can cancel a running statement"),
+            ("terminate_query", "Can terminate a database session"),
+        ]
+
+
 class PitrRun(RunRecord):
     """One pgBackRest operation driven by dbops: a physical backup, a verification or a point-in-time restore."""
 
