@@ -139,10 +139,11 @@ def invalid_indexes(conn, limits: InsightsConfig) -> list[Raw]:
 
 _INDEXES = """
 SELECT i.indexrelid, n.nspname, ci.relname, n.nspname || '.' || ct.relname, i.indrelid, i.indkey::text,
-       coalesce(pg_get_expr(i.indexprs, i.indrelid), ''), coalesce(pg_get_expr(i.indpred, i.indrelid), ''),
+       CASE WHEN i.indexprs IS NULL THEN '' ELSE pg_get_expr(i.indexprs, i.indrelid) END,
+       CASE WHEN i.indpred IS NULL THEN '' ELSE pg_get_expr(i.indpred, i.indrelid) END,
        i.indclass::text, am.amname, i.indisunique, i.indisprimary,
-       EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid), pg_relation_size(i.indexrelid),
-       pg_get_indexdef(i.indexrelid),
+       i.indexrelid IN (SELECT conindid FROM pg_constraint),
+       ci.relpages::bigint * current_setting('block_size')::bigint,  -- the statistics' size: no file stat per index
        array(SELECT a.attname FROM unnest(i.indkey) k(attnum) JOIN pg_attribute a
              ON a.attrelid = i.indrelid AND a.attnum = k.attnum)
 FROM pg_index i JOIN pg_class ci ON ci.oid = i.indexrelid JOIN pg_class ct ON ct.oid = i.indrelid
@@ -167,8 +168,8 @@ class _Index:
     primary: bool
     constraint: bool
     size: int
-    definition: str
     columns: tuple[str, ...]
+    definition: str = ""  # filled for the reported ones only (pg_get_indexdef on 15,000 indexes takes a second)
 
     @property
     def kept(self) -> bool:
@@ -194,7 +195,7 @@ def _indexes(conn) -> list[_Index]:
     found = []
     for row in conn.execute(_INDEXES):
         oid, schema, name, table, table_oid, keys, exprs, pred, classes, method, *rest = row
-        unique, primary, constraint, size, definition, columns = rest
+        unique, primary, constraint, size, columns = rest
         keys, classes, columns = tuple(keys.split()), tuple(classes.split()), tuple(columns)
         found.append(
             _Index(
@@ -212,16 +213,27 @@ def _indexes(conn) -> list[_Index]:
                 primary,
                 constraint,
                 size,
-                definition,
                 columns,
             )  # fmt: skip
         )
     return found
 
 
+def _with_definitions(conn, found: list[tuple[_Index, str, dict]], code: str) -> list[Raw]:
+    """Turn (index, message, extra detail) into findings, each with its definition (one query for all)."""
+    oids = [index.oid for index, _, _ in found]
+    definitions = dict(
+        conn.execute("SELECT indexrelid, pg_get_indexdef(indexrelid) FROM pg_index WHERE indexrelid = ANY(%s)", [oids])
+    ) if oids else {}  # fmt: skip
+    return [
+        dataclasses.replace(index, definition=definitions.get(index.oid, "")).raw(code, message, **extra)
+        for index, message, extra in found
+    ]
+
+
 def duplicate_indexes(conn, limits: InsightsConfig) -> list[Raw]:
     """I004: an index another one makes redundant: the same definition, or a btree prefix of another btree."""
-    found = []
+    found: list[tuple[_Index, str, dict]] = []
     indexes = _indexes(conn)
     by_table: dict[int, list[_Index]] = {}
     for index in indexes:
@@ -246,10 +258,10 @@ def duplicate_indexes(conn, limits: InsightsConfig) -> list[Raw]:
                 if same or covered:
                     how = "the same as" if same else "covered by the leading columns of"
                     message = f"{how} {other.qualified}: every write maintains both, reads need one"
-                    found.append(index.raw("I004", message, duplicate_of=other.qualified))
+                    found.append((index, message, {"duplicate_of": other.qualified}))
                     reported.add(index.oid)
                     break
-    return found
+    return _with_definitions(conn, found, "I004")
 
 
 def unused_indexes(conn, limits: InsightsConfig) -> list[Raw]:
@@ -261,15 +273,15 @@ def unused_indexes(conn, limits: InsightsConfig) -> list[Raw]:
     if age_days is None or float(age_days) < limits.unused_index_days:
         return []  # statistics too young to say an index is never used
     scans = dict(conn.execute("SELECT indexrelid, idx_scan FROM pg_stat_user_indexes").fetchall())
-    found = []
+    found: list[tuple[_Index, str, dict]] = []
     for index in _indexes(conn):
         if index.kept or scans.get(index.oid, 1) != 0 or index.size < limits.unused_index_min_kb * 1024:
             continue
         message = (
             f"no scan in {float(age_days):.0f} days of statistics; {index.size / MB:,.1f} MB every write maintains"
         )
-        found.append(index.raw("I005", message, days=float(age_days)))
-    return found
+        found.append((index, message, {"days": float(age_days)}))
+    return _with_definitions(conn, found, "I005")
 
 
 def unindexed_foreign_keys(conn, limits: InsightsConfig) -> list[Raw]:
