@@ -22,8 +22,9 @@ from dbops.conf import MigrationSafetyConfig, get_config
 from dbops.exceptions import MigrationSelectionError
 from dbops.migrations_safety.catalog import RULES, Severity
 from dbops.migrations_safety.context import OperationContext, table_name
+from dbops.migrations_safety.dispatch import irreversible_operations, rule_hits
 from dbops.migrations_safety.facts import LiveFacts, load_facts
-from dbops.migrations_safety.rules import defaults_set_by_sql, irreversible_operations, rule_hits
+from dbops.migrations_safety.rules import defaults_set_by_sql
 
 Node = tuple[str, str]
 

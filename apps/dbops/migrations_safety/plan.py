@@ -16,8 +16,8 @@ from dbops.database.pool import direct_connection
 from dbops.database.rows import one_row
 from dbops.exceptions import MigrationSelectionError
 from dbops.migrations_safety.context import describe_size, table_name
+from dbops.migrations_safety.dispatch import irreversible_operations
 from dbops.migrations_safety.facts import load_facts
-from dbops.migrations_safety.rules import irreversible_operations
 
 
 @dataclasses.dataclass(frozen=True)

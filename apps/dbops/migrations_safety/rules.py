@@ -12,7 +12,6 @@ import dataclasses
 import re
 from collections.abc import Callable, Iterator
 
-from django.conf import settings
 from django.contrib.postgres import operations as pg_operations
 from django.contrib.postgres.constraints import ExclusionConstraint
 from django.db import models
@@ -32,7 +31,6 @@ from dbops.migrations_safety.columns import (
     target_key,
 )
 from dbops.migrations_safety.context import Hit, OperationContext, graded, table_name
-from dbops.migrations_safety.emitted import emitted_sql
 from dbops.migrations_safety.runpython import data_uses, sql_texts
 
 # CharField limits below this (without choices) tend to be outgrown; PostgreSQL stores text and varchar alike.
@@ -101,13 +99,13 @@ def _column_design(ctx: OperationContext, field: models.Field, name: str, table:
 # --- rules by operation -------------------------------------------------------------------------------------------
 
 RuleFunction = Callable[[OperationContext], Iterator[Hit]]
-_RULES_BY_OPERATION: dict[type, RuleFunction] = {}
+RULES_BY_OPERATION: dict[type, RuleFunction] = {}
 
 
 def _for(*operation_types: type) -> Callable[[RuleFunction], RuleFunction]:
     def register(function: RuleFunction) -> RuleFunction:
         for operation_type in operation_types:
-            _RULES_BY_OPERATION[operation_type] = function
+            RULES_BY_OPERATION[operation_type] = function
         return function
 
     return register
@@ -436,7 +434,7 @@ def _run_python(ctx: OperationContext) -> Iterator[Hit]:
     for text in sql_texts(op.code):
         for statement in classified.classify(text):
             if statement.code == "M017":
-                yield from _statement_hits(ctx, statement, source=f"RunPython({name}) executes")
+                yield from statement_hits(ctx, statement, source=f"RunPython({name}) executes")
 
 
 def _sql_texts(sql) -> Iterator[str]:
@@ -454,7 +452,7 @@ def sql_statements(sql) -> list[classified.Statement]:
     return [statement for text in _sql_texts(sql) for statement in classified.classify(text)]
 
 
-def _statement_hits(ctx: OperationContext, statement: classified.Statement, source: str = "RunSQL") -> Iterator[Hit]:
+def statement_hits(ctx: OperationContext, statement: classified.Statement, source: str = "RunSQL") -> Iterator[Hit]:
     table, code = statement.table, statement.code
     shown = f"{source} {statement.kind}: {' '.join(statement.text.split())[:100]}"
     if statement.concurrent:
@@ -495,7 +493,7 @@ def _run_sql(ctx: OperationContext) -> Iterator[Hit]:
     for direction, sql in (("", op.sql), ("reverse ", op.reverse_sql)):
         statements = sql_statements(sql)
         for statement in statements:
-            for hit in _statement_hits(ctx, statement):
+            for hit in statement_hits(ctx, statement):
                 if direction:  # runs on rollback only: worth knowing, never a reason to refuse the migration
                     hit = dataclasses.replace(
                         hit, severity=min(hit.severity, Severity.WARN), detail=f"on rollback: {hit.detail}"
@@ -522,87 +520,3 @@ def defaults_set_by_sql(migration) -> frozenset[tuple[str, str]]:
                     if statement.kind == "ALTER COLUMN SET DEFAULT" and statement.table:
                         found.add((statement.table.split(".")[-1], statement.column))
     return frozenset(found)
-
-
-def _touches_no_table(ctx: OperationContext) -> bool:
-    """Tell whether the operation's model is one Django never changes in the database (unmanaged, proxy, swapped)."""
-    op = ctx.operation
-    if isinstance(op, operations.CreateModel):
-        options = op.options
-    else:
-        name = getattr(op, "model_name", None) or getattr(op, "name", None)
-        model = ctx.state.models.get((ctx.app_label, name.lower())) if isinstance(name, str) else None
-        if model is None:
-            return False
-        options = model.options
-    if not options.get("managed", True) or options.get("proxy"):
-        return True
-    swappable = options.get("swappable")
-    if swappable:
-        name = op.name if isinstance(op, operations.CreateModel) else model.name
-        return getattr(settings, swappable, None) not in (None, f"{ctx.app_label}.{name}")
-    return False
-
-
-def _rule_for(operation) -> RuleFunction | None:
-    """Return the rule of the operation's class, or of the class it extends when it keeps that class's SQL.
-
-    A subclass that overrides `database_forwards` (FakeAddIndex, DeleteModelIfExists, ...) may emit anything: it is
-    graded by the SQL it emits, not by the name of the class it extends.
-    """
-    for klass in type(operation).__mro__:
-        if klass in _RULES_BY_OPERATION:
-            if klass is type(operation) or type(operation).database_forwards is klass.database_forwards:
-                return _RULES_BY_OPERATION[klass]
-            return None
-    return None
-
-
-def rule_hits(ctx: OperationContext) -> Iterator[Hit]:
-    """Yield the hits of the rules for this operation's type (the most specific class registered)."""
-    if isinstance(ctx.operation, operations.SeparateDatabaseAndState):
-        for inner in ctx.operation.database_operations:
-            yield from rule_hits(dataclasses.replace(ctx, operation=inner))
-        return
-    if not isinstance(ctx.operation, operations.RunPython | operations.RunSQL) and _touches_no_table(ctx):
-        return
-    rule = _rule_for(ctx.operation)
-    if rule is not None:
-        yield from rule(ctx)
-    else:
-        yield from _schema_editor_sql(ctx)
-
-
-# Operations that change Django's state only: nothing reaches the database.
-_STATE_ONLY = (operations.AlterModelOptions, operations.AlterModelManagers)
-
-
-def _schema_editor_sql(ctx: OperationContext) -> Iterator[Hit]:
-    """Grade an operation no rule knows (a third-party or custom one) by the SQL Django's schema editor emits."""
-    op = ctx.operation
-    if isinstance(op, _STATE_ONLY) or op.reduces_to_sql is False:
-        return
-    try:
-        collected = emitted_sql(ctx.app_label, op, ctx.state, ctx.connection)
-    except Exception as exc:  # noqa: BLE001 - third-party code: whatever it raises is reported, never a crash
-        yield Hit("M018", Severity.WARN, "", f"{type(op).__name__}: its SQL cannot be rendered ({type(exc).__name__})")
-        return
-    statements = [s for text in collected for s in classified.classify(text)]
-    for statement in statements:
-        yield from _statement_hits(ctx, statement, source=f"{type(op).__name__} emits")
-    unknown = sorted({s.unknown for s in statements if s.unknown})
-    if unknown:
-        yield Hit(
-            "M018", Severity.WARN, "", f"{type(op).__name__} emits SQL the rules do not know: {', '.join(unknown)}"
-        )
-
-
-def irreversible_operations(migration) -> list[str]:
-    """Describe the operations of `migration` Django cannot unapply."""
-    found = []
-    for number, op in enumerate(migration.operations, start=1):
-        inner = op.database_operations if isinstance(op, operations.SeparateDatabaseAndState) else [op]
-        for candidate in inner:
-            if not candidate.reversible:
-                found.append(f"operation #{number} {candidate.describe()}")
-    return found
