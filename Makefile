@@ -10,6 +10,8 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?=
 TOOLS := var/tools
+# The PostgreSQL major version of the test clusters' binaries (its extension packages: hypopg for index advice).
+PG_MAJOR ?= 15
 # Debian packages for the tests (root with apt-get only). Elsewhere the tests that need one skip; in CI (CI=true)
 # a package that cannot be installed fails the run, and so does any test whose tool is missing (tests/tiers.py).
 APT_INSTALL = { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
@@ -74,6 +76,8 @@ system-deps:
 	@command -v nginx >/dev/null || test -x /usr/sbin/nginx || $(call APT_INSTALL,nginx-light) || $(call MISSING,nginx)
 	@command -v promtool >/dev/null || test -x $(TOOLS)/promtool || $(INSTALL_PROMTOOL) || $(call MISSING,promtool)
 	@command -v check_postgres >/dev/null || $(call APT_INSTALL,check-postgres) || $(call MISSING,check_postgres)
+	@ls /usr/share/postgresql/$(PG_MAJOR)/extension/hypopg.control >/dev/null 2>&1 || \
+		$(call APT_INSTALL,postgresql-$(PG_MAJOR)-hypopg) || $(call MISSING,hypopg)
 	@test -x $(TOOLS)/postgres_exporter || $(INSTALL_PG_EXPORTER) || $(call MISSING,postgres_exporter)
 	@$(MAKE) --no-print-directory patroni || $(call MISSING,Patroni/etcd)
 
@@ -90,8 +94,10 @@ patroni:
 patroni-cluster: venv patroni
 	$(PY) bench/patroni.py
 
-# pytest's exit 5 (no test collected) is a failure, never a pass.
-PYTEST = { $(1) -m pytest $(2) $(PYTEST_ARGS); rc=$$?; \
+# pytest's exit 5 (no test collected) is a failure, never a pass. TEST_WORKERS test processes (pytest-xdist), each
+# with its own throwaway cluster, a test file apiece (module fixtures are not built twice); 0 runs in one process.
+TEST_WORKERS ?= 2
+PYTEST = { $(1) -m pytest -n $(TEST_WORKERS) --dist loadfile $(2) $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing (exit 5 is not a pass)"; fi; exit $$rc; }
 
 test: venv lint system-deps

@@ -74,6 +74,19 @@ def closed_breaker():
     breaker.store.reset_failures()
 
 
+@pytest.fixture(autouse=True)
+def no_shared_insights():
+    """Forget the shared insight report: one test's planted problems are not the next one's health."""
+    yield
+    from django.core.cache import caches
+
+    from dbops.conf import get_config
+    from dbops.insights.shared import REPORT_KEY
+
+    with contextlib.suppress(Exception):  # a test that replaced the cache settings may leave nothing to reach
+        caches[get_config().breaker.cache_alias].delete(REPORT_KEY.format(alias="default"))
+
+
 @pytest.fixture
 def redis_server():
     """Yield the URL of a throwaway redis-server on a free loopback port."""

@@ -193,6 +193,8 @@ class LocalCluster:
             "unix_socket_directories = ''",
             "max_connections = 200",
             "shared_buffers = 128MB",
+            # Statement statistics for `db_insights` (I009); `CREATE EXTENSION pg_stat_statements` makes them readable.
+            "shared_preload_libraries = 'pg_stat_statements'",
         ]
         if not durable:
             settings += ["fsync = off", "synchronous_commit = off", "full_page_writes = off"]

@@ -15,5 +15,6 @@ urlpatterns = [
     path("health/database/backup/status", views.backup_status, name="backup_status"),
     path("health/database/schema", views.database_schema, name="database_schema"),
     path("health/database/migrations/status", views.migrations_status, name="migrations_status"),
+    path("health/database/insights", views.database_insights, name="database_insights"),
     path("metrics", views.metrics, name="metrics"),
 ]

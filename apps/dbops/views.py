@@ -18,6 +18,7 @@ from dbops.backups import logical as backups
 from dbops.breaker.responses import without_request_log
 from dbops.conf import get_config
 from dbops.health import reports
+from dbops.insights.metrics import refresh_insight_metrics
 from dbops.logs import log_event
 from dbops.monitoring.queries import (
     performance_report,
@@ -145,6 +146,7 @@ database_performance = _json_report(performance_report)
 backup_status = _json_report(backups.backup_status)
 database_schema = _json_report(reports.database_schema)
 migrations_status = _json_report(reports.migrations_status)
+database_insights = _json_report(reports.database_insights)
 
 
 @never_cache
@@ -156,4 +158,5 @@ def metrics(request):
     refresh_pool_metrics()
     refresh_server_metrics()
     refresh_history_metrics()
+    refresh_insight_metrics()
     return ExportToDjangoView(request)

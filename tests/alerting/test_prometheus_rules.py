@@ -11,6 +11,7 @@ import subprocess
 import pytest
 from prometheus_client import REGISTRY
 
+from dbops.insights import metrics as insight_metrics  # noqa: F401 - registers the insight gauges
 from dbops.monitoring import metrics  # noqa: F401 - registers dbops' collectors
 from tests import PROJECT_DIR
 from tests.tiers import require_tool
@@ -37,7 +38,7 @@ def run(*args: str) -> subprocess.CompletedProcess:
 def test_promtool__rules_are_valid():
     result = run("check", "rules", "alerts.yml")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 11 rules found" in result.stdout
+    assert "SUCCESS: 13 rules found" in result.stdout
 
 
 def test_promtool__every_alert_fires_on_its_series_and_not_on_a_healthy_system():

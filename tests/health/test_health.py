@@ -58,6 +58,7 @@ def test_health__every_check_passes_on_a_healthy_cluster(client):
         "PostgreSQL server (default)",
         "Circuit breaker (default)",
         "Backup freshness (default)",
+        "Database insights (default)",
     }
     response = client.get(reverse("dbops:health_ready"))
     assert (response.status_code, response.json()) == (200, {"status": "ready"})

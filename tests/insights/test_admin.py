@@ -57,7 +57,7 @@ def test_viewing_needs_its_own_permission():
     page = staff("view_database_insights").get(PAGE)
     assert page.status_code == 200
     body = page.content.decode()
-    assert 'data-code="I009"' in body  # pg_stat_statements is not loaded in the test cluster: how to enable it
+    assert 'data-code="I009"' in body  # pg_stat_statements is not created in the test database: how to enable it
     assert "Cancel" not in body and "Terminate" not in body  # no action without its permission
 
 

@@ -12,60 +12,21 @@ import dataclasses
 import json
 import secrets
 
-import psycopg
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.db import connection
 from psycopg import sql
 
 from dbops.conf.config import InsightsConfig
 from dbops.insights.checks import CHECKS
 from dbops.insights.service import run_insights
+from dbops.monitoring import queries as monitoring
 from tests.conftest import test_database_connection
+from tests.insights.conftest import LOWERED, SLOT
 from tests.parts.waiting import wait_for
 
 pytestmark = [pytest.mark.database, pytest.mark.django_db(transaction=True)]
-
-LOWERED = dataclasses.replace(
-    InsightsConfig(),
-    xid_age_warn=1,
-    foreign_key_min_rows=1_000,
-    unused_index_days=0,
-    unused_index_min_kb=0,
-    dead_tuples_min=100,
-    cache_hit_ratio=1.01,
-    cache_min_blocks=0,
-)
-SLOT = "dbops_insights_test"
-
-
-@pytest.fixture
-def planted():
-    with test_database_connection() as conn:
-        conn.execute("CREATE TABLE insights_parent (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY)")
-        conn.execute(
-            "CREATE TABLE insights_child (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, "
-            "parent_id bigint NOT NULL REFERENCES insights_parent (id), note text)"
-        )
-        conn.execute("INSERT INTO insights_parent SELECT FROM generate_series(1, 10)")
-        conn.execute("INSERT INTO insights_child (parent_id) SELECT 1 + g % 10 FROM generate_series(1, 5000) g")
-        conn.execute("CREATE INDEX insights_note_a ON insights_child (note)")
-        conn.execute("CREATE INDEX insights_note_b ON insights_child (note)")
-        conn.execute("CREATE TABLE insights_invalid (v int)")
-        conn.execute("INSERT INTO insights_invalid VALUES (1), (1)")
-        with pytest.raises(psycopg.errors.UniqueViolation):
-            conn.execute("CREATE UNIQUE INDEX CONCURRENTLY insights_invalid_v ON insights_invalid (v)")
-        conn.execute("CREATE TABLE insights_dead (v int)")
-        conn.execute("INSERT INTO insights_dead SELECT g FROM generate_series(1, 2000) g")
-        conn.execute("DELETE FROM insights_dead WHERE v > 200")
-        conn.execute("ANALYZE insights_parent, insights_child")
-        conn.execute("SELECT setval(pg_get_serial_sequence('auth_group', 'id'), 2000000000)")
-        conn.execute("SELECT pg_create_physical_replication_slot(%s, true)", [SLOT])
-    yield
-    with test_database_connection() as conn:
-        conn.execute("SELECT pg_drop_replication_slot(%s)", [SLOT])
-        conn.execute("SELECT setval(pg_get_serial_sequence('auth_group', 'id'), 1, false)")
-        conn.execute("DROP TABLE insights_child, insights_parent, insights_invalid, insights_dead")
 
 
 def by_object(report, code: str) -> dict[str, object]:
@@ -77,7 +38,8 @@ def test_each_planted_problem_is_found_on_its_object_and_model(planted):
     report = run_insights(limits=LOWERED)
     assert report.failed == {}
 
-    assert "database test_dbops" in by_object(report, "I001")
+    database = f"database {connection.settings_dict['NAME']}"  # test_dbops, or test_dbops_gw0 under xdist
+    assert database in by_object(report, "I001")
     sequence = by_object(report, "I002")["sequence public.auth_group_id_seq"]
     assert (sequence.level, sequence.model) == ("critical", "auth.Group.id")
     assert "93.1% used" in sequence.message and "BigAutoField" in sequence.fix
@@ -96,8 +58,8 @@ def test_each_planted_problem_is_found_on_its_object_and_model(planted):
     slot = by_object(report, "I008")[f"slot {SLOT}"]
     assert slot.level == "warn" and "inactive" in slot.message
     statements = by_object(report, "I009")["extension pg_stat_statements"]
-    assert statements.level == "info" and "shared_preload_libraries" in statements.fix
-    assert list(by_object(report, "I010")) == ["database test_dbops"]
+    assert statements.level == "info" and statements.fix == "CREATE EXTENSION pg_stat_statements"  # preloaded here
+    assert list(by_object(report, "I010")) == [database]
 
 
 def test_a_clean_database_has_nothing_above_info():
@@ -122,3 +84,29 @@ def test_command_prints_json_and_exits_1_on_a_finding(planted, capsys, settings)
     assert {i["code"] for i in report["insights"]} == {"I003", "I008"}
     call_command("db_insights", "--code", "I009", "--fail-on", "critical")  # info only: exit 0
     assert "I009 info" in capsys.readouterr().out
+
+
+@pytest.fixture
+def statement_statistics():
+    with test_database_connection() as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        conn.execute("SELECT pg_stat_statements_reset()")
+    yield
+    with test_database_connection() as conn:
+        conn.execute("DROP EXTENSION pg_stat_statements")
+
+
+def test_top_statements_name_the_view_that_ran_them(statement_statistics):
+    monitoring.slow_queries.clear()
+    token = monitoring.current_origin.set("view:shop-report")
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_sleep(%s)", [0.25])  # slow: the query monitor keeps it with its view
+    finally:
+        monitoring.current_origin.reset(token)
+    report = run_insights(codes={"I009"})
+    sleep = next(i for i in report.insights if "pg_sleep" in i.detail.get("query", ""))
+    assert sleep.detail["query"] == "SELECT pg_sleep($1)"  # pg_stat_statements' own normalization
+    assert sleep.detail["origins"] == ["view:shop-report"] and "(ran by view:shop-report)" in sleep.message
+    unseen = [i for i in report.insights if i is not sleep]
+    assert all("origins" not in i.detail for i in unseen)  # statements the monitor never saw name nobody

@@ -8,7 +8,7 @@ import time
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.db import connections
+from django.db import connection, connections
 from django.test.utils import CaptureQueriesContext
 
 from dbops.database.server import server_status
@@ -22,7 +22,6 @@ from tests.pg_cluster_plugin import owned_cluster
 
 pytestmark = [pytest.mark.system, pytest.mark.django_db(transaction=True)]
 MAX_LAG_MS = 300
-DB = "test_dbops"
 
 
 @pytest.fixture
@@ -60,7 +59,8 @@ def caught_up() -> bool:
 def test_router__fresh_replica_serves_reads_and_a_write_keeps_the_request_on_the_primary(replica):
     users = get_user_model()
     users.objects.create(username="before")
-    wait_for(lambda: sql(replica, "SELECT count(*) FROM auth_user WHERE username = 'before'", dbname=DB) == [(1,)])
+    query = "SELECT count(*) FROM auth_user WHERE username = 'before'"
+    wait_for(lambda: sql(replica, query, dbname=connection.settings_dict["NAME"]) == [(1,)])
     wait_for(caught_up)
     token = replicas.start_request()
     try:

@@ -20,6 +20,8 @@ from dbops.conf import get_config
 from dbops.database.server import server_status
 from dbops.health import readiness_checks
 from dbops.health.backups import backup_findings
+from dbops.insights.checks import THRESHOLD_CODES
+from dbops.insights.shared import latest_report
 from dbops.models import Alert, BackupRecord, MigrationRun
 from dbops.monitoring.snapshots import fleet_snapshots
 
@@ -248,6 +250,33 @@ def _server_connections(ctx: Context) -> Iterator[Signal]:
         )
 
 
+def _insights(ctx: Context) -> Iterator[Signal]:
+    for alias in connections:
+        if alias == "replica":
+            continue
+        try:
+            report = latest_report(alias)
+        except Exception:  # noqa: S112 - an unreachable server is health_check_failing's alert
+            continue
+        for code in THRESHOLD_CODES:
+            found = [i for i in report["insights"] if i["code"] == code and i["level"] in ("warn", "critical")]
+            critical = any(i["level"] == "critical" for i in found)
+            objects = "; ".join(
+                f"{i['object']}" + (f" ({i['model']})" if i["model"] else "") + f": {i['message']}" for i in found[:3]
+            )
+            yield Signal(
+                "database_insight",
+                f"{code}({alias})",
+                bool(found),
+                CRITICAL if critical else WARNING,
+                f"{code} on {alias}: {objects}; fix: {found[0]['fix']} (`manage.py db_insights --code {code}`)"
+                if found
+                else "",
+                len(found),
+                0,
+            )
+
+
 RULES = (
     Rule("query_latency_p95", WARNING, _query_latency, "p95 query time over DATABASE_PERFORMANCE_THRESHOLD_MS"),
     Rule("slow_query_rate", WARNING, _slow_query_rate, "slow queries per minute over the limit"),
@@ -259,5 +288,6 @@ RULES = (
     Rule("migration_run_failed", CRITICAL, _migrations, "the newest guarded migration run failed"),
     Rule("health_check_failing", CRITICAL, _health_checks, "a readiness check fails"),
     Rule("server_connections_high", WARNING, _server_connections, "server connections near max_connections"),
+    Rule("database_insight", WARNING, _insights, "a database insight over its threshold (critical ones: critical)"),
 )
 RULE_BY_NAME = {rule.name: rule for rule in RULES}

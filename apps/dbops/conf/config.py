@@ -185,6 +185,8 @@ class InsightsConfig:
     slow_statement_ms: int = default("DBOPS_INSIGHTS_SLOW_STATEMENT_MS")
     cache_hit_ratio: float = default("DBOPS_INSIGHTS_CACHE_HIT_RATIO")
     cache_min_blocks: int = default("DBOPS_INSIGHTS_CACHE_MIN_BLOCKS")
+    refresh_seconds: int = default("DBOPS_INSIGHTS_REFRESH_SECONDS")
+    index_saving_percent: int = default("DBOPS_INSIGHTS_INDEX_SAVING_PERCENT")
 
 
 @dataclasses.dataclass(frozen=True)

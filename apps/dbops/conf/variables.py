@@ -618,6 +618,22 @@ VARIABLES: dict[str, Variable] = {
         Variable(
             "DBOPS_INSIGHTS_CACHE_MIN_BLOCKS", "int", 100_000, minimum=0, unit=" blocks", meaning="I010 reads needed"
         ),
+        Variable(
+            "DBOPS_INSIGHTS_REFRESH_SECONDS",
+            "int",
+            300,
+            minimum=0,
+            unit=" seconds",
+            meaning="How old the shared report health, metrics, alerts and the dashboard read may be",
+        ),
+        Variable(
+            "DBOPS_INSIGHTS_INDEX_SAVING_PERCENT",
+            "int",
+            50,
+            minimum=1,
+            unit=" %",
+            meaning="I011 advises an index only when hypopg shows it cuts a statement's cost by this much",
+        ),
     )
 }
 

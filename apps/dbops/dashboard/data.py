@@ -1,6 +1,7 @@
 """The operator dashboard's data, from the same services the health endpoints and alerts use.
 
-Pool, breaker, latency (now and over the last hour), slow queries, backups, migrations and open alerts.
+Pool, breaker, latency (now and over the last hour), slow queries, database insights, backups, migrations and
+open alerts.
 """
 
 from __future__ import annotations
@@ -15,29 +16,15 @@ from dbops.backups.pitr import window_summary
 from dbops.breaker.state import get_breaker
 from dbops.conf import cache_is_shared, get_config
 from dbops.dashboard.charts import line_chart
+from dbops.insights.shared import latest_report
 from dbops.migrations_safety.runner import last_run
 from dbops.migrations_safety.status import pending_migrations
 from dbops.models import Alert, BackupRecord, OperationsSample
-from dbops.monitoring.snapshots import fleet_snapshots
+from dbops.monitoring.snapshots import fleet_snapshots, merged_slow_queries
 from dbops.replication.patroni import cluster_view
 
 CHART_WINDOW = datetime.timedelta(hours=1)
 MIN_CHART_SPAN = datetime.timedelta(minutes=5)
-
-
-def _merged_slow_queries(snapshots: list[dict], limit: int = 10) -> list[dict]:
-    merged: dict[tuple[str, str], dict] = {}
-    for snapshot in snapshots:
-        for entry in snapshot.get("top_slow_queries", []):
-            key = (entry["alias"], entry["sql"])
-            row = merged.setdefault(key, {**entry, "count": 0, "total_ms": 0.0, "max_ms": 0.0})
-            row["count"] += entry["count"]
-            row["total_ms"] += entry["total_ms"]
-            row["max_ms"] = max(row["max_ms"], entry["max_ms"])
-    rows = sorted(merged.values(), key=lambda r: r["total_ms"], reverse=True)[:limit]
-    for row in rows:
-        row["mean_ms"] = row["total_ms"] / row["count"] if row["count"] else 0.0
-    return rows
 
 
 def _database(alias: str, snapshots: list[dict], now: datetime.datetime) -> dict:
@@ -102,6 +89,23 @@ def _patroni() -> dict | None:
         return {"error": str(exc)}
 
 
+def _insights() -> list[dict]:
+    """Return the shared insight report of each primary alias, findings above info only (the admin page: all)."""
+    found: list[dict] = []
+    for alias in connections:
+        if alias == "replica":
+            continue
+        try:
+            report = latest_report(alias)
+        except Exception as exc:
+            found.append({"alias": alias, "error": f"cannot run ({type(exc).__name__})"})
+            continue
+        shown = [i for i in report["insights"] if i["level"] != "info"]
+        age = max(0.0, timezone.now().timestamp() - report["at"])
+        found.append({"alias": alias, "worst": report["worst"], "insights": shown, "minutes_ago": round(age / 60)})
+    return found
+
+
 def dashboard_data() -> dict:
     """Everything the dashboard shows; each part that cannot be read says so instead of failing the page."""
     now = timezone.now()
@@ -128,7 +132,8 @@ def dashboard_data() -> dict:
         "evaluator": _evaluator(now),
         "breaker": {"state": str(breaker.state), "enabled": get_config().breaker.enabled},
         "databases": [_database(alias, snapshots, now) for alias in connections],
-        "slow_queries": _merged_slow_queries(snapshots),
+        "slow_queries": merged_slow_queries(snapshots),
+        "insights": _insights(),
         "backups": backups,
         "newest_verified": verified,
         "pending_migrations": pending,

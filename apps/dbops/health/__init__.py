@@ -8,6 +8,7 @@ from dbops.conf import get_config
 from dbops.health.backups import BackupFreshness
 from dbops.health.breaker import BreakerClosed
 from dbops.health.database import DatabaseLatency
+from dbops.health.insights import DatabaseInsights
 from dbops.health.migrations import PendingMigrations
 from dbops.health.patroni import PatroniCluster
 from dbops.health.pgbouncer import PgBouncerPools
@@ -35,6 +36,7 @@ def all_checks() -> list:
         *readiness_checks(),
         *[(PostgresServer, {"alias": alias}) for alias in settings.DATABASES if alias != "replica"],
         (BackupFreshness, {"alias": "default"}),
+        *[(DatabaseInsights, {"alias": alias}) for alias in settings.DATABASES if alias != "replica"],
         *([(PitrWindow, {"alias": "default"})] if get_config().pitr.enabled else []),
         *([(ReplicaLag, {"alias": "replica"})] if get_config().replica is not None else []),
         *([(PgBouncerPools, {"alias": "default"})] if get_config().pgbouncer_admin_url else []),

@@ -9,6 +9,7 @@ from dbops.database.pool import pool_stats
 from dbops.database.server import server_status
 from dbops.health.database import select_one_latency_ms
 from dbops.health.schema import schema_report
+from dbops.insights.shared import latest_report
 from dbops.migrations_safety.runner import last_run
 from dbops.migrations_safety.status import applied_migrations, pending_migrations
 
@@ -50,3 +51,9 @@ def migrations_status(alias: str = "default") -> dict:
     for app, name in pending:
         apps.setdefault(app, {"applied": [], "pending": []})["pending"].append(name)
     return {"pending_count": len(pending), "apps": apps, "last_run": last_run()}
+
+
+def database_insights(alias: str = "default") -> dict:
+    """Report the latest database insights of `alias` (at most DBOPS_INSIGHTS_REFRESH_SECONDS old); 503 on critical."""
+    report = latest_report(alias)
+    return {**report, "healthy": report["worst"] != "critical"}

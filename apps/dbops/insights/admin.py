@@ -16,6 +16,7 @@ from django.urls import path, reverse
 
 from dbops.insights.activity import running_backends, signal_backend
 from dbops.insights.service import run_insights
+from dbops.insights.shared import share
 from dbops.models import DatabaseInsights
 
 VIEW, CANCEL, TERMINATE = "dbops.view_database_insights", "dbops.cancel_query", "dbops.terminate_query"
@@ -50,10 +51,12 @@ class DatabaseInsightsAdmin(admin.ModelAdmin):
     def changelist_view(self, request, extra_context=None):
         if not self.has_view_permission(request):
             raise PermissionDenied
+        report = run_insights()
+        share(report)  # the dashboard, health and alerts read this newest run
         context = {
             **self.admin_site.each_context(request),
             "title": "Database insights",
-            "report": run_insights(),
+            "report": report,
             "backends": running_backends(),
             "can_cancel": request.user.has_perm(CANCEL),
             "can_terminate": request.user.has_perm(TERMINATE),

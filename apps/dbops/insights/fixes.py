@@ -5,7 +5,9 @@
   model's `Meta.indexes` (delete it there too), state and database apart when it is a field's `db_index` (set
   `db_index=False` on the field), raw SQL when Django does not know it;
 - I006 foreign key without an index: built CONCURRENTLY; when the field says `db_index=False`, Django's state is
-  changed with it (set `db_index=True` on the field) so the next `makemigrations` agrees.
+  changed with it (set `db_index=True` on the field) so the next `makemigrations` agrees;
+- I011 advised index: `AddIndexConcurrently` of a `models.Index` on the fields (add it to `Meta.indexes`), raw SQL
+  when a column is not a field.
 
 Only indexes of a Django model's table are written; each migration depends on the app's newest migration and the
 next one of the same app on it. Nothing is applied: the files go into a folder for review.
@@ -16,15 +18,16 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from django.contrib.postgres.operations import RemoveIndexConcurrently
-from django.db import connections
+from django.contrib.postgres.operations import AddIndexConcurrently, RemoveIndexConcurrently
+from django.db import connections, models
 from django.db.migrations import Migration, operations
 from django.db.migrations.loader import MigrationLoader
 from django.db.migrations.writer import MigrationWriter
 
+from dbops.insights.models import model_of
 from dbops.insights.service import Insight
 
-CODES = ("I003", "I004", "I005", "I006")
+CODES = ("I003", "I004", "I005", "I006", "I011")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,6 +52,8 @@ def _operations(insight: Insight, state, connection) -> tuple[list, str] | None:
     if model is None:
         return None
     detail = insight.detail
+    if insight.code == "I011":
+        return _advised_index(insight, model, connection)
     if insight.code == "I006":
         column_list = ", ".join(connection.ops.quote_name(c) for c in detail["columns"])
         name = detail["index_name"]
@@ -91,6 +96,22 @@ def _operations(insight: Insight, state, connection) -> tuple[list, str] | None:
     return [operations.RunSQL(drop, reverse_sql=reverse)], "nothing in models.py: Django does not know this index"
 
 
+def _advised_index(insight: Insight, model, connection) -> tuple[list, str]:
+    detail = insight.detail
+    name, columns = detail["index_name"], detail["columns"]
+    refs = [model_of(detail["table"], column) for column in columns]
+    fields = [ref.field for ref in refs if ref is not None and ref.field]
+    if len(fields) == len(columns):
+        note = f"in models.py add models.Index(fields={fields!r}, name={name!r}) to {model.name}.Meta.indexes"
+        return [AddIndexConcurrently(model.name.lower(), models.Index(fields=fields, name=name))], note
+    build = operations.RunSQL(
+        f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {connection.ops.quote_name(name)} ON "
+        f"{_quote(detail['table'], connection)} ({', '.join(connection.ops.quote_name(c) for c in columns)})",
+        reverse_sql=f"DROP INDEX CONCURRENTLY IF EXISTS {connection.ops.quote_name(name)}",
+    )
+    return [build], "nothing in models.py: a column of this index is not a model field"
+
+
 def write_fix_migrations(insights: list[Insight], directory: Path, alias: str = "default") -> list[WrittenFix]:
     """Write one migration per fixable insight under `directory/<app_label>/`; return what was written."""
     connection = connections[alias]
@@ -108,7 +129,8 @@ def write_fix_migrations(insights: list[Insight], directory: Path, alias: str = 
         app_label = str(insight.model).split(".")[0]
         previous = leaves.get(app_label) or max(loader.graph.leaf_nodes(app_label), default=None)
         number = int(previous[1].split("_")[0]) + 1 if previous and previous[1][:4].isdigit() else 1
-        slug = insight.object.split()[-1].rpartition(".")[2][:40]
+        slug = insight.detail["index_name"] if insight.code == "I011" else insight.object.split()[-1]
+        slug = slug.rpartition(".")[2][:40]
         name = f"{number:04d}_dbops_{insight.code.lower()}_{slug}"
         attributes = {"operations": ops, "dependencies": [previous] if previous else []}
         migration = type("Migration", (Migration,), attributes)(name, app_label)

@@ -12,6 +12,8 @@ from dbops.conf.config import InsightsConfig
 from dbops.database.pool import probe_connection
 from dbops.insights.checks import CHECKS, CRITICAL, INFO, WARN, Raw
 from dbops.insights.models import model_of
+from dbops.monitoring.queries import normalize_sql
+from dbops.monitoring.snapshots import fleet_snapshots, merged_slow_queries
 
 LEVELS = {INFO: 1, WARN: 2, CRITICAL: 3}
 
@@ -57,6 +59,19 @@ def _insight(raw: Raw) -> Insight:
     return Insight(raw.code, raw.level, raw.object, str(ref) if ref else None, raw.message, raw.fix, raw.detail)
 
 
+def _with_origins(insight: Insight, seen: dict[str, dict]) -> Insight:
+    """Name the views and commands dbops' query monitoring saw running an I009 statement (same normalized SQL)."""
+    entry = seen.get(normalize_sql(insight.detail.get("query", "")))
+    if entry is None or not entry["origins"]:
+        return insight
+    origins = sorted(entry["origins"], key=entry["origins"].__getitem__, reverse=True)
+    return dataclasses.replace(
+        insight,
+        message=f"{insight.message} (ran by {', '.join(origins)})",
+        detail={**insight.detail, "origins": origins},
+    )
+
+
 def run_insights(
     alias: str = "default", *, limits: InsightsConfig | None = None, codes: set[str] | None = None
 ) -> InsightsReport:
@@ -79,5 +94,9 @@ def run_insights(
                 failed[code] = f"took longer than the {limits.statement_timeout:g} s statement timeout"
             except psycopg.errors.InsufficientPrivilege as exc:
                 failed[code] = f"not permitted: {str(exc).splitlines()[0]}"
+    if any(i.code == "I009" and "query" in i.detail for i in found):
+        # pg_stat_statements' $1 and Django's %s both normalize to "?": the same statement, seen from both sides.
+        seen = {row["sql"]: row for row in merged_slow_queries(fleet_snapshots(), limit=1000) if row["alias"] == alias}
+        found = [_with_origins(i, seen) if i.code == "I009" else i for i in found]
     found.sort(key=lambda i: (-LEVELS[i.level], i.code, i.object))
     return InsightsReport(alias, found, time.perf_counter() - started, failed)

@@ -53,6 +53,7 @@ _DRIVER_PLACEHOLDER = re.compile(r"%\(\w+\)s|%s")
 _LIST = re.compile(r"\(\s*\?(?:\s*,\s*\?)+\s*\)")
 _SPACE = re.compile(r"\s+")
 UNREADABLE = "(statement the SQL lexer cannot read: not shown)"
+MAX_ORIGINS = 5  # views or commands remembered per slow statement
 
 
 def normalize_sql(sql: str) -> str:
@@ -93,7 +94,7 @@ class SlowQueryStats:
         self._lock = threading.Lock()
         self._entries: dict[tuple[str, str], dict] = {}
 
-    def add(self, alias: str, sql: str, duration_ms: float) -> None:
+    def add(self, alias: str, sql: str, duration_ms: float, origin: str = "") -> None:
         with self._lock:
             entry = self._entries.get((alias, sql))
             if entry is None:
@@ -101,13 +102,17 @@ class SlowQueryStats:
                     del self._entries[min(self._entries, key=lambda k: self._entries[k]["count"])]
                 entry = self._entries[(alias, sql)] = {"alias": alias, "sql": sql, "count": 0, "total_ms": 0.0}
                 entry["max_ms"] = 0.0
+                entry["origins"] = {}
             entry["count"] += 1
             entry["total_ms"] += duration_ms
             entry["max_ms"] = max(entry["max_ms"], duration_ms)
+            origins = entry["origins"]
+            if origin and (origin in origins or len(origins) < MAX_ORIGINS):  # the views and commands that ran it
+                origins[origin] = origins.get(origin, 0) + 1
 
     def top(self, limit: int = 10) -> list[dict]:
         with self._lock:
-            rows = [dict(e) for e in self._entries.values()]
+            rows = [{**e, "origins": dict(e["origins"])} for e in self._entries.values()]
         return sorted(rows, key=lambda e: e["total_ms"], reverse=True)[:limit]
 
     def clear(self) -> None:
@@ -149,7 +154,8 @@ class QueryTimer:
     def _slow(self, sql: str, duration_ms: float) -> None:
         self.slow_counter.inc()
         normalized = normalize_sql(sql)
-        slow_queries.add(self.alias, normalized, duration_ms)
+        origin = current_origin.get()
+        slow_queries.add(self.alias, normalized, duration_ms, origin)
         log_event(
             logger,
             logging.WARNING,
@@ -157,7 +163,7 @@ class QueryTimer:
             alias=self.alias,
             duration_ms=round(duration_ms, 1),
             threshold_ms=self.slow_ms,
-            origin=current_origin.get(),
+            origin=origin,
             sql=normalized,
         )
 

@@ -64,7 +64,7 @@ def process_snapshot() -> dict:
             if stats
             else 0,
         }
-    return {"process": PROCESS, "at": time.time(), "databases": databases, "top_slow_queries": slow_queries.top(5)}
+    return {"process": PROCESS, "at": time.time(), "databases": databases, "top_slow_queries": slow_queries.top(10)}
 
 
 def publish(*, force: bool = False) -> None:
@@ -100,3 +100,21 @@ def fleet_snapshots() -> list[dict]:
     else:
         shared.pop(PROCESS, None)
     return list(shared.values())
+
+
+def merged_slow_queries(snapshots: list[dict], limit: int = 10) -> list[dict]:
+    """Combine the processes' top slow statements (same alias and normalized SQL), costliest in total first."""
+    merged: dict[tuple[str, str], dict] = {}
+    for snapshot in snapshots:
+        for entry in snapshot.get("top_slow_queries", []):
+            key = (entry["alias"], entry["sql"])
+            row = merged.setdefault(key, {**entry, "count": 0, "total_ms": 0.0, "max_ms": 0.0, "origins": {}})
+            row["count"] += entry["count"]
+            row["total_ms"] += entry["total_ms"]
+            row["max_ms"] = max(row["max_ms"], entry["max_ms"])
+            for origin, count in entry.get("origins", {}).items():
+                row["origins"][origin] = row["origins"].get(origin, 0) + count
+    rows = sorted(merged.values(), key=lambda r: r["total_ms"], reverse=True)[:limit]
+    for row in rows:
+        row["mean_ms"] = row["total_ms"] / row["count"] if row["count"] else 0.0
+    return rows

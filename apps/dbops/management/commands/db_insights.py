@@ -5,6 +5,7 @@ from django.core.management.base import CommandError
 from dbops.insights.checks import CHECKS
 from dbops.insights.fixes import write_fix_migrations
 from dbops.insights.service import LEVELS, run_insights
+from dbops.insights.shared import share
 from dbops.management.commands._database import DatabaseCommand
 from dbops.management.commands._migration_output import write_json
 
@@ -39,6 +40,8 @@ class Command(DatabaseCommand):
     def handle(self, *args, **options):
         codes = set(options["code"]) if options["code"] else None
         report = run_insights(options["database"], codes=codes)
+        if codes is None:
+            share(report)  # the health check, /metrics, alerts and the dashboard read the newest full run
         if options["json"]:
             write_json(self, report.as_dict())
         else:
