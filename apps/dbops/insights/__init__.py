@@ -14,7 +14,10 @@ the Django model and field behind it when one maps, a message and the fix:
 - I008 replication slot inactive or holding WAL
 - I009 top statements by total time from pg_stat_statements (or how to enable it)
 - I010 cache hit ratio below a set ratio
+- I011 an index for a top statement that hypopg proves the planner would use
 
-`checks` holds the queries, `models` maps tables and columns to Django models, `service` runs them;
-`manage.py db_insights [--json]` is the shell. Thresholds: `DBOPS_INSIGHTS_*` (docs/configuration.md).
+`checks` holds the queries (`findings` their shape, `statements` pg_stat_statements, `advice` I011), `models` maps
+tables and columns to Django models, `service` runs them, `shared` keeps the latest report in the cache for
+health, `metrics`, alerts and the dashboard; `fixes` (and `widening` for I002) write the fixes as migrations.
+`manage.py db_insights [--json]` and the admin page are the shells. Thresholds: `DBOPS_INSIGHTS_*`.
 """

@@ -82,19 +82,60 @@ def sequences(conn, limits: InsightsConfig) -> list[Raw]:
             if column_type in ("integer", "smallint")
             else f"ALTER SEQUENCE {seq_schema}.{seq} CYCLE is never right for a key: archive rows or widen the type"
         )
+        detail = {"last_value": last, "maximum": limit, "column_type": column_type, "sequence": f"{seq_schema}.{seq}",
+                  "table": table, "column": column}  # fmt: skip
+        if table and column_type in ("integer", "smallint"):
+            detail["key"] = key_facts(conn, table, column)
         found.append(
-            Raw(
-                "I002",
-                level,
-                f"sequence {seq_schema}.{seq}",
-                message,
-                fix,
-                table=table,
-                column=column,
-                detail={"last_value": last, "maximum": limit, "column_type": column_type},
-            )  # fmt: skip
+            Raw("I002", level, f"sequence {seq_schema}.{seq}", message, fix, table=table, column=column, detail=detail)
         )
     return found
+
+
+def key_facts(conn, table: str, column: str) -> dict:
+    """Return what widening `table.column` involves.
+
+    Its rows, identity or serial, its primary key, the other indexes on it and the foreign keys that reference it
+    (with their tables' rows).
+    """
+    oid = conn.execute("SELECT %s::regclass::oid", [table]).fetchone()[0]
+    rows, identity = conn.execute(
+        "SELECT greatest(c.reltuples, 0)::bigint, a.attidentity <> '' FROM pg_class c "
+        "JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = %s WHERE c.oid = %s",
+        [column, oid],
+    ).fetchone()
+    primary_key = conn.execute(
+        "SELECT conname FROM pg_constraint WHERE conrelid = %s AND contype = 'p'", [oid]
+    ).fetchone()
+    other_indexes = [name for (name,) in conn.execute(
+        """
+        SELECT ci.relname FROM pg_index i JOIN pg_class ci ON ci.oid = i.indexrelid
+        JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attname = %s
+        WHERE i.indrelid = %s AND NOT i.indisprimary AND a.attnum = ANY(i.indkey)
+        """,
+        [column, oid],
+    )]  # fmt: skip
+    referenced_by = [
+        {"constraint": name, "table": child, "columns": list(columns), "definition": definition, "rows": child_rows}
+        for name, child, columns, definition, child_rows in conn.execute(
+            """
+            SELECT c.conname, n.nspname || '.' || t.relname,
+                   array(SELECT a.attname FROM unnest(c.conkey) k(attnum)
+                         JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.attnum),
+                   pg_get_constraintdef(c.oid), greatest(t.reltuples, 0)::bigint
+            FROM pg_constraint c JOIN pg_class t ON t.oid = c.conrelid JOIN pg_namespace n ON n.oid = t.relnamespace
+            WHERE c.contype = 'f' AND c.confrelid = %s
+            """,
+            [oid],
+        )
+    ]
+    return {
+        "rows": rows,
+        "identity": identity,
+        "primary_key": primary_key[0] if primary_key else None,
+        "other_indexes": other_indexes,
+        "referenced_by": referenced_by,
+    }
 
 
 def invalid_indexes(conn, limits: InsightsConfig) -> list[Raw]:

@@ -6,10 +6,11 @@
   `db_index=False` on the field), raw SQL when Django does not know it;
 - I006 foreign key without an index: built CONCURRENTLY; when the field says `db_index=False`, Django's state is
   changed with it (set `db_index=True` on the field) so the next `makemigrations` agrees;
+- I002 sequence near its maximum on an AutoField: the key widened to bigint, in one step or five (`widening`);
 - I011 advised index: `AddIndexConcurrently` of a `models.Index` on the fields (add it to `Meta.indexes`), raw SQL
   when a column is not a field.
 
-Only indexes of a Django model's table are written; each migration depends on the app's newest migration and the
+Only fixes on a Django model's table are written; each migration depends on the app's newest migration and the
 next one of the same app on it. Nothing is applied: the files go into a folder for review.
 """
 
@@ -24,10 +25,12 @@ from django.db.migrations import Migration, operations
 from django.db.migrations.loader import MigrationLoader
 from django.db.migrations.writer import MigrationWriter
 
+from dbops.conf import get_config
 from dbops.insights.models import model_of
 from dbops.insights.service import Insight
+from dbops.insights.widening import Step, widening
 
-CODES = ("I003", "I004", "I005", "I006", "I011")
+CODES = ("I002", "I003", "I004", "I005", "I006", "I011")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,7 +38,7 @@ class WrittenFix:
     code: str
     object: str
     app_label: str
-    path: Path
+    path: Path | None  # None: not planned (the note says why)
     note: str  # what to change in models.py, or why nothing needs to
 
 
@@ -112,8 +115,40 @@ def _advised_index(insight: Insight, model, connection) -> tuple[list, str]:
     return [build], "nothing in models.py: a column of this index is not a model field"
 
 
+def _steps(insight: Insight, state, connection) -> tuple[list[Step], str] | None:
+    """Return the migrations (steps) of one insight's fix and the note for models.py; None: nothing to write."""
+    if insight.code == "I002":
+        if not insight.model or insight.model.count(".") != 2:
+            return None
+        app_label, model_name, field_name = insight.model.split(".")
+        model = state.models.get((app_label, model_name.lower()))
+        small_rows = get_config().migrations.warn_rows
+        return widening(insight, model, field_name, connection, small_rows) if model is not None else None
+    built = _operations(insight, state, connection)
+    if built is None:
+        return None
+    ops, note = built
+    slug = insight.detail["index_name"] if insight.code == "I011" else insight.object.split()[-1]
+    return [Step(slug.rpartition(".")[2][:40], ops, atomic=False)], note
+
+
+def _source(migration: Migration, atomic: bool) -> str:
+    source = MigrationWriter(migration, include_header=False).as_string()
+    if atomic:
+        return source
+    return source.replace(
+        "class Migration(migrations.Migration):\n",
+        "class Migration(migrations.Migration):\n    # CONCURRENTLY and batches cannot run inside one transaction.\n"
+        "    atomic = False\n",
+        1,
+    )
+
+
 def write_fix_migrations(insights: list[Insight], directory: Path, alias: str = "default") -> list[WrittenFix]:
-    """Write one migration per fixable insight under `directory/<app_label>/`; return what was written."""
+    """Write the migrations of each fixable insight under `directory/<app_label>/`; return what was written.
+
+    An insight whose fix is not planned (say, a key other indexes use) is returned with no path and its reason.
+    """
     connection = connections[alias]
     loader = MigrationLoader(connection, ignore_no_migrations=True)
     state = loader.project_state()
@@ -122,32 +157,25 @@ def write_fix_migrations(insights: list[Insight], directory: Path, alias: str = 
     for insight in insights:
         if insight.code not in CODES:
             continue
-        built = _operations(insight, state, connection)
+        built = _steps(insight, state, connection)
         if built is None:
             continue
-        ops, note = built
+        steps, note = built
         app_label = str(insight.model).split(".")[0]
-        previous = leaves.get(app_label) or max(loader.graph.leaf_nodes(app_label), default=None)
-        number = int(previous[1].split("_")[0]) + 1 if previous and previous[1][:4].isdigit() else 1
-        slug = insight.detail["index_name"] if insight.code == "I011" else insight.object.split()[-1]
-        slug = slug.rpartition(".")[2][:40]
-        name = f"{number:04d}_dbops_{insight.code.lower()}_{slug}"
-        attributes = {"operations": ops, "dependencies": [previous] if previous else []}
-        migration = type("Migration", (Migration,), attributes)(name, app_label)
-        source = (
-            MigrationWriter(migration, include_header=False)
-            .as_string()
-            .replace(
-                "class Migration(migrations.Migration):\n",
-                "class Migration(migrations.Migration):\n    # CONCURRENTLY cannot run inside a transaction.\n"
-                "    atomic = False\n",
-                1,
+        if not steps:
+            written.append(WrittenFix(insight.code, insight.object, app_label, None, note))
+        for step in steps:
+            previous = leaves.get(app_label) or max(loader.graph.leaf_nodes(app_label), default=None)
+            number = int(previous[1].split("_")[0]) + 1 if previous and previous[1][:4].isdigit() else 1
+            name = f"{number:04d}_dbops_{insight.code.lower()}_{step.slug}"
+            attributes = {"operations": step.operations, "dependencies": [previous] if previous else []}
+            migration = type("Migration", (Migration,), attributes)(name, app_label)
+            header = (
+                f"# Written by dbops (manage.py db_insights --write-migrations) for {insight.code} {insight.object}.\n"
             )
-        )
-        header = f"# Written by dbops (manage.py db_insights --write-migrations) for {insight.code} {insight.object}.\n"
-        path = directory / app_label / f"{name}.py"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(f"{header}# {note}\n\n{source}")
-        leaves[app_label] = (app_label, name)
-        written.append(WrittenFix(insight.code, insight.object, app_label, path, note))
+            path = directory / app_label / f"{name}.py"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(f"{header}# {note}\n\n{_source(migration, step.atomic)}")
+            leaves[app_label] = (app_label, name)
+            written.append(WrittenFix(insight.code, insight.object, app_label, path, note))
     return written

@@ -21,7 +21,7 @@ class Command(DatabaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--database", default="default", help="Database alias to inspect.")
         parser.add_argument(
-            "--code", action="append", choices=sorted(CHECKS), help="Only this check (repeatable): I001 ... I010."
+            "--code", action="append", choices=sorted(CHECKS), help="Only this check (repeatable): I001 ... I011."
         )
         parser.add_argument(
             "--fail-on",
@@ -33,8 +33,9 @@ class Command(DatabaseCommand):
         parser.add_argument(
             "--write-migrations",
             metavar="DIR",
-            help="Write the fix of each index finding (I003-I006) on a Django model as a migration under "
-            "DIR/<app_label>/ for review (CONCURRENTLY, atomic = False); nothing is applied.",
+            help="Write the fix of each finding on a Django model as migrations under DIR/<app_label>/ for review: "
+            "I002 the key widened to bigint (one step, or add/backfill/swap on a big table), I003-I006 and I011 "
+            "indexes CONCURRENTLY; nothing is applied.",
         )
 
     def handle(self, *args, **options):
@@ -49,9 +50,10 @@ class Command(DatabaseCommand):
         if options["write_migrations"]:
             written = write_fix_migrations(report.insights, Path(options["write_migrations"]), options["database"])
             for fix in written:
-                self.stderr.write(f"wrote {fix.path} ({fix.code} {fix.object}): {fix.note}")
+                done = f"wrote {fix.path}" if fix.path else "nothing written"
+                self.stderr.write(f"{done} ({fix.code} {fix.object}): {fix.note}")
             if not written:
-                self.stderr.write("no index finding on a Django model's table: no migration written")
+                self.stderr.write("no fixable finding on a Django model's table: no migration written")
         threshold = LEVELS[options["fail_on"]]
         if any(LEVELS[i.level] >= threshold for i in report.insights):
             raise CommandError(f"insights at or above {options['fail_on']}", returncode=1)
