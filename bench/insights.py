@@ -48,7 +48,10 @@ PROBLEMS = {
     "dead rows": ("I007", "table public.planted_dead", ("bloat", "--warning=1", "--critical=1000 GB")),
     "inactive replication slot": ("I008", f"slot {SLOT}", ("replication_slots", "--warning=0", "--critical=1 GB")),
     "cache hit ratio": ("I010", "database bench_insights", ("hitratio", "--warning=100%", "--critical=0%")),
+    # A top statement (pg_stat_statements) that scans planted_orders for one customer: hypopg proves the index.
+    "index a top statement needs": ("I011", "index on public.planted_orders (customer)", None),
 }
+TOP_STATEMENT = "SELECT count(*) FROM planted_orders WHERE customer = %s"
 
 
 def plant(url: str, tables: int) -> None:
@@ -87,7 +90,13 @@ def plant(url: str, tables: int) -> None:
         conn.execute("CREATE TABLE planted_dead (v int)")
         conn.execute("INSERT INTO planted_dead SELECT generate_series(1, 50000)")
         conn.execute("DELETE FROM planted_dead WHERE v > 10000")
-        conn.execute("ANALYZE planted_parent, planted_child, planted_dead")
+        conn.execute("CREATE TABLE planted_orders (id int GENERATED ALWAYS AS IDENTITY PRIMARY KEY, customer int)")
+        conn.execute("INSERT INTO planted_orders (customer) SELECT mod(g, 5000) FROM generate_series(1, 50000) g")
+        conn.execute("ANALYZE planted_parent, planted_child, planted_dead, planted_orders")
+        conn.execute("CREATE EXTENSION pg_stat_statements")
+        conn.execute("CREATE EXTENSION hypopg")
+        for customer in range(20):
+            conn.execute(TOP_STATEMENT, [customer])
         conn.execute("SELECT pg_stat_force_next_flush()")
         conn.execute("SELECT pg_create_physical_replication_slot(%s, true)", [SLOT])
 
@@ -184,6 +193,7 @@ def exporter_finds(metrics: str) -> set[str]:
     if hit + read and hit / (hit + read) < 1.0:
         found.add("cache hit ratio")
     for problem, needle in (
+        ("index a top statement needs", "planted_orders_customer"),  # no series proposes an index
         ("inactive replication slot", SLOT),
         ("transaction ID age", "wraparound"),
         ("serial near its maximum", "planted_serial_id_seq"),

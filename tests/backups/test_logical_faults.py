@@ -106,6 +106,12 @@ def test_restore__says_what_changes_then_keeps_alerts_and_the_admin_log_of_dbops
 
 def test_restore__a_failing_restore_changes_nothing_and_ends_its_record():
     UserFactory.create_batch(3)
+    # More SQL after the failing DROP than a pipe holds (64 KB): pg_restore must not be left blocked writing it.
+    execute(
+        "INSERT INTO auth_user (password, is_superuser, username, first_name, last_name, email, is_staff, "
+        "is_active, date_joined) SELECT 'x', false, 'bulk ' || g, '', '', '', false, true, now() "
+        "FROM generate_series(1, 30000) g"
+    )
     record = backups.take_backup()
     execute("CREATE TABLE later (id int); CREATE VIEW later_view AS SELECT * FROM auth_user;")
     before = content_hashes()

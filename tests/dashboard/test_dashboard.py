@@ -32,7 +32,7 @@ def operations(settings):
     monitoring.query_windows["default"].clear()
     monitoring.slow_queries.clear()
     with connection.cursor() as cursor:
-        for _ in range(3):
+        for _ in range(10):  # p95 >= 210 ms as long as the page's own queries stay under 200
             cursor.execute("SELECT pg_sleep(0.21)")
     OperationsSample.objects.create(
         at=timezone.now() - datetime.timedelta(minutes=30), alias="default", queries=50, p50_ms=1.0, p95_ms=4.0,

@@ -1,4 +1,4 @@
-"""Back when the database is back: every worker serves within 1 s of the server's return, whatever the outage.
+"""Back when the database is back: every worker serves again right after the server's return, whatever the outage.
 
 Real gunicorn (2 workers x 4 threads) + PostgreSQL + Redis. The breaker may or may not have opened: recovery must
 not depend on it (a 2 s outage never opens it; an outage with no traffic cannot).
@@ -16,7 +16,10 @@ from tests.parts.site import gunicorn, http_get, production_environ
 
 pytestmark = [pytest.mark.system, pytest.mark.django_db(transaction=True)]
 
-SERVE_WITHIN = 1.0  # seconds after `pg_ctl start -w` returns
+# Seconds after `pg_ctl start -w` returns. The time itself is bench/recovery.py's (0.07 s, docs/benchmarks.md): this
+# bound only tells recovery from waiting out psycopg_pool's reconnect backoff (7-11 s), with room for both cores
+# being busy (a connection's scram handshake alone then takes a good part of a second).
+SERVE_WITHIN = 3.0
 CHECKED_FOR = 3.0  # seconds of requests after that, every one of which must succeed
 
 
@@ -72,9 +75,7 @@ OUTAGES = {
 
 
 @pytest.mark.parametrize("outage", OUTAGES)
-def test_recovery__every_worker_serves_within_a_second_of_the_servers_return(
-    tmp_path, pg_cluster, redis_server, outage
-):
+def test_recovery__every_worker_serves_again_right_after_the_servers_return(tmp_path, pg_cluster, redis_server, outage):
     down_for, meanwhile = OUTAGES[outage]
     threads: list[threading.Thread] = []
     log: list[bytes] = []

@@ -77,6 +77,10 @@ def _run_restore(settings, env: dict[str, str], prologue: str, dump, use_list: s
             psql.stdin.close()
         except BrokenPipeError:
             pass  # psql stopped at an error: its stderr says which
+        finally:
+            # Nobody reads pg_restore's output any more: closing our end ends it (EPIPE) instead of leaving it
+            # blocked on a full pipe, and this restore waiting for it for ever.
+            restore.stdout.close()
         feed.result()
         restore.wait()
         psql_errors = psql.stderr.read()
