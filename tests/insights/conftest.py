@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 
 import psycopg
 import pytest
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
 
 from dbops.conf.config import InsightsConfig
 from tests.conftest import test_database_connection
@@ -50,3 +53,21 @@ def planted():
         conn.execute("SELECT pg_drop_replication_slot(%s)", [SLOT])
         conn.execute("SELECT setval(pg_get_serial_sequence('auth_group', 'id'), 1, false)")
         conn.execute("DROP TABLE insights_child, insights_parent, insights_invalid, insights_dead")
+
+
+def load_admin_migration(path):
+    """Import a written fix migration of the admin app from its file."""
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.Migration(path.stem, "admin")
+
+
+def executor_with(migrations: list) -> MigrationExecutor:
+    """Return a migration executor whose graph also holds `migrations` (written admin fixes), in their chain."""
+    executor = MigrationExecutor(connection)
+    for migration in migrations:
+        executor.loader.graph.add_node(("admin", migration.name), migration)
+        for parent in migration.dependencies:
+            executor.loader.graph.add_dependency(migration, ("admin", migration.name), parent)
+    return executor

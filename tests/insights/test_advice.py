@@ -7,18 +7,16 @@ gone; a statement on the primary key and one that reads most of the table get no
 
 from __future__ import annotations
 
-import importlib.util
-
 import pytest
 from django.contrib.auth.models import User
 from django.db import connection
-from django.db.migrations.executor import MigrationExecutor
 
 from dbops.insights.fixes import write_fix_migrations
 from dbops.insights.service import run_insights
 from dbops.migrations_safety.analysis import analyze
 from dbops.migrations_safety.catalog import Severity
 from tests.conftest import test_database_connection
+from tests.insights.conftest import executor_with, load_admin_migration
 from tests.tiers import require_tool
 
 pytestmark = [pytest.mark.database, pytest.mark.django_db(transaction=True)]
@@ -59,13 +57,6 @@ def statements_on_admin_log():
         conn.execute("DELETE FROM django_migrations WHERE app = 'admin' AND name LIKE '%%dbops_i011%%'")
 
 
-def load(path):
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.Migration(path.stem, "admin")
-
-
 def test_an_index_is_advised_only_where_the_planner_would_use_it(statements_on_admin_log, tmp_path):
     report = run_insights(codes={"I011"})
     assert report.failed == {}
@@ -79,11 +70,8 @@ def test_an_index_is_advised_only_where_the_planner_would_use_it(statements_on_a
 
     written = write_fix_migrations(advice, tmp_path)
     assert "add models.Index(fields=['object_repr']" in written[0].note
-    migration = load(written[0].path)
-    executor = MigrationExecutor(connection)
-    executor.loader.graph.add_node(("admin", migration.name), migration)
-    for parent in migration.dependencies:
-        executor.loader.graph.add_dependency(migration, ("admin", migration.name), parent)
+    migration = load_admin_migration(written[0].path)
+    executor = executor_with([migration])
     graded = analyze(nodes=[("admin", migration.name)], loader=executor.loader)
     assert [f for f in graded.findings if f.severity >= Severity.WARN] == []
     executor.apply_migration(executor.loader.project_state(), migration)

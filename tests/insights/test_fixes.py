@@ -8,12 +8,9 @@ CONCURRENTLY (I003, its duplicates removed before the fix runs).
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 
 import pytest
 from django.contrib.auth.models import User
-from django.db import connection
-from django.db.migrations.executor import MigrationExecutor
 
 from dbops.conf.config import InsightsConfig
 from dbops.insights.fixes import write_fix_migrations
@@ -21,6 +18,7 @@ from dbops.insights.service import run_insights
 from dbops.migrations_safety.analysis import analyze
 from dbops.migrations_safety.catalog import Severity
 from tests.conftest import test_database_connection
+from tests.insights.conftest import executor_with, load_admin_migration
 
 pytestmark = [pytest.mark.database, pytest.mark.django_db(transaction=True)]
 
@@ -55,13 +53,6 @@ def planted_on_a_model():
         conn.execute("DELETE FROM django_migrations WHERE app = 'admin' AND name LIKE '%%dbops_i00%%'")
 
 
-def load(path):
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.Migration(path.stem, "admin")
-
-
 def test_written_fixes_are_safe_apply_and_clear_their_findings(planted_on_a_model, tmp_path):
     report = run_insights(limits=LIMITS, codes=CODES)
     found = {(i.code, i.object): i.model for i in report.insights if i.model and i.model.startswith("admin.")}
@@ -74,14 +65,10 @@ def test_written_fixes_are_safe_apply_and_clear_their_findings(planted_on_a_mode
     written = write_fix_migrations(ours, tmp_path)
     assert [(f.code, f.app_label) for f in written] == [("I003", "admin"), ("I004", "admin"), ("I006", "admin")]
     assert "Django already expects this index" in written[2].note
-    migrations = [load(f.path) for f in written]
+    migrations = [load_admin_migration(f.path) for f in written]
     assert [m.dependencies[0][1] for m in migrations[1:]] == [m.name for m in migrations[:-1]]  # one chain
 
-    executor = MigrationExecutor(connection)
-    for migration in migrations:
-        executor.loader.graph.add_node(("admin", migration.name), migration)
-        for parent in migration.dependencies:
-            executor.loader.graph.add_dependency(migration, ("admin", migration.name), parent)
+    executor = executor_with(migrations)
     graded = analyze(nodes=[("admin", m.name) for m in migrations], loader=executor.loader)
     assert [f for f in graded.findings if f.severity >= Severity.WARN] == []  # safe by dbops' own rules
 
