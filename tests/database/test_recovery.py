@@ -17,9 +17,10 @@ from tests.parts.site import gunicorn, http_get, production_environ
 pytestmark = [pytest.mark.system, pytest.mark.django_db(transaction=True)]
 
 # Seconds after `pg_ctl start -w` returns. The time itself is bench/recovery.py's (0.07 s, docs/benchmarks.md): this
-# bound only tells recovery from waiting out psycopg_pool's reconnect backoff (7-11 s), with room for both cores
-# being busy (a connection's scram handshake alone then takes a good part of a second).
-SERVE_WITHIN = 3.0
+# bound tells recovery from waiting out psycopg_pool's reconnect backoff (7-11 s), with room for both cores being
+# busy. (Its failures under load were not time: a checkout waiting in the pool another thread replaced got "pool
+# closed"; it now moves to the new pool.)
+SERVE_WITHIN = 1.0
 CHECKED_FOR = 3.0  # seconds of requests after that, every one of which must succeed
 
 
@@ -95,7 +96,7 @@ def test_recovery__every_worker_serves_again_right_after_the_servers_return(tmp_
         answers = keep_asking(base + "/bench/worker", CHECKED_FOR)
         for thread in threads:
             thread.join(timeout=30)
-    failed = [(status, round(sent - started, 2)) for status, _, sent in answers if status != 200]
+    failed = [(status, round(sent - started, 2), body[:120]) for status, body, sent in answers if status != 200]
     lines = [line for line in b"".join(log).decode(errors="replace").splitlines() if "GET " not in line]
     assert not failed, (
         f"{len(failed)} of {len(answers)} failed ({failed[:3]} .. {failed[-3:]} s after the restart):\n"

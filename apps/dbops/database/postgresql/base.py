@@ -17,7 +17,7 @@ import weakref
 
 import psycopg
 from django.db.backends.postgresql import base
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolClosed
 
 from dbops.database.recovery import PoolHealth, connection_class, evidence, revive
 
@@ -138,9 +138,21 @@ class DatabaseWrapper(base.DatabaseWrapper):
         When its connections failed and the server still does not answer, fail at once rather than wait out the
         pool timeout for a connection that cannot be made (the breaker counts the failure, the request gets 503).
         """
-        if self.settings_dict["OPTIONS"].get("pool") and revive(self.alias) is PoolHealth.DOWN:
+        if not self.settings_dict["OPTIONS"].get("pool"):
+            return super().get_new_connection(conn_params)
+        if revive(self.alias) is PoolHealth.DOWN:
             raise psycopg.OperationalError("the database server does not answer (this worker's pool cannot connect)")
-        return super().get_new_connection(conn_params)
+        waited_on = self._connection_pools.get(self.alias)
+        try:
+            return super().get_new_connection(conn_params)
+        except PoolClosed:
+            # Another thread replaced the pool this checkout was waiting in (it revived it after an outage): a
+            # waiting checkout is not a checked-out connection, so the replacement did not wait for it. Take the
+            # connection from the pool that replaced it instead of failing the request.
+            current = self._connection_pools.get(self.alias)
+            if current is None or current is waited_on or current.closed:
+                raise
+            return super().get_new_connection(conn_params)
 
     def _set_autocommit(self, autocommit):
         # Django sets autocommit on every checkout; a pooled connection comes back in autocommit already, and
