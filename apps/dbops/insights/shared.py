@@ -3,12 +3,14 @@
 The health check, `/metrics`, the alert rule and the dashboard all want the findings, and a run on a large
 catalog takes most of a second: they read the report the cache holds and run the checks again only when it is
 older than `DBOPS_INSIGHTS_REFRESH_SECONDS`, one process at a time (a cache `add` is the lock; the others keep
-reading the older report meanwhile). `manage.py db_insights` always runs them and shares what it found.
+reading the older report meanwhile). `manage.py db_insights` always runs them and shares what it found. A reader's run waits no longer than a health
+probe (`DBOPS_HEALTH_PROBE_TIMEOUT` per statement); a check that takes longer is named in the report's `failed`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 
 from django.core.cache import caches
@@ -51,8 +53,14 @@ def latest_report(alias: str = "default") -> dict:
         locked = cache.add(lock, 1, timeout=max(60, int(get_config().insights.statement_timeout * 12)))
     if not locked and stored is not None:
         return stored  # another process is running them: the older report until it is done
+    # A reader is a probe, /metrics, an alert evaluation or a page: it waits no longer than a health probe would (a
+    # frozen server costs it DBOPS_HEALTH_PROBE_TIMEOUT, not the command's statement timeout).
+    limits = get_config().insights
+    limits = dataclasses.replace(
+        limits, statement_timeout=min(limits.statement_timeout, float(get_config().health.probe_timeout))
+    )
     try:
-        return share(run_insights(alias))
+        return share(run_insights(alias, limits=limits))
     except Exception:
         if stored is not None:
             return stored
