@@ -3,8 +3,9 @@
 The health check, `/metrics`, the alert rule and the dashboard all want the findings, and a run on a large
 catalog takes most of a second: they read the report the cache holds and run the checks again only when it is
 older than `DBOPS_INSIGHTS_REFRESH_SECONDS`, one process at a time (a cache `add` is the lock; the others keep
-reading the older report meanwhile). `manage.py db_insights` always runs them and shares what it found. A reader's run waits no longer than a health
-probe (`DBOPS_HEALTH_PROBE_TIMEOUT` per statement); a check that takes longer is named in the report's `failed`.
+reading the older report meanwhile). `manage.py db_insights` always runs them and shares what it found. A
+reader's run waits no longer than a health probe (`DBOPS_HEALTH_PROBE_TIMEOUT` per statement); a check that takes
+longer is named in the report's `failed`.
 """
 
 from __future__ import annotations
