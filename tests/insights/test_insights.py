@@ -110,3 +110,6 @@ def test_top_statements_name_the_view_that_ran_them(statement_statistics):
     assert sleep.detail["origins"] == ["view:shop-report"] and "(ran by view:shop-report)" in sleep.message
     unseen = [i for i in report.insights if i is not sleep]
     assert all("origins" not in i.detail for i in unseen)  # statements the monitor never saw name nobody
+    again = run_insights(codes={"I004", "I009"})  # I004's catalog query runs first: it must not list itself
+    listed = [i.detail.get("query", "") for i in again.insights if i.code == "I009"]
+    assert listed and not [query for query in listed if "pg_index" in query], listed

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+MARK = "/* dbops insights */ "  # every insight statement starts with it: not the site's workload
+
 
 def statement_statistics(conn) -> tuple[str | None, list[str]]:
     """Return the extension's schema when its statistics can be read, else None and the steps that enable it."""
@@ -23,7 +25,7 @@ def top_statement_rows(conn, schema: str, limit: int) -> list[tuple[str, int, fl
         f"""
         SELECT query, calls, total_exec_time, mean_exec_time FROM {schema}.pg_stat_statements
         WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
-          AND query NOT LIKE '%%pg_stat_statements%%'
+          AND query NOT LIKE '/* dbops insights */%%' AND query NOT LIKE '%%pg_stat_statements%%'
         ORDER BY total_exec_time DESC LIMIT %s
         """,  # noqa: S608 - the extension's schema, read from the catalog
         [limit],
