@@ -12,8 +12,8 @@ from dbops.conf import get_config
 from dbops.conf.config import InsightsConfig
 from dbops.database.pool import probe_connection
 from dbops.insights.checks import CHECKS, CRITICAL, INFO, WARN, Raw
-from dbops.insights.statements import MARK
 from dbops.insights.models import model_of
+from dbops.insights.statements import MARK
 from dbops.monitoring.queries import normalize_sql
 from dbops.monitoring.snapshots import fleet_snapshots, merged_slow_queries
 
