@@ -131,3 +131,25 @@ def test_pool__a_transaction_still_turns_autocommit_off_and_back_on():
             cursor.execute("SELECT 1")
     assert connection.connection.autocommit is True
     connection.close()
+
+
+def test_a_checkout_after_failed_connects_revives_the_pool_with_the_real_parameters(monkeypatch):
+    """revive() asks the server directly from inside a checkout: it must connect with the site's parameters.
+
+    A checkout skips building them for the pool (which has its own); the direct probe once got that empty
+    dictionary too, so a worker whose pool had failed answered 503 until the pool's own reconnect succeeded.
+    """
+    from dbops.database.recovery import evidence
+
+    # Without its parameters libpq falls back to its defaults: make them lead nowhere (this machine runs another
+    # PostgreSQL on the default socket, which answered such a probe in the suite's place).
+    monkeypatch.setenv("PGHOST", "/nonexistent")
+    connection.close()
+    evidence("default").failed()  # what a failed reconnect (or a dead connection found at checkout) records
+    try:
+        with connection.cursor() as cursor:  # the checkout revives the pool: the server answers
+            cursor.execute("SELECT 1")
+            assert cursor.fetchone() == (1,)
+        assert evidence("default").failed_at is None
+    finally:
+        evidence("default").connected()

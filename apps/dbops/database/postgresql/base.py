@@ -102,7 +102,10 @@ class DatabaseWrapper(base.DatabaseWrapper):
             self._checking_out = False
 
     def get_connection_params(self):
-        if self._checking_out and self._connection_pools.get(self.alias) is not None:
+        # Only connect()'s own call, the first of the checkout, may skip them: revive()'s direct probe during the
+        # same checkout needs the real parameters (with {} it asked libpq's defaults: another server, or none).
+        skip, self._checking_out = self._checking_out, False
+        if skip and self._connection_pools.get(self.alias) is not None:
             return {}
         return super().get_connection_params()
 

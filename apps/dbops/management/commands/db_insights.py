@@ -14,7 +14,8 @@ class Command(DatabaseCommand):
     help = (
         "Database insights: transaction ID wraparound, sequences near their maximum, invalid, duplicate and unused "
         "indexes, foreign keys without an index, autovacuum behind, replication slots holding WAL, the costliest "
-        "statements and the cache hit ratio; each finding with its Django model and the fix. Read-only. "
+        "statements, the cache hit ratio and the indexes hypopg shows they need; each finding with its Django model "
+        "and the fix. Read-only. "
         "Exit 0 nothing at or above --fail-on, 1 findings, 2 error, 3 database unreachable."
     )
 
