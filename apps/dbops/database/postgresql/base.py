@@ -151,9 +151,10 @@ class DatabaseWrapper(base.DatabaseWrapper):
         except PoolClosed:
             # Another thread replaced the pool this checkout was waiting in (it revived it after an outage): a
             # waiting checkout is not a checked-out connection, so the replacement did not wait for it. Take the
-            # connection from the pool that replaced it instead of failing the request.
-            current = self._connection_pools.get(self.alias)
-            if current is None or current is waited_on or current.closed:
+            # connection from the pool that replaces it instead of failing the request; while the old one is still
+            # closing (up to a second) there is no new one yet, and `self.pool` makes it (the reviver then opens
+            # the same one).
+            if waited_on is None or not waited_on.closed or self._connection_pools.get(self.alias) is waited_on:
                 raise
             return super().get_new_connection(conn_params)
 
