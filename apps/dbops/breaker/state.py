@@ -292,7 +292,11 @@ class CircuitBreaker:
                 self.store.reset_failures()
             self._failures_seen = 0
             self._cached, self._synced_at = state, time.monotonic()
-        log_event(logger, logging.WARNING, "breaker_transition", old=str(old), new=str(new), reason=reason)
+        # The generation orders transitions across processes: their log lines may reach a shared log out of order.
+        log_event(
+            logger, logging.WARNING, "breaker_transition", old=str(old), new=str(new), reason=reason,
+            generation=state.generation,
+        )  # fmt: skip
         metrics.BREAKER_TRANSITIONS.labels(str(new)).inc()
         self._set_state_gauge(new)
         breaker_transition.send(sender=type(self), old=old, new=new, reason=reason)
