@@ -21,6 +21,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.timesince import timesince
 
+from dbops.admin_base import ReadOnlyAdmin
 from dbops.alerting.lifecycle import acknowledge
 from dbops.backups import logical as backups
 from dbops.backups.failures import storage_failure
@@ -59,19 +60,6 @@ def html_table(headers, rows):
         "", "<tr>{}</tr>", ((format_html_join("", "<td>{}</td>", ((cell,) for cell in row)),) for row in rows)
     )
     return format_html("<table><tr>{}</tr>{}</table>", head, body)
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """No add, change or delete from the admin."""
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 class HistoryAdmin(ReadOnlyAdmin):

@@ -14,6 +14,7 @@ from django.http import HttpResponseNotAllowed, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
+from dbops.admin_base import ReadOnlyAdmin
 from dbops.insights.activity import running_backends, signal_backend
 from dbops.insights.service import run_insights
 from dbops.insights.shared import share
@@ -23,21 +24,12 @@ VIEW, CANCEL, TERMINATE = "dbops.view_database_insights", "dbops.cancel_query", 
 
 
 @admin.register(DatabaseInsights)
-class DatabaseInsightsAdmin(admin.ModelAdmin):
+class DatabaseInsightsAdmin(ReadOnlyAdmin):
     def has_view_permission(self, request, obj=None):
         return request.user.is_active and request.user.is_staff and request.user.has_perm(VIEW)
 
     def has_module_permission(self, request):
         return self.has_view_permission(request)
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     def get_urls(self):
         name = f"{self.opts.app_label}_{self.opts.model_name}"
