@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
+import psycopg
 import pytest
 from django.db import OperationalError, connection
 from psycopg_pool import ConnectionPool
@@ -153,3 +154,47 @@ def test_a_checkout_after_failed_connects_revives_the_pool_with_the_real_paramet
         assert evidence("default").failed_at is None
     finally:
         evidence("default").connected()
+
+
+def test_a_checkout_waiting_in_a_pool_that_is_replaced_takes_the_new_pool(monkeypatch):
+    """The reviver replaces a pool with no connection checked out, but a checkout may be waiting in its queue.
+
+    The waiter used to fail with PoolClosed (a 503 for the first requests of a burst after an outage); it must
+    take its connection from the replacement, even while the old pool is still closing.
+    """
+    from django.db import connections
+
+    from dbops.database.pool import replace_idle_pool
+
+    slow = {"left": 1}
+    real_connect = psycopg.Connection.connect.__func__
+
+    def slow_connect(cls, *args, **kwargs):
+        if slow["left"]:
+            slow["left"] -= 1
+            time.sleep(1.5)  # the old pool's first connection is still being made when the waiter asks
+        return real_connect(cls, *args, **kwargs)
+
+    with reconfigured_pool(pool={"min_size": 0, "max_size": 1, "timeout": 10}):
+        monkeypatch.setattr(psycopg.Connection, "connect", classmethod(slow_connect))
+        outcome: dict[str, object] = {}
+
+        def waiter() -> None:
+            try:
+                with connections["default"].cursor() as cursor:
+                    cursor.execute("SELECT 1")
+                    outcome["row"] = cursor.fetchone()
+            except Exception as exc:  # noqa: BLE001 - the test reports what the waiter got
+                outcome["error"] = exc
+            finally:
+                connections["default"].close()
+
+        thread = threading.Thread(target=waiter)
+        thread.start()
+        deadline = time.monotonic() + 5
+        while not pool_stats("default").get("requests_waiting") and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert pool_stats("default").get("requests_waiting") == 1, "the waiter never queued in the pool"
+        assert replace_idle_pool("default")  # nothing checked out: the old pool is closed under the waiter
+        thread.join(timeout=15)
+    assert outcome == {"row": (1,)}, outcome
