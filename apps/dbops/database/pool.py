@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import psycopg
 from django.db import connections
 
+from dbops.database.parking import parked_count, release_parked
 from dbops.database.rows import one_row
 from dbops.exceptions import DatabaseUnreachable
 
@@ -60,10 +61,14 @@ def pool_stats(alias: str) -> dict[str, int] | None:
     stats.setdefault("pool_min", pool.min_size)
     stats.setdefault("pool_max", pool.max_size)
     # pool_size also counts connections still being opened: "in use" means checked out by a client, which dbops'
-    # pool counts exactly (another engine's pool: the difference is the best there is).
+    # pool counts exactly (another engine's pool: the difference is the best there is), less the ones parked on
+    # threads between requests (`parking`): those are free to take.
     checked_out = getattr(pool, "checked_out", None)
+    stats["parked"] = parked_count(alias)
     stats["in_use"] = (
-        checked_out if checked_out is not None else stats.get("pool_size", 0) - stats.get("pool_available", 0)
+        checked_out - stats["parked"]
+        if checked_out is not None
+        else stats.get("pool_size", 0) - stats.get("pool_available", 0)
     )
     return stats
 
@@ -144,6 +149,7 @@ def replace_idle_pool(alias: str) -> bool:
     pool = pools.get(alias)
     if pool is None or pool.closed:
         return True
+    release_parked(alias)  # connections parked between requests are not in use: they go back first
     if getattr(pool, "checked_out", None) != 0:
         return False
     if pools.get(alias) is pool:

@@ -27,7 +27,16 @@ POOL_STATS = {
         "dbops_pool_idle_connections", "Idle connections in the pool.", ["alias"], multiprocess_mode="livesum"
     ),
     "in_use": Gauge(
-        "dbops_pool_in_use_connections", "Connections checked out of the pool.", ["alias"], multiprocess_mode="livesum"
+        "dbops_pool_in_use_connections",
+        "Connections checked out of the pool and not parked.",
+        ["alias"],
+        multiprocess_mode="livesum",
+    ),
+    "parked": Gauge(
+        "dbops_pool_parked_connections",
+        "Connections kept on a thread between its requests (back in the pool after a second unused).",
+        ["alias"],
+        multiprocess_mode="livesum",
     ),
     "pool_max": Gauge(
         "dbops_pool_max_connections", "Configured pool max_size.", ["alias"], multiprocess_mode="livesum"

@@ -1,6 +1,7 @@
 """Django's PostgreSQL backend whose pool checks connections it hands out and comes back with the server.
 
-The second part is `dbops.database.recovery`: a checkout first revives a pool whose connections failed.
+The second part is `dbops.database.recovery`: a checkout first revives a pool whose connections failed. The third
+is `dbops.database.parking`: between requests a thread keeps its connection for a moment instead of returning it.
 
 After the server restarts, every idle pooled connection is dead, but nothing notices until it is used: Django's
 stock pool handed them to requests (which failed) and to readiness probes (503 for about 45 s). Django's own
@@ -13,12 +14,14 @@ from __future__ import annotations
 
 import select
 import threading
+import time
 import weakref
 
 import psycopg
 from django.db.backends.postgresql import base
 from psycopg_pool import ConnectionPool, PoolClosed
 
+from dbops.database import parking
 from dbops.database.recovery import PoolHealth, connection_class, evidence, revive
 
 
@@ -66,12 +69,16 @@ class DeadConnectionCheck:
 
 
 class DbopsConnectionPool(ConnectionPool):
-    """psycopg's pool, counting the connections its clients hold (`checked_out`) so a refresh can respect it."""
+    """psycopg's pool, counting the connections its clients hold (`checked_out`) so a refresh can respect it.
 
-    def __init__(self, *args, **kwargs) -> None:
+    `dead_check` is its checkout check, also run when a thread takes back the connection it parked.
+    """
+
+    def __init__(self, *args, dead_check: DeadConnectionCheck, **kwargs) -> None:
         self._checkout_lock = threading.Lock()
         self._checked_out = 0
-        super().__init__(*args, **kwargs)
+        self.dead_check = dead_check
+        super().__init__(*args, check=dead_check, **kwargs)
 
     @property
     def checked_out(self) -> int:
@@ -90,7 +97,60 @@ class DbopsConnectionPool(ConnectionPool):
 
 
 class DatabaseWrapper(base.DatabaseWrapper):
+    """Django's PostgreSQL wrapper whose pooled connection stays on the thread between requests (`parking`)."""
+
     _checking_out = False
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.dbops_parked = False
+        self.dbops_parked_at = 0.0
+        self.dbops_parked_by = 0
+        self.dbops_park_lock = threading.Lock()
+        self.dbops_leased_at = 0.0
+
+    def ensure_connection(self):
+        if self.dbops_parked:
+            self._take_back_parked()
+        super().ensure_connection()
+
+    def _take_back_parked(self) -> None:
+        """Use the connection this thread parked, unless it was returned meanwhile or turns out dead."""
+        if not parking.take_back(self):
+            return  # the pool has it back: ensure_connection checks out another
+        pool = self._connection_pools.get(self.alias)  # type: ignore[attr-defined]
+        from_this_pool = getattr(self.connection, "_pool", None) is pool
+        if not isinstance(pool, DbopsConnectionPool) or not from_this_pool:
+            self.close()  # its pool was replaced: it goes back to the old one, which closes it
+            return
+        try:
+            pool.dead_check(self.connection)
+        except Exception:
+            self.close()  # dead (the pool drained the rest): the pool discards it and this thread takes another
+
+    def close_if_unusable_or_obsolete(self):
+        # Called when a request starts and when it ends. A pooled connection that is fine is parked rather than
+        # returned (Django would return it: a pool requires CONN_MAX_AGE = 0); anything doubtful goes back.
+        if self.dbops_parked or self.connection is None:
+            return
+        pool = self._connection_pools.get(self.alias)
+        if (
+            pool is None  # not pooled: Django's persistent-connection rules apply
+            or self.errors_occurred
+            or self.in_atomic_block
+            or self.autocommit != self.settings_dict["AUTOCOMMIT"]
+            or getattr(self.connection, "_pool", None) is not pool
+            or time.monotonic() - self.dbops_leased_at > parking.LEASE_SECONDS
+        ):
+            super().close_if_unusable_or_obsolete()
+            return
+        self.health_check_done = False
+        parking.park(self)
+
+    def close(self):
+        if self.dbops_parked:
+            parking.take_back(self)  # closed by its own thread: nobody else may return it now
+        super().close()
 
     def connect(self):
         # Django's connect() builds the connection parameters on every call; a pool that exists connects with
@@ -128,7 +188,7 @@ class DatabaseWrapper(base.DatabaseWrapper):
                 kwargs=connect_kwargs,
                 open=False,
                 configure=self._configure_connection,
-                check=check,
+                dead_check=check,
                 **options,
             )
             check.pool = weakref.ref(pool)
@@ -146,6 +206,10 @@ class DatabaseWrapper(base.DatabaseWrapper):
         if revive(self.alias) is PoolHealth.DOWN:
             raise psycopg.OperationalError("the database server does not answer (this worker's pool cannot connect)")
         waited_on = self._connection_pools.get(self.alias)
+        parking.release_left_behind(self)
+        if waited_on is not None and waited_on.checked_out >= waited_on.max_size:
+            parking.release_parked(self.alias, limit=1)  # a parked connection must not make anyone wait
+        self.dbops_leased_at = time.monotonic()
         try:
             return super().get_new_connection(conn_params)
         except PoolClosed:
