@@ -222,3 +222,13 @@ def test_parking__a_wrapper_this_thread_left_behind_gives_its_connection_back(mo
     assert parked_before == 1
     assert earlier.connection is None
     assert (stats["parked"], stats["in_use"]) == (0, 1)
+
+
+def test_parking__closing_the_pool_closes_parked_connections_too(request_threads, monkeypatch):
+    monkeypatch.setattr(parking, "PARK_SECONDS", 60)
+    with reconfigured_pool(pool={"min_size": 1, "max_size": 4}):
+        (server,) = request_threads(1)
+        parked_pid = server.serve(backend_pid)
+    # reconfigured_pool closed the pool on the way out (as a test database's teardown does before dropping it)
+
+    assert eventually(lambda: not _session_exists(parked_pid))

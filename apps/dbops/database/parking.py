@@ -65,10 +65,13 @@ def release(wrapper: Any, *, parked_before: float | None = None) -> bool:
         conn, wrapper.connection = wrapper.connection, None
         wrapper.dbops_parked = False
     _parked.discard(wrapper)
-    if conn is not None:
+    pool = getattr(conn, "_pool", None)
+    if pool is not None:
         # As Django's own `_close()` does: the connection goes back to the pool it came from, even one replaced
         # since (which closes it).
-        conn._pool.putconn(conn)
+        pool.putconn(conn)
+    elif conn is not None:
+        conn.close()
     return True
 
 

@@ -152,6 +152,10 @@ class DatabaseWrapper(base.DatabaseWrapper):
             parking.take_back(self)  # closed by its own thread: nobody else may return it now
         super().close()
 
+    def close_pool(self):
+        parking.release_parked(self.alias)  # a closed pool closes what comes back: the server sees them go now
+        super().close_pool()
+
     def connect(self):
         # Django's connect() builds the connection parameters on every call; a pool that exists connects with
         # the ones it was made with, so a checkout skips building them (about a tenth of a checkout's cost).
