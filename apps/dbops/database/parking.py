@@ -9,7 +9,11 @@ it stays on the thread's DatabaseWrapper, and the thread's next query takes it b
 - its thread has not used it for `PARK_SECONDS` (the attendant thread returns it): idle threads hold nothing;
 - another thread of the process needs a connection and the pool has none left to give;
 - it left the pool `LEASE_SECONDS` ago: the pool's own upkeep (`max_lifetime`, drain) sees every connection;
-- a refresh wants the pool idle (`release_parked`: a pool is replaced only with nothing checked out).
+- a refresh wants the pool idle, or the pool is closed (`release_parked`: a pool is replaced only with nothing
+  checked out);
+- its wrapper was left behind on the thread (ASGI gives each request its own: `release_left_behind`).
+A connection after a failed query, in a transaction or with autocommit changed is never parked: Django's own
+checks return it.
 
 Only the owner thread parks and takes back; any thread may return a parked connection, under the wrapper's lock,
 exactly as Django's `close()` would (`conn._pool.putconn`). Parked connections count as checked out in the pool
@@ -53,7 +57,7 @@ def take_back(wrapper: Any) -> bool:
     with wrapper.dbops_park_lock:
         was_parked = wrapper.dbops_parked
         wrapper.dbops_parked = False
-    _parked.discard(wrapper)
+        _parked.discard(wrapper)
     return was_parked and wrapper.connection is not None
 
 
@@ -64,7 +68,8 @@ def release(wrapper: Any, *, parked_before: float | None = None) -> bool:
             return False
         conn, wrapper.connection = wrapper.connection, None
         wrapper.dbops_parked = False
-    _parked.discard(wrapper)
+        # Under the lock: once it is released, the owner may park again, and that must stay in the set.
+        _parked.discard(wrapper)
     pool = getattr(conn, "_pool", None)
     if pool is not None:
         # As Django's own `_close()` does: the connection goes back to the pool it came from, even one replaced
