@@ -25,9 +25,10 @@ from harness import PROJECT_DIR, parser, postgres, setup_django
 
 MODES = ("pool", "django-pool", "persistent")
 WARM_UP = 50
+SMOKE_WARM_UP = 3  # the smoke proves the callgrind path works; under valgrind each warm-up request costs ~0.1 s
 
 
-def child(mode: str, requests: int) -> None:
+def child(mode: str, requests: int, warm_up: int) -> None:
     """Serve `requests` requests in this process, collection switched on by the parent around them."""
     os.environ.update(
         DJANGO_ROOT_URLCONF="bench.urls",
@@ -52,7 +53,7 @@ def child(mode: str, requests: int) -> None:
         if not statuses[0].startswith("200"):
             raise SystemExit(f"{mode}: {statuses[0]}")
 
-    for _ in range(WARM_UP):
+    for _ in range(warm_up):
         serve()
     # Blocked on stdin, this process runs no instructions while the parent switches collection on and off.
     print("ready", flush=True)
@@ -63,7 +64,7 @@ def child(mode: str, requests: int) -> None:
     sys.stdin.readline()
 
 
-def count(mode: str, requests: int, out: Path) -> int:
+def count(mode: str, requests: int, warm_up: int, out: Path) -> int:
     """Run one strategy's child under callgrind; return the instructions its `requests` requests took."""
     process = subprocess.Popen(
         [
@@ -77,6 +78,8 @@ def count(mode: str, requests: int, out: Path) -> int:
             mode,
             "--requests",
             str(requests),
+            "--warm-up",
+            str(warm_up),
         ],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
@@ -102,17 +105,19 @@ def count(mode: str, requests: int, out: Path) -> int:
 def main() -> None:
     p = parser(__doc__)
     p.add_argument("--requests", type=int, default=2000, help="Requests counted per strategy.")
+    p.add_argument("--warm-up", type=int, default=WARM_UP, help="Requests served before counting starts.")
     p.add_argument("--child", choices=MODES, help=argparse_hidden())
     args = p.parse_args()
     if args.child:
-        child(args.child, args.requests)
+        child(args.child, args.requests, args.warm_up)
         return
     requests = 20 if args.smoke else args.requests
+    warm_up = SMOKE_WARM_UP if args.smoke else args.warm_up
     # The smoke proves the callgrind path works: two strategies are enough for a ratio.
     modes = ("pool", "persistent") if args.smoke else MODES
     with postgres() as _url, tempfile.TemporaryDirectory() as folder:
         setup_django()
-        per_request = {mode: count(mode, requests, Path(folder) / f"{mode}.out") / requests for mode in modes}
+        per_request = {mode: count(mode, requests, warm_up, Path(folder) / f"{mode}.out") / requests for mode in modes}
     print(f"instructions per request by connection strategy: {requests} requests of /bench/select-one (callgrind)")
     for mode in modes:
         print(f"  {mode:<12} {per_request[mode]:>10,.0f}")
