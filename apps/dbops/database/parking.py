@@ -17,7 +17,9 @@ checks return it.
 
 Only the owner thread parks and takes back; any thread may return a parked connection, under the wrapper's lock,
 exactly as Django's `close()` would (`conn._pool.putconn`). Parked connections count as checked out in the pool
-and are reported apart (`parked_count`), not as in use.
+and are reported apart (`parked_count`), not as in use. Django reaches the connection through `ensure_connection()`
+(every cursor, transaction and autocommit change), which takes it back; code that uses `connection.connection`
+directly between requests must call `connection.ensure_connection()` first, as it must without a pool.
 """
 
 from __future__ import annotations

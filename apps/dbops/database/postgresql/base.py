@@ -118,9 +118,8 @@ class DatabaseWrapper(base.DatabaseWrapper):
         """Use the connection this thread parked, unless it was returned meanwhile or turns out dead."""
         if not parking.take_back(self):
             return  # the pool has it back: ensure_connection checks out another
-        pool = self._connection_pools.get(self.alias)  # type: ignore[attr-defined]
-        from_this_pool = getattr(self.connection, "_pool", None) is pool
-        if not isinstance(pool, DbopsConnectionPool) or not from_this_pool:
+        pool = self._pool_it_came_from()
+        if pool is None:
             self.close()  # its pool was replaced: it goes back to the old one, which closes it
             return
         try:
@@ -133,19 +132,23 @@ class DatabaseWrapper(base.DatabaseWrapper):
         # returned (Django would return it: a pool requires CONN_MAX_AGE = 0); anything doubtful goes back.
         if self.dbops_parked or self.connection is None:
             return
-        pool = self._connection_pools.get(self.alias)
         if (
-            pool is None  # not pooled: Django's persistent-connection rules apply
+            self._pool_it_came_from() is None  # not pooled (Django's persistent-connection rules), or replaced
             or self.errors_occurred
             or self.in_atomic_block
             or self.autocommit != self.settings_dict["AUTOCOMMIT"]
-            or getattr(self.connection, "_pool", None) is not pool
             or time.monotonic() - self.dbops_leased_at > parking.LEASE_SECONDS
         ):
             super().close_if_unusable_or_obsolete()
             return
         self.health_check_done = False
         parking.park(self)
+
+    def _pool_it_came_from(self) -> DbopsConnectionPool | None:
+        """Return the alias' current pool when the connection held came from it; None otherwise or without one."""
+        pool = self._connection_pools.get(self.alias)  # type: ignore[attr-defined]
+        came_from = getattr(self.connection, "_pool", None)  # psycopg_pool's mark, which Django's _close() reads
+        return pool if isinstance(pool, DbopsConnectionPool) and came_from is pool else None
 
     def close(self):
         if self.dbops_parked:
